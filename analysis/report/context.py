@@ -1,0 +1,117 @@
+"""What the report reads from an analysed run, fetched once and shared by every section."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import networkx as nx
+import pandas as pd
+
+
+class RunLike(Protocol):
+    """The part of `hopscope.analysis.load(...)`'s result the report uses."""
+
+    def pairs(self) -> list[tuple[str, str]]: ...
+    def expected_hops(self, stack: str, workload: str) -> list[str]: ...
+    def hop_stats(self) -> pd.DataFrame: ...
+    def e2e(self) -> pd.DataFrame: ...
+    def tail_growth(self) -> pd.DataFrame: ...
+    def graph(self, stack: str, workload: str) -> nx.DiGraph: ...
+    def quality(self) -> pd.DataFrame: ...
+
+
+def _unique(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(i for i in items if i is not None and i == i))
+
+
+@dataclass
+class ReportContext:
+    """The run's tables plus the stack and workload lists every section iterates over.
+
+    `stacks` and `workloads` include those the manifest expected but the data lacks,
+    so a section can say "no data for stack X" instead of leaving it out.
+    """
+
+    run: RunLike
+    hop_stats: pd.DataFrame
+    e2e: pd.DataFrame
+    tail_growth: pd.DataFrame
+    quality: pd.DataFrame
+    stacks: list[str]
+    workloads: list[str]
+    title: str = "hopscope report"
+    meta: dict[str, Any] = field(default_factory=dict)
+    _graphs: dict[tuple[str, str], nx.DiGraph | None] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_run(
+        cls,
+        run: RunLike,
+        *,
+        expected: dict[str, dict[str, list[str]]] | None = None,
+        title: str = "hopscope report",
+        meta: dict[str, Any] | None = None,
+    ) -> ReportContext:
+        """Fetch every table once. `expected` is the manifest's `expected_hops` map, if known."""
+        pairs = list(run.pairs())
+        expected = expected or {}
+        stacks = _unique([s for s in expected] + [s for s, _ in pairs])
+        workloads = _unique([w for per in expected.values() for w in per] + [w for _, w in pairs])
+        return cls(
+            run=run,
+            hop_stats=run.hop_stats(),
+            e2e=run.e2e(),
+            tail_growth=run.tail_growth(),
+            quality=run.quality(),
+            stacks=stacks,
+            workloads=workloads,
+            title=title,
+            meta=dict(meta or {}),
+        )
+
+    # -- per stack × workload views -------------------------------------------------
+
+    def deliveries(self, stack: str, workload: str) -> pd.DataFrame:
+        e = self.e2e
+        if e.empty:
+            return e
+        return e[(e["stack"] == stack) & (e["workload"] == workload)]
+
+    def hops(self, stack: str, workload: str) -> pd.DataFrame:
+        """hop_stats rows of one pair, in path order."""
+        h = self.hop_stats
+        if h.empty:
+            return h
+        sel = h[(h["stack"] == stack) & (h["workload"] == workload)]
+        return sel.sort_values(["order", "hop"], kind="stable")
+
+    def growth(self, stack: str, workload: str) -> pd.DataFrame:
+        g = self.tail_growth
+        if g.empty:
+            return g
+        sel = g[(g["stack"] == stack) & (g["workload"] == workload)]
+        return sel.sort_values(["order", "hop"], kind="stable")
+
+    def stacks_with_data(self, workload: str) -> list[str]:
+        return [s for s in self.stacks if len(self.deliveries(s, workload)) > 0]
+
+    def stacks_without_data(self, workload: str) -> list[str]:
+        return [s for s in self.stacks if len(self.deliveries(s, workload)) == 0]
+
+    def graph(self, stack: str, workload: str) -> nx.DiGraph | None:
+        key = (stack, workload)
+        if key not in self._graphs:
+            try:
+                self._graphs[key] = self.run.graph(stack, workload)
+            except KeyError:
+                self._graphs[key] = None
+        return self._graphs[key]
+
+    def stack_color(self, stack: str) -> str:
+        return STACK_COLORS[self.stacks.index(stack) % len(STACK_COLORS)] if stack in self.stacks else "#777"
+
+
+# Colour-blind-safe (Okabe–Ito); a stack keeps its colour on every plot.
+STACK_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442"]

@@ -1,0 +1,79 @@
+"""Assemble sections into one self-contained report.html (plotly.js inlined once, no
+network requests) and a report.md with the same tables."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+from plotly.offline import get_plotlyjs
+
+from .context import ReportContext
+from .sections import Section, SectionFn, build_sections
+
+#: `src=`/`href=` attributes that would make the browser fetch something from the network.
+EXTERNAL_REF = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    markdown: Path
+
+
+def _template(name: str) -> str:
+    return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def _meta_items(ctx: ReportContext) -> list[tuple[str, str]]:
+    items = [(k, str(v)) for k, v in ctx.meta.items() if k != "ingest_report" and v not in (None, "")]
+    items.append(("stacks", ", ".join(ctx.stacks) or "none"))
+    items.append(("workloads", ", ".join(ctx.workloads) or "none"))
+    return items
+
+
+def render_html(ctx: ReportContext, sections: list[Section]) -> str:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    page = env.from_string(_template("report.html.j2")).render(
+        title=ctx.title,
+        meta=_meta_items(ctx),
+        css=_template("report.css"),
+        plotlyjs=get_plotlyjs(),
+        sections=sections,
+    )
+    if m := EXTERNAL_REF.search(page):
+        raise ValueError(f"report.html would load from the network: {m.group(0)!r}")
+    return page
+
+
+def render_markdown(ctx: ReportContext, sections: list[Section]) -> str:
+    lines = [f"# {ctx.title}", ""]
+    lines += [f"- **{k}**: {v}" for k, v in _meta_items(ctx)]
+    lines += ["", "## Contents", ""]
+    for s in sections:
+        lines.append(f"- [{s.title}](#{s.anchor})")
+        lines += [f"  - [{c.title}](#{c.anchor})" for c in s.children]
+    for s in sections:
+        lines += ["", f'<a id="{s.anchor}"></a>', "", f"## {s.title}", "", s.markdown.rstrip()]
+        for c in s.children:
+            lines += ["", f'<a id="{c.anchor}"></a>', "", f"### {c.title}", "", c.markdown.rstrip()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(
+    ctx: ReportContext,
+    out_dir: Path,
+    section_fns: Iterable[SectionFn] | None = None,
+    on_done: Callable[[str], None] | None = None,
+) -> ReportFiles:
+    """Build every section once and write both files into `out_dir`."""
+    sections = build_sections(ctx, section_fns, on_done)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = ReportFiles(out_dir / "report.html", out_dir / "report.md")
+    files.html.write_text(render_html(ctx, sections), encoding="utf-8")
+    files.markdown.write_text(render_markdown(ctx, sections), encoding="utf-8")
+    return files

@@ -1,0 +1,448 @@
+"""The report as a list of section functions. Each returns Sections (HTML + Markdown), so a
+new section (repeats with spread, an ingest sweep, a fairness table, …) plugs in by being
+appended to a list, without touching the others."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from . import plots
+from .context import ReportContext
+from .headline import Headline, headline
+from .tables import Column, count, fmt_ms, fmt_ratio, fmt_share, make_table, ms, share, text
+
+#: Unattributed time above this share of the ledger's end-to-end latency (at p50) is flagged.
+CLOSURE_FLAG_SHARE = 0.05
+
+
+@dataclass
+class Section:
+    """One titled part of the report, rendered both ways."""
+
+    anchor: str
+    title: str
+    html: str
+    markdown: str
+    children: list[Section] = field(default_factory=list)
+
+
+SectionFn = Callable[[ReportContext], Iterable[Section]]
+WorkloadPartFn = Callable[[ReportContext, str], Section | None]
+
+
+def slug(*parts: str) -> str:
+    return "-".join(re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-") for p in parts)
+
+
+def note(message: str) -> tuple[str, str]:
+    return f'<p class="note">{html.escape(message)}</p>', f"> {message}\n"
+
+
+def figure_html(fig: go.Figure, div_id: str) -> str:
+    height = int(fig.layout.height or 450)
+    body = pio.to_html(
+        fig,
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=div_id,
+        default_height=f"{height}px",
+        config={"displaylogo": False, "responsive": True},
+    )
+    return f'<div class="plot">{body}</div>'
+
+
+def figure_part(
+    anchor: str, title: str, fig: go.Figure | None, caption: str, empty: str
+) -> tuple[str, str]:
+    """A plot with its caption; when there is nothing to draw, say why instead."""
+    if fig is None:
+        return note(empty)
+    return (
+        figure_html(fig, anchor + "-plot") + f'<p class="caption">{html.escape(caption)}</p>',
+        f"*Plot in report.html: {title}.* {caption}\n",
+    )
+
+
+# -- the headline -----------------------------------------------------------------------
+
+
+def _verdict(stack: str | None, ratio: float | None) -> str:
+    if stack is None:
+        return "–"
+    if ratio is None:
+        return stack
+    if ratio == 1.0:
+        return f"tie ({stack})"
+    return f"{stack} ({fmt_ratio(ratio)} lower)"
+
+
+def _tail_text(h: Headline) -> str:
+    focus = h.losing_stack or (h.stacks[0].stack if h.stacks else None)
+    if focus is None or (h.tail_hop is None and h.growth_hop is None):
+        return "–"
+    parts = []
+    if h.tail_hop is not None:
+        parts.append(f"{h.tail_hop} ({fmt_share(h.tail_hop_share)} of p99 excess)")
+    if h.growth_hop is not None and h.growth_hop != h.tail_hop:
+        parts.append(f"largest p99 step after {h.growth_hop} (+{fmt_ms(h.growth_step_ms)} ms)")
+    return f"{focus}: " + "; ".join(parts)
+
+
+def headline_frame(ctx: ReportContext, lines: list[Headline]) -> tuple[pd.DataFrame, list[Column]]:
+    rows = []
+    for h in lines:
+        row: dict[str, object] = {"workload": h.workload}
+        by_stack = {s.stack: s for s in h.stacks}
+        for stack in ctx.stacks:
+            s = by_stack.get(stack)
+            for key in ("p50_ms", "p99_ms", "p999_ms"):
+                row[f"{stack}:{key}"] = getattr(s, key) if s else None
+        row["lower_p50"] = _verdict(h.lower_p50, h.ratio_p50)
+        row["lower_p99"] = _verdict(h.lower_p99, h.ratio_p99)
+        row["tail_opens"] = _tail_text(h)
+        row["missing"] = ", ".join(h.missing) or "–"
+        rows.append(row)
+    columns = [text("workload")]
+    for stack in ctx.stacks:
+        columns += [
+            ms(f"{stack}:p50_ms", f"{stack} p50 (ms)"),
+            ms(f"{stack}:p99_ms", f"{stack} p99 (ms)"),
+            ms(f"{stack}:p999_ms", f"{stack} p99.9 (ms)"),
+        ]
+    columns += [
+        text("lower_p50", "lower at p50"),
+        text("lower_p99", "lower at p99"),
+        text("tail_opens", "where the losing stack's tail opens"),
+        text("missing", "stacks without data"),
+    ]
+    return pd.DataFrame(rows), columns
+
+
+def headline_section(ctx: ReportContext) -> Iterable[Section]:
+    lines = [headline(ctx, w) for w in ctx.workloads]
+    frame, columns = headline_frame(ctx, lines)
+    table = make_table(
+        frame,
+        columns,
+        caption="End-to-end latency per delivery (trace-based e2e_ms). Ratio = runner-up ÷ lowest.",
+        flag=lambda rec, f: f == "missing" and rec["missing"] != "–",
+    )
+    intro = (
+        "Per workload: end-to-end quantiles per stack, which stack is lower at the median and at p99 "
+        "and by how much, and the hop where the losing stack's tail opens up (the hop with the largest "
+        "share of the p99 tail's excess over the mean, and — if different — the hop after which the "
+        "p99 of the partial sum rises most)."
+    )
+    yield Section(
+        "headline",
+        "Headline",
+        f"<p>{html.escape(intro)}</p>" + table.to_html("data headline"),
+        f"{intro}\n\n{table.to_markdown()}",
+    )
+
+
+# -- per workload -----------------------------------------------------------------------
+
+
+def _sentence(h: Headline) -> str:
+    if not h.stacks:
+        return "No stack delivered any event in this workload."
+    if h.lower_p50 is None:
+        s = h.stacks[0]
+        out = f"Only {s.stack} has data: p50 {fmt_ms(s.p50_ms)} ms, p99 {fmt_ms(s.p99_ms)} ms."
+    else:
+        out = (
+            f"{h.lower_p50} is lower at p50 ({fmt_ratio(h.ratio_p50)}); "
+            f"{h.lower_p99} is lower at p99 ({fmt_ratio(h.ratio_p99)})."
+        )
+    tail = _tail_text(h)
+    if tail != "–":
+        out += f" Tail opens at {tail}."
+    return out
+
+
+def workload_summary(ctx: ReportContext, workload: str) -> Section | None:
+    h = headline(ctx, workload)
+    parts_html = [f'<p class="verdict">{html.escape(_sentence(h))}</p>']
+    parts_md = [f"**{_sentence(h)}**\n"]
+    for stack in h.missing:
+        expected = ctx.run.expected_hops(stack, workload) if stack in ctx.stacks else []
+        why = (
+            f"expected hops {', '.join(expected)}, but no delivery was recorded"
+            if expected
+            else "the stack was not run for this workload"
+        )
+        n_html, n_md = note(f"No data for stack {stack} in {workload}: {why}.")
+        parts_html.append(n_html)
+        parts_md.append(n_md)
+    rows = []
+    for stack in ctx.stacks_with_data(workload):
+        v = ctx.deliveries(stack, workload)["e2e_ms"].dropna().to_numpy(dtype=float)
+        if len(v) == 0:
+            continue
+        q = np.quantile(v, [0.5, 0.9, 0.99, 0.999])
+        rows.append(
+            dict(
+                stack=stack, deliveries=len(v), mean_ms=v.mean(), p50_ms=q[0], p90_ms=q[1],
+                p99_ms=q[2], p999_ms=q[3], max_ms=v.max(),
+            )
+        )
+    if rows:
+        t = make_table(
+            pd.DataFrame(rows),
+            [text("stack"), count("deliveries"), ms("mean_ms"), ms("p50_ms"), ms("p90_ms"),
+             ms("p99_ms"), ms("p999_ms", "p99.9 (ms)"), ms("max_ms")],
+            caption="End-to-end latency per delivery",
+        )
+        parts_html.append(t.to_html())
+        parts_md.append(t.to_markdown())
+    return Section(slug(workload, "summary"), "Summary", "".join(parts_html), "\n".join(parts_md))
+
+
+def workload_cdf(ctx: ReportContext, workload: str) -> Section | None:
+    anchor = slug(workload, "cdf")
+    h, m = figure_part(
+        anchor,
+        "end-to-end CDF",
+        plots.e2e_cdf(ctx, workload),
+        "Left: cumulative distribution on a log latency axis. Right: the tail, the fraction of "
+        "deliveries at or above each latency, on log–log axes (a straight drop = light tail).",
+        "No deliveries to plot.",
+    )
+    return Section(anchor, "End-to-end latency distribution", h, m)
+
+
+def workload_breakdown(ctx: ReportContext, workload: str) -> Section | None:
+    anchor = slug(workload, "breakdown")
+    h, m = figure_part(
+        anchor,
+        "per-hop breakdown",
+        plots.hop_breakdown(ctx, workload),
+        "Median and p99 of each hop's own latency, one panel per stack, hops in path order.",
+        "No per-hop statistics for this workload.",
+    )
+    return Section(anchor, "Per-hop breakdown", h, m)
+
+
+def workload_growth(ctx: ReportContext, workload: str) -> Section | None:
+    anchor = slug(workload, "growth")
+    fig = plots.tail_growth(ctx, workload)
+    h, m = figure_part(
+        anchor,
+        "tail growth",
+        fig,
+        "p50 (solid), p99 (dashed), p99.9 (dotted) of the latency accumulated up to and including "
+        "each hop. Where the dashed and dotted lines pull away from the solid one, the tail opens.",
+        "No tail-growth data for this workload.",
+    )
+    frames = [ctx.growth(s, workload) for s in ctx.stacks_with_data(workload)]
+    frames = [f for f in frames if not f.empty]
+    if frames:
+        t = make_table(
+            pd.concat(frames),
+            [text("stack"), count("order", "#"), text("hop", "after hop"), ms("p50_ms"), ms("p99_ms"),
+             ms("p999_ms", "p99.9 (ms)")],
+            caption="Quantiles of the partial sum after each hop",
+        )
+        h += t.to_html()
+        m += "\n" + t.to_markdown()
+    return Section(anchor, "Tail growth along the path", h, m)
+
+
+def workload_shares(ctx: ReportContext, workload: str) -> Section | None:
+    anchor = slug(workload, "shares")
+    h, m = figure_part(
+        anchor,
+        "variance and tail shares",
+        plots.shares(ctx, workload),
+        "Variance share = Cov(hop, e2e)/Var(e2e) (sums to 100 %). Tail share = the hop's part of the "
+        "tail events' excess over the mean, for events above p99 and p99.9 (each sums to 100 %). "
+        "Critical-path share = the hop's part of the critical path.",
+        "No per-hop statistics for this workload.",
+    )
+    return Section(anchor, "Variance and tail attribution", h, m)
+
+
+def workload_graphs(ctx: ReportContext, workload: str) -> Section | None:
+    anchor = slug(workload, "graph")
+    parts_html, parts_md = [], []
+    for stack in ctx.stacks:
+        fig = plots.hop_graph(ctx, stack, workload) if stack in ctx.stacks_with_data(workload) else None
+        h, m = figure_part(
+            slug(anchor, stack),
+            f"{stack} hop graph",
+            fig,
+            "Checkpoints as nodes, hops as edges labelled with the hop name and its p99.",
+            f"No hop graph for {stack} in {workload}.",
+        )
+        parts_html.append(h)
+        parts_md.append(m)
+    return Section(anchor, "Hop graph", "".join(parts_html), "\n".join(parts_md))
+
+
+HOP_STAT_COLUMNS = [
+    count("order", "#"), text("hop"), count("count"), ms("mean_ms"), ms("std_ms"), ms("p50_ms"),
+    ms("p90_ms"), ms("p99_ms"), ms("p999_ms", "p99.9 (ms)"), ms("max_ms"), share("var_share", "var share"),
+    share("tail_share_p99", "tail p99"), share("tail_share_p999", "tail p99.9"),
+    share("crit_share", "crit. path"),
+]  # fmt: skip
+
+
+def workload_hop_table(ctx: ReportContext, workload: str) -> Section | None:
+    anchor = slug(workload, "hops")
+    parts_html, parts_md = [], []
+    for stack in ctx.stacks:
+        hops = ctx.hops(stack, workload)
+        if hops.empty:
+            n_html, n_md = note(f"{stack}: no per-hop statistics in {workload}.")
+            parts_html.append(n_html)
+            parts_md.append(n_md)
+            continue
+        t = make_table(hops, HOP_STAT_COLUMNS, caption=f"{stack} · {workload}")
+        parts_html.append(t.to_html())
+        parts_md.append(t.to_markdown())
+    return Section(anchor, "Per-hop statistics", "".join(parts_html), "\n".join(parts_md))
+
+
+#: The parts of each workload's section, in order. Append to extend.
+WORKLOAD_PARTS: list[WorkloadPartFn] = [
+    workload_summary,
+    workload_cdf,
+    workload_breakdown,
+    workload_growth,
+    workload_shares,
+    workload_graphs,
+    workload_hop_table,
+]
+
+
+def workload_sections(ctx: ReportContext) -> Iterable[Section]:
+    for workload in ctx.workloads:
+        children = [s for part in WORKLOAD_PARTS if (s := part(ctx, workload)) is not None]
+        yield Section(slug("workload", workload), f"Workload: {workload}", "", "", children)
+
+
+# -- data quality -----------------------------------------------------------------------
+
+_COUNT_OK = {"stack", "workload", "traces", "complete_traces", "spans", "deliveries", "events"}
+
+
+def closure_frame(e2e: pd.DataFrame) -> pd.DataFrame:
+    """Unattributed time (ledger e2e − trace e2e) per stack × workload."""
+    rows = []
+    for (stack, workload), g in e2e.groupby(["stack", "workload"], sort=False):
+        un = g["unattributed_ms"].dropna().to_numpy(dtype=float)
+        led = g["ledger_e2e_ms"].to_numpy(dtype=float)
+        if len(un) == 0:
+            rows.append(dict(stack=stack, workload=workload, events=0))
+            continue
+        ratio = np.abs(g["unattributed_ms"].to_numpy(dtype=float)) / led
+        ratio = ratio[np.isfinite(ratio)]
+        share50 = float(np.median(ratio)) if len(ratio) else float("nan")
+        rows.append(
+            dict(
+                stack=stack,
+                workload=workload,
+                events=len(un),
+                ledger_p50_ms=float(np.nanmedian(led)),
+                unattributed_p50_ms=float(np.quantile(un, 0.5)),
+                unattributed_p99_ms=float(np.quantile(un, 0.99)),
+                unattributed_share_p50=share50,
+                flag="unattributed > 5 % of e2e" if share50 > CLOSURE_FLAG_SHARE else "ok",
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def quality_section(ctx: ReportContext) -> Iterable[Section]:
+    parts_html, parts_md = [], []
+    q = ctx.quality
+    if q is None or q.empty:
+        n_html, n_md = note("The analysis reported no data-quality rows.")
+        parts_html.append(n_html)
+        parts_md.append(n_md)
+    else:
+        cols = [text("stack"), text("workload")] + [
+            count(c) for c in q.columns if c not in ("stack", "workload")
+        ]
+        t = make_table(
+            q,
+            cols,
+            caption="Counts per stack × workload; highlighted = something could not be used",
+            flag=lambda rec, f: f not in _COUNT_OK and _positive(rec[f]),
+        )
+        parts_html.append(t.to_html())
+        parts_md.append(t.to_markdown())
+
+    ingest = ctx.meta.get("ingest_report")
+    if ingest:
+        skipped = ingest.get("skipped") or {}
+        msg = (
+            f"Ingest read {ingest.get('files', '?')} file(s), {ingest.get('spans', '?')} span(s); skipped: "
+            + (", ".join(f"{k} {v}" for k, v in skipped.items()) if skipped else "nothing")
+            + "."
+        )
+        parts_html.append(f"<p>{html.escape(msg)}</p>")
+        parts_md.append(msg + "\n")
+        errors = ingest.get("errors") or []
+        if errors:
+            shown = errors[:10]
+            parts_html.append(
+                "<details><summary>first ingest errors</summary><ul>"
+                + "".join(f"<li><code>{html.escape(str(e))}</code></li>" for e in shown)
+                + "</ul></details>"
+            )
+            parts_md.append("\n".join(f"- `{e}`" for e in shown) + "\n")
+
+    title_html = "<h3>Hop closure</h3>"
+    if "unattributed_ms" in ctx.e2e.columns and "ledger_e2e_ms" in ctx.e2e.columns:
+        c = closure_frame(ctx.e2e)
+        t = make_table(
+            c,
+            [text("stack"), text("workload"), count("events"), ms("ledger_p50_ms", "ledger e2e p50 (ms)"),
+             ms("unattributed_p50_ms", "unattributed p50 (ms)"),
+             ms("unattributed_p99_ms", "unattributed p99 (ms)"),
+             share("unattributed_share_p50", "|unattributed| ÷ e2e, p50"), text("flag")],
+            caption="Ledger end-to-end minus the trace's end-to-end, per delivery",
+            flag=lambda rec, f: f in ("flag", "unattributed_share_p50") and rec.get("flag") not in (None, "ok"),
+        )  # fmt: skip
+        parts_html.append(title_html + t.to_html())
+        parts_md.append("### Hop closure\n\n" + t.to_markdown())
+    else:
+        n_html, n_md = note("No ledger in this run: hop closure (unattributed time) was not measured.")
+        parts_html.append(title_html + n_html)
+        parts_md.append("### Hop closure\n\n" + n_md)
+    yield Section("quality", "Data quality", "".join(parts_html), "\n".join(parts_md))
+
+
+def _positive(value: object) -> bool:
+    try:
+        return float(value) > 0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+#: The report's top-level sections, in order. Append to extend.
+REPORT_SECTIONS: list[SectionFn] = [headline_section, workload_sections, quality_section]
+
+
+def build_sections(
+    ctx: ReportContext,
+    section_fns: Iterable[SectionFn] | None = None,
+    on_done: Callable[[str], None] | None = None,
+) -> list[Section]:
+    out: list[Section] = []
+    for fn in section_fns if section_fns is not None else REPORT_SECTIONS:
+        for s in fn(ctx):
+            out.append(s)
+            if on_done is not None:
+                on_done(s.title)
+    return out

@@ -1,0 +1,71 @@
+"""Trace and span ids to the one spelling SPAN_SCHEMA uses: lower-case hex, 32 / 16 chars.
+
+OTLP JSON should carry hex (any case), but protojson producers (and Tempo's API)
+write the bytes as base64; Zipkin and Jaeger's legacy JSON drop leading zeros.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+
+TRACE_HEX = 32
+SPAN_HEX = 16
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+class BadId(ValueError):
+    """An id that is neither hex nor base64 of the right size, or all zeros."""
+
+
+def _from_bytes(raw: bytes, hex_len: int, text: str) -> str:
+    if len(raw) != hex_len // 2:
+        raise BadId(f"id {text!r} decodes to {len(raw)} bytes, expected {hex_len // 2}")
+    out = raw.hex()
+    if not raw.strip(b"\0"):
+        raise BadId(f"id {text!r} is all zeros")
+    return out
+
+
+def normalise(text: object, hex_len: int) -> str:
+    """Return the id as lower-case hex of `hex_len` chars; raise BadId otherwise.
+
+    Accepted: exactly `hex_len` hex digits (any case), or standard/url-safe base64
+    of `hex_len // 2` bytes. All-zero ids are invalid in OTLP and W3C, so they are refused.
+    """
+    if not isinstance(text, str) or not text:
+        raise BadId(f"id is missing or not a string: {text!r}")
+    if len(text) == hex_len and _HEX.fullmatch(text):
+        if text.strip("0") == "":
+            raise BadId(f"id {text!r} is all zeros")
+        return text.lower()
+    try:
+        raw = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadId(f"id {text!r} is neither {hex_len}-digit hex nor base64") from None
+    return _from_bytes(raw, hex_len, text)
+
+
+def from_raw(raw: bytes, hex_len: int) -> str:
+    """Id bytes from protobuf to hex; raise BadId on a wrong size or all zeros."""
+    return _from_bytes(raw, hex_len, raw.hex())
+
+
+def pad_hex(text: object, hex_len: int) -> str | None:
+    """Zipkin / Jaeger legacy ids: hex that may be shorter than `hex_len` (leading zeros dropped).
+
+    Returns None when the text is not hex (the caller decides what to do with it).
+    """
+    if not isinstance(text, str) or not text or len(text) > hex_len or not _HEX.fullmatch(text):
+        return None
+    if text.strip("0") == "":
+        return None
+    return text.lower().rjust(hex_len, "0")
+
+
+def hashed(text: str, hex_len: int, salt: str = "") -> str:
+    """A stable hex id derived from an opaque label (used for non-hex ids of hand-made test traces)."""
+    return hashlib.blake2b((salt + text).encode(), digest_size=hex_len // 2).hexdigest()

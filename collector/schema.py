@@ -1,0 +1,48 @@
+"""The one flat span table every reader produces and the analysis consumes.
+
+One row per span. Ids are lower-case hex (trace 32 chars, span 16 chars) whatever
+the source wrote (upper-case hex, base64, Zipkin's 16-char trace ids are
+left-padded with zeros). Times are Unix nanoseconds.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+LINK_TYPE = pa.struct([("trace_id", pa.string()), ("span_id", pa.string())])
+
+#: Span kinds as OTLP names them, without the SPAN_KIND_ prefix.
+KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+STATUSES = ("UNSET", "OK", "ERROR")
+
+SPAN_SCHEMA = pa.schema(
+    [
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("parent_span_id", pa.string()),  # null on roots
+        ("links", pa.list_(LINK_TYPE)),
+        ("name", pa.string()),
+        ("kind", pa.string()),  # one of KINDS
+        ("start_ns", pa.int64()),
+        ("end_ns", pa.int64()),
+        ("status", pa.string()),  # one of STATUSES
+        ("service", pa.string()),  # resource service.name
+        ("stack", pa.string()),  # resource hopscope.stack
+        ("workload", pa.string()),  # span (or resource) hopscope.workload
+        ("event_id", pa.string()),  # hopscope.event_id
+        ("hop", pa.string()),  # hopscope.hop
+        ("derived", pa.bool_()),  # hopscope.derived (false when absent)
+        ("attributes", pa.map_(pa.string(), pa.string())),  # remaining span attributes
+        ("resource", pa.map_(pa.string(), pa.string())),  # remaining resource attributes
+        ("source", pa.string()),  # file (or URL) the span was read from
+    ]
+)
+
+# Attribute keys lifted into their own columns (and so left out of `attributes`).
+ATTR_STACK = "hopscope.stack"
+ATTR_RUN_ID = "hopscope.run_id"
+ATTR_WORKLOAD = "hopscope.workload"
+ATTR_EVENT_ID = "hopscope.event_id"
+ATTR_HOP = "hopscope.hop"
+ATTR_DERIVED = "hopscope.derived"
+ATTR_SERVICE = "service.name"

@@ -1,0 +1,128 @@
+"""`hopscope up | down | status | logs`: the services on this host."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hopscope.deploy.base import Context, DeployError
+from hopscope.deploy.config import ConfigError, load_config
+from hopscope.deploy.registry import SERVICES, UnknownService, instantiate, resolve
+
+console = Console(stderr=True)
+
+OnlyOpt = Annotated[
+    str | None, typer.Option("--only", help="comma-separated services or groups (kafka-stack, harper-stack, telemetry)")
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config (default: $HOPSCOPE_CONFIG or ./hopscope.toml)")]
+
+
+def context(config: Path | None) -> Context:
+    try:
+        return Context(load_config(config))
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def up_cmd(only: OnlyOpt = None, config: ConfigOpt = None) -> None:
+    """Install (once, cached) and start the services, each checked by a real round trip."""
+    from hopscope.deploy.lifecycle import up
+
+    ctx = context(config)
+    t0 = time.monotonic()
+    try:
+        timings = up(ctx, only, console)
+    except (DeployError, UnknownService) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    total = time.monotonic() - t0
+    installs = sum(t.install_s for t in timings)
+    console.print(f"ready in {total:.1f}s (installs {installs:.1f}s); state in {ctx.state_dir}")
+
+
+def down_cmd(only: OnlyOpt = None, config: ConfigOpt = None) -> None:
+    """Stop the services started by `up` (by their recorded PIDs)."""
+    from hopscope.deploy.lifecycle import down
+
+    try:
+        stopped = down(context(config), only)
+    except (DeployError, UnknownService) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+def status_cmd(
+    only: OnlyOpt = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Each service's state, endpoint, PIDs and memory."""
+    from hopscope.deploy.lifecycle import status
+
+    try:
+        rows = status(context(config), only)
+    except UnknownService as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        out = [
+            {
+                "service": r.service,
+                "state": r.state,
+                "endpoint": r.endpoint,
+                "pids": [p.pid for p in r.processes],
+                "rss_bytes": r.rss_bytes,
+                "detail": r.detail,
+            }
+            for r in rows
+        ]
+        typer.echo(json.dumps(out, indent=2))
+        return
+    table = Table(title="hopscope services")
+    for col in ("service", "state", "endpoint", "pids", "RSS"):
+        table.add_column(col)
+    colours = {"running": "green", "external": "cyan", "degraded": "yellow"}
+    for r in rows:
+        colour = colours.get(r.state, "red")
+        pids = " ".join(str(p.pid) for p in r.processes if p.alive)
+        state = f"[{colour}]{r.state}[/]" + (f" ({r.detail})" if r.detail else "")
+        table.add_row(r.service, state, r.endpoint, pids, f"{r.rss_bytes / 2**20:,.0f} MiB" if r.rss_bytes else "")
+    total = sum(r.rss_bytes for r in rows)
+    Console().print(table)
+    Console().print(f"total RSS: {total / 2**30:.2f} GiB")
+
+
+def logs_cmd(
+    service: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVICES)}")],
+    lines: Annotated[int, typer.Option("-n", help="last N lines of each log")] = 50,
+    config: ConfigOpt = None,
+) -> None:
+    """Show the tail of a service's log files."""
+    ctx = context(config)
+    try:
+        (svc,) = instantiate(resolve(service), ctx)[-1:]
+    except UnknownService as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    logs = sorted(ctx.service_dir(svc.name).glob("*.log"))
+    if not logs:
+        console.print(f"{svc.name}: no log files in {ctx.service_dir(svc.name)}")
+        raise typer.Exit(1)
+    for log in logs:
+        console.print(f"[bold]==> {log} <==[/]")
+        typer.echo("\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up_cmd)
+    app.command("down")(down_cmd)
+    app.command("status")(status_cmd)
+    app.command("logs")(logs_cmd)

@@ -1,0 +1,81 @@
+"""up / down / status over a set of services, with timings for the figures."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from hopscope.deploy.base import Context, DeployError, Service, ServiceStatus, wait_until
+from hopscope.deploy.registry import instantiate, resolve
+
+
+@dataclass
+class StepTiming:
+    service: str
+    install_s: float
+    start_s: float
+    state: str  # started | already-running | external
+
+
+def up(ctx: Context, only: str | None = None, console: Console | None = None) -> list[StepTiming]:
+    """Install what is missing, start what is not running, and wait for every health check."""
+    console = console or Console(stderr=True)
+    timings = []
+    for svc in instantiate(resolve(only), ctx):
+        timings.append(_up_one(svc, console))
+    return timings
+
+
+def _up_one(svc: Service, console: Console) -> StepTiming:
+    if svc.is_external():
+        with console.status(f"[bold]{svc.name}[/]: checking external {svc.endpoint()}"):
+            svc.health()
+        console.print(f"  [green]✓[/] {svc.name:<11} external  {svc.endpoint()}")
+        return StepTiming(svc.name, 0.0, 0.0, "external")
+    t0 = time.monotonic()
+    if not svc.is_installed():
+        with console.status(f"[bold]{svc.name}[/]: installing"):
+            svc.install()
+    install_s = time.monotonic() - t0
+    if svc.running():
+        with console.status(f"[bold]{svc.name}[/]: already running, checking"):
+            svc.health()
+        console.print(f"  [green]✓[/] {svc.name:<11} running   {svc.endpoint()}")
+        return StepTiming(svc.name, install_s, 0.0, "already-running")
+    # A crashed leftover (some PIDs dead) is cleaned before a fresh start.
+    svc.stop()
+    t1 = time.monotonic()
+    with console.status(f"[bold]{svc.name}[/]: starting"):
+        svc.check_ports_free()
+        svc.start()
+        try:
+            wait_until(svc.health, timeout=svc.start_timeout, interval=0.5, alive=svc.running)
+        except DeployError as exc:
+            if not svc.running():
+                raise svc.fail("start", f"a process exited during start-up ({exc.problem})") from exc
+            raise
+        except Exception as exc:
+            raise svc.fail("health", str(exc)) from exc
+    start_s = time.monotonic() - t1
+    console.print(
+        f"  [green]✓[/] {svc.name:<11} started   {svc.endpoint()}  "
+        f"(install {install_s:.1f}s, start {start_s:.1f}s)"
+    )
+    return StepTiming(svc.name, install_s, start_s, "started")
+
+
+def down(ctx: Context, only: str | None = None) -> list[str]:
+    stopped = []
+    for svc in reversed(instantiate(resolve(only), ctx)):
+        if svc.is_external():
+            continue
+        if svc.pidfiles():
+            svc.stop()
+            stopped.append(svc.name)
+    return stopped
+
+
+def status(ctx: Context, only: str | None = None) -> list[ServiceStatus]:
+    return [svc.status() for svc in instantiate(resolve(only), ctx)]

@@ -1,0 +1,1 @@
+"""One module per service: its config section and its `Service` subclass."""

@@ -1,0 +1,160 @@
+"""PostgreSQL 15 from Debian: our own cluster in the state dir, ready for Debezium."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg
+from pydantic import BaseModel, ConfigDict
+
+from hopscope.deploy import apt
+from hopscope.deploy.base import Service, run_checked
+
+PG_VERSION = "15"
+PG_BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
+USER = "hopscope"
+DATABASE = "hopscope"
+
+# The settings the study's fairness rules depend on; `hopscope run` reads them back.
+SERVER_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "wal_level": "logical",  # Debezium's pgoutput needs it
+    "synchronous_commit": "on",
+    "fsync": "on",
+    "max_wal_senders": "10",
+    "max_replication_slots": "10",
+    "max_connections": "200",
+    "shared_buffers": "256MB",
+}
+
+
+class PostgresConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    port: int = 25432
+    #: e.g. "postgresql://user:pass@db.example:5432/app" — then no local server is started.
+    external_dsn: str | None = None
+
+
+class Postgres(Service):
+    name = "postgres"
+    start_timeout = 60.0
+
+    @property
+    def cfg(self) -> PostgresConfig:
+        return self.ctx.config.postgres
+
+    @property
+    def data_dir(self) -> Path:
+        return self.ctx.service_dir(self.name) / "data"
+
+    def is_external(self) -> bool:
+        return self.cfg.external_dsn is not None
+
+    def ports(self) -> list[int]:
+        return [self.cfg.port]
+
+    def endpoint(self) -> str:
+        if self.cfg.external_dsn:
+            return _redact(self.cfg.external_dsn)
+        return f"postgresql://{USER}@127.0.0.1:{self.cfg.port}/{DATABASE}"
+
+    def dsn(self) -> str:
+        """Connection string with the generated password (for clients; never print it)."""
+        if self.cfg.external_dsn:
+            return self.cfg.external_dsn
+        password = self.ctx.secret("postgres_password")
+        return f"postgresql://{USER}:{password}@127.0.0.1:{self.cfg.port}/{DATABASE}"
+
+    def is_installed(self) -> bool:
+        return (PG_BIN / "postgres").exists()
+
+    def install(self) -> None:
+        apt.ensure(self.name, [f"postgresql-{PG_VERSION}"])
+
+    def _initdb(self) -> None:
+        svc_dir = self.ctx.service_dir(self.name)
+        shutil.chown(svc_dir, "postgres", "postgres")
+        pwfile = svc_dir / "pwfile"
+        pwfile.write_text(self.ctx.secret("postgres_password") + "\n")
+        shutil.chown(pwfile, "postgres", "postgres")
+        pwfile.chmod(0o600)
+        try:
+            run_checked(
+                self.name,
+                "initdb",
+                [
+                    "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+                    str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", USER,
+                    "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8",
+                ],
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        conf = "\n".join(f"{k} = {v}" for k, v in SERVER_SETTINGS.items())
+        socket_dir = svc_dir / "run"
+        socket_dir.mkdir(exist_ok=True)
+        shutil.chown(socket_dir, "postgres", "postgres")
+        (self.data_dir / "postgresql.auto.conf").write_text(
+            f"# written by hopscope deploy\n{conf}\nunix_socket_directories = '{socket_dir}'\n"
+        )
+        # Debezium's replication connection authenticates like any other client.
+        with (self.data_dir / "pg_hba.conf").open("a") as hba:
+            hba.write("host replication all 127.0.0.1/32 scram-sha-256\n")
+
+    def start(self) -> None:
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        self.spawn(
+            "postgres",
+            [str(PG_BIN / "postgres"), "-D", str(self.data_dir), "-p", str(self.cfg.port)],
+            user="postgres",
+        )
+        self._create_database()
+
+    def _create_database(self) -> None:
+        # initdb makes only the `postgres` database; ours is created on first start.
+        from hopscope.deploy.base import wait_until
+
+        def create() -> None:
+            admin = self.dsn().rsplit("/", 1)[0] + "/postgres"
+            with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+                if not exists:
+                    conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+        wait_until(create, timeout=self.start_timeout, alive=self.running)
+
+    def health(self) -> None:
+        try:
+            with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=3) as conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS hopscope_health (id bigserial PRIMARY KEY, note text)")
+                row = conn.execute(
+                    "INSERT INTO hopscope_health (note) VALUES ('ping') RETURNING id"
+                ).fetchone()
+                back = conn.execute("SELECT note FROM hopscope_health WHERE id = %s", (row[0],)).fetchone()
+                conn.execute("DELETE FROM hopscope_health WHERE id = %s", (row[0],))
+        except psycopg.Error as exc:
+            raise self.fail("health", f"write + read round trip on {self.endpoint()}: {exc}") from exc
+        if back is None or back[0] != "ping":
+            raise self.fail("health", f"wrote a row on {self.endpoint()} but read back {back!r}")
+
+    def stop(self) -> None:
+        # A fast shutdown: the default smart mode waits for Debezium's replication connection forever.
+        if self.running() and not self.is_external():
+            run_checked(
+                self.name,
+                "stop",
+                ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+                 str(PG_BIN / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30"],
+            )
+        super().stop()
+
+
+def _redact(dsn: str) -> str:
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"

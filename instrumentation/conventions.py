@@ -1,0 +1,59 @@
+"""The `hopscope.*` attribute names and span naming rules every component uses.
+
+The keys lifted into their own span-table columns are defined once, in
+`hopscope.collector.schema`, and imported here so writer and reader cannot drift.
+"""
+
+from __future__ import annotations
+
+from hopscope.collector.schema import (
+    ATTR_DERIVED,
+    ATTR_EVENT_ID,
+    ATTR_HOP,
+    ATTR_RUN_ID,
+    ATTR_SERVICE,
+    ATTR_STACK,
+    ATTR_WORKLOAD,
+)
+
+__all__ = [
+    "ATTR_DERIVED",
+    "ATTR_DERIVED_FROM",
+    "ATTR_DERIVED_PRECISION_NS",
+    "ATTR_EVENT_ID",
+    "ATTR_HOP",
+    "ATTR_RUN_ID",
+    "ATTR_SEND_LAG_NS",
+    "ATTR_SERVICE",
+    "ATTR_SIMULATION",
+    "ATTR_STACK",
+    "ATTR_SUBSCRIBER",
+    "ATTR_WORKLOAD",
+    "LOADGEN_SPAN_NAME",
+    "TRACEPARENT",
+    "WAIT_PREFIX",
+    "wait_hop",
+]
+
+#: On a subscriber's receive span: which subscriber received the event.
+ATTR_SUBSCRIBER = "hopscope.subscriber"
+#: On a derived span: the embedded field its timestamps came from (e.g. `source.ts_us`).
+ATTR_DERIVED_FROM = "hopscope.derived_from"
+#: On a derived span: resolution of its timestamps (1_000_000 for LogAppendTime's ms).
+ATTR_DERIVED_PRECISION_NS = "hopscope.derived_precision_ns"
+#: On the load generator's root span: actual send time minus intended time.
+ATTR_SEND_LAG_NS = "hopscope.send_lag_ns"
+#: Resource/span flag set only by the in-process loopback simulation.
+ATTR_SIMULATION = "hopscope.simulation"
+
+#: Name of the load generator's root span (one per event, starts at the intended time).
+LOADGEN_SPAN_NAME = "loadgen.send"
+#: W3C header / field name of the trace context.
+TRACEPARENT = "traceparent"
+#: Hop names starting with this prefix are gaps between two spans (queueing, transport).
+WAIT_PREFIX = "wait:"
+
+
+def wait_hop(hop: str) -> str:
+    """Name of the gap hop that ends where `hop` starts (`wait:notifier.consume`)."""
+    return f"{WAIT_PREFIX}{hop}"

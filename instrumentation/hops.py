@@ -1,0 +1,112 @@
+"""`hop_span`: a span for one logical hop, parented the way the design requires.
+
+Across a broker the consumer-side span is a *child* of the producer-side span
+(so a trace stays one tree and the collector's servicegraph can pair them)
+*and* carries a span link to it (the messaging conventions' way, and what
+Jaeger-style tools follow). The contrib Kafka instrumentation only links, so
+pipelines use this helper for their consumer spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanContext, SpanKind
+
+from .carriers import TraceParent
+from .conventions import ATTR_EVENT_ID, ATTR_HOP, ATTR_SUBSCRIBER, ATTR_WORKLOAD
+
+Parent = Context | SpanContext | TraceParent | trace.Span | None
+
+_LINKED_KINDS = (SpanKind.CONSUMER, SpanKind.SERVER)
+
+
+def _parent_span_context(parent: Parent) -> SpanContext | None:
+    if parent is None:
+        return None
+    if isinstance(parent, TraceParent):
+        return parent.span_context()
+    if isinstance(parent, SpanContext):
+        return parent
+    if isinstance(parent, trace.Span):
+        return parent.get_span_context()
+    return trace.get_current_span(parent).get_span_context()
+
+
+def start_hop_span(
+    tracer: trace.Tracer,
+    hop: str,
+    *,
+    event_id: str,
+    workload: str,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: Parent = None,
+    link_parent: bool | None = None,
+    subscriber: str | None = None,
+    attributes: Mapping[str, str | int | float | bool] | None = None,
+    start_time: int | None = None,
+    name: str | None = None,
+) -> trace.Span:
+    """Start (not end) a hop span.
+
+    `parent` is the extracted upstream context. `link_parent` defaults to true
+    for CONSUMER/SERVER spans: they become children of the remote parent and
+    also link to it. `parent=None` starts a new trace root (only the load
+    generator does that).
+    """
+    parent_sc = _parent_span_context(parent)
+    if parent is not None and (parent_sc is None or not parent_sc.is_valid):
+        raise ValueError(f"hop {hop!r} of event {event_id}: parent context is invalid (no upstream trace)")
+    if link_parent is None:
+        link_parent = kind in _LINKED_KINDS
+    attrs: dict[str, str | int | float | bool] = {
+        ATTR_HOP: hop,
+        ATTR_EVENT_ID: event_id,
+        ATTR_WORKLOAD: workload,
+    }
+    if subscriber is not None:
+        attrs[ATTR_SUBSCRIBER] = subscriber
+    attrs.update(attributes or {})
+    context = Context() if parent_sc is None else trace.set_span_in_context(trace.NonRecordingSpan(parent_sc))
+    if isinstance(parent, Context):
+        context = parent  # keep baggage and anything else the caller's context holds
+    links = [Link(parent_sc)] if (link_parent and parent_sc is not None) else []
+    return tracer.start_span(
+        name or hop, context=context, kind=kind, attributes=attrs, links=links, start_time=start_time
+    )
+
+
+@contextmanager
+def hop_span(
+    tracer: trace.Tracer,
+    hop: str,
+    *,
+    event_id: str,
+    workload: str,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: Parent = None,
+    link_parent: bool | None = None,
+    subscriber: str | None = None,
+    attributes: Mapping[str, str | int | float | bool] | None = None,
+    start_time: int | None = None,
+    name: str | None = None,
+) -> Iterator[trace.Span]:
+    """Context manager form: the span is current inside the block and ends on exit."""
+    span = start_hop_span(
+        tracer,
+        hop,
+        event_id=event_id,
+        workload=workload,
+        kind=kind,
+        parent=parent,
+        link_parent=link_parent,
+        subscriber=subscriber,
+        attributes=attributes,
+        start_time=start_time,
+        name=name,
+    )
+    with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
+        yield span
