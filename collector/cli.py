@@ -2,8 +2,138 @@
 
 from __future__ import annotations
 
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import IngestError, Problems
+from .ingest import IngestResult, ingest, write_outputs
+from .readers import FORMATS
+from .schema import SPAN_SCHEMA
+
+_console = Console()
+_err = Console(stderr=True)
+
+
+def _parse_duration(text: str) -> timedelta:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text.strip())
+    if not m:
+        raise typer.BadParameter(f"{text!r}: use a number and one of ms, s, m, h, d (e.g. 30m, 1h)")
+    value, unit = float(m.group(1)), m.group(2)
+    return timedelta(
+        **{{"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: value}
+    )
+
+
+def _summary(result: IngestResult, title: str) -> None:
+    t = Table(title=title, show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("files", str(result.files))
+    t.add_row("spans", f"{result.spans:,}")
+    for kind, n in sorted(result.problems.skipped.items()):
+        t.add_row(f"skipped: {kind}", f"{n:,}")
+    for kind, n in sorted(result.problems.adjusted.items()):
+        t.add_row(f"kept, repaired: {kind}", f"{n:,}")
+    t.add_row("seconds", f"{result.seconds:.2f}")
+    t.add_row("spans/s", f"{result.spans_per_second:,.0f}")
+    _console.print(t)
+    _console.print(f"wrote {result.out_dir / 'spans.parquet'} and {result.out_dir / 'ingest_report.json'}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this folder's commands to the main app (none yet)."""
+    """Add this folder's commands to the main app."""
+
+    @app.command("ingest")
+    def ingest_cmd(
+        src: Annotated[list[Path], typer.Argument(help="span files or folders (recursed)")],
+        out: Annotated[Path, typer.Option("--out", help="run directory to write spans.parquet into")],
+        strict: Annotated[bool, typer.Option("--strict", help="stop at the first bad line/span")] = False,
+        fmt: Annotated[
+            str | None, typer.Option("--format", help=f"skip detection: one of {', '.join(FORMATS)}")
+        ] = None,
+    ) -> None:
+        """Read collector files / Jaeger / Tempo / Zipkin JSON into RUN_DIR/spans.parquet."""
+        if fmt is not None and fmt not in FORMATS:
+            raise typer.BadParameter(f"{fmt!r}: choose one of {', '.join(FORMATS)}", param_hint="--format")
+        try:
+            result = ingest(src, out, strict=strict, fmt=fmt)
+        except IngestError as e:
+            _err.print(f"[red]ingest failed:[/] {e}")
+            raise typer.Exit(1) from None
+        _summary(result, "ingest")
+
+    @app.command("fetch-traces")
+    def fetch_traces_cmd(
+        out: Annotated[Path, typer.Option("--out", help="run directory to write spans.parquet into")],
+        jaeger: Annotated[
+            str | None, typer.Option("--jaeger", help="Jaeger v2 query base URL, e.g. http://127.0.0.1:16686")
+        ] = None,
+        tempo: Annotated[
+            str | None, typer.Option("--tempo", help="Tempo base URL, e.g. http://127.0.0.1:3200")
+        ] = None,
+        service: Annotated[
+            list[str] | None, typer.Option("--service", help="service name (Jaeger; repeatable)")
+        ] = None,
+        query: Annotated[str | None, typer.Option("--query", help="TraceQL query (Tempo)")] = None,
+        trace_id: Annotated[
+            list[str] | None, typer.Option("--trace-id", help="fetch these traces by id")
+        ] = None,
+        lookback: Annotated[
+            str, typer.Option("--lookback", help="search window ending now, e.g. 15m, 1h")
+        ] = "1h",
+        limit: Annotated[int, typer.Option("--limit", help="max traces per search")] = 100,
+        strict: Annotated[bool, typer.Option("--strict")] = False,
+    ) -> None:
+        """Fetch traces from a running Jaeger (api_v3) or Tempo into RUN_DIR/spans.parquet."""
+        from .readers import live
+
+        if (jaeger is None) == (tempo is None):
+            raise typer.BadParameter("give exactly one of --jaeger or --tempo")
+        window = _parse_duration(lookback)
+        problems = Problems(strict=strict)
+        t0 = time.perf_counter()
+        tables: list[pa.Table] = []
+        inputs = 0
+        try:
+            for tid in trace_id or []:
+                got = (
+                    live.jaeger_get_trace(jaeger, tid, problems)
+                    if jaeger
+                    else live.tempo_get_trace(tempo, tid, problems)
+                )
+                tables.append(got.table)
+                inputs += 1
+            if jaeger:
+                for svc in service or ([] if trace_id else live.jaeger_services(jaeger)):
+                    got = live.jaeger_find_traces(jaeger, svc, problems, lookback=window, search_depth=limit)
+                    tables.append(got.table)
+                    inputs += 1
+            elif query or not trace_id:
+                got = live.tempo_search(tempo, problems, q=query or "{}", lookback=window, limit=limit)
+                tables.append(got.table)
+                inputs += len(got.urls)
+            table = pa.concat_tables(tables) if tables else SPAN_SCHEMA.empty_table()
+            if tables:
+                # Overlapping searches (one per service) return the same trace more than once.
+                table = _dedupe(table)
+            result = write_outputs(table, problems, out, files=inputs, t0=t0)
+        except IngestError as e:
+            _err.print(f"[red]fetch-traces failed:[/] {e}")
+            raise typer.Exit(1) from None
+        _summary(result, "fetch-traces")
+
+
+def _dedupe(table: pa.Table) -> pa.Table:
+    keys = pc.binary_join_element_wise(table["trace_id"], table["span_id"], "").to_numpy(zero_copy_only=False)
+    _, first = np.unique(keys, return_index=True)
+    return table.take(pa.array(np.sort(first)))

@@ -341,5 +341,7 @@ def run_checked(service: str, step: str, argv: Sequence[str], log: Path | None =
     proc = subprocess.run(list(argv), capture_output=True, text=True, check=False, **kw)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-        raise DeployError(service, step, f"`{' '.join(argv)}` exited {proc.returncode}: " + " | ".join(tail), log)
+        raise DeployError(
+            service, step, f"`{' '.join(argv)}` exited {proc.returncode}: " + " | ".join(tail), log
+        )
     return proc.stdout

@@ -18,9 +18,12 @@ from hopscope.deploy.registry import SERVICES, UnknownService, instantiate, reso
 console = Console(stderr=True)
 
 OnlyOpt = Annotated[
-    str | None, typer.Option("--only", help="comma-separated services or groups (kafka-stack, harper-stack, telemetry)")
+    str | None,
+    typer.Option("--only", help="comma-separated services or groups (kafka-stack, harper-stack, telemetry)"),
 ]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config (default: $HOPSCOPE_CONFIG or ./hopscope.toml)")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML config (default: $HOPSCOPE_CONFIG or ./hopscope.toml)")
+]
 
 
 def context(config: Path | None) -> Context:
@@ -94,7 +97,9 @@ def status_cmd(
         colour = colours.get(r.state, "red")
         pids = " ".join(str(p.pid) for p in r.processes if p.alive)
         state = f"[{colour}]{r.state}[/]" + (f" ({r.detail})" if r.detail else "")
-        table.add_row(r.service, state, r.endpoint, pids, f"{r.rss_bytes / 2**20:,.0f} MiB" if r.rss_bytes else "")
+        table.add_row(
+            r.service, state, r.endpoint, pids, f"{r.rss_bytes / 2**20:,.0f} MiB" if r.rss_bytes else ""
+        )
     total = sum(r.rss_bytes for r in rows)
     Console().print(table)
     Console().print(f"total RSS: {total / 2**30:.2f} GiB")

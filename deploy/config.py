@@ -103,9 +103,7 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
         cfg = HopscopeConfig.model_validate(data)
     except ValidationError as exc:
         where = f"config file {path}" if path else "configuration"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{where}: {problems}") from exc
     cfg.cache_dir = cfg.cache_dir.expanduser()
     cfg.state_dir = cfg.state_dir.expanduser()

@@ -134,16 +134,7 @@ def _lookup(m: pa.MapArray, key: str) -> pa.Array:
 
 def read_json_lines(data: bytes, source: str) -> pa.Table:
     """Parse a whole OTLP JSON-lines buffer; raise NeedsSlowPath if any part is not canonical."""
-    longest = _longest_line(data)
-    block = max(_MIN_BLOCK, longest + 1)
-    try:
-        t = pj.read_json(
-            io.BytesIO(data),
-            read_options=pj.ReadOptions(block_size=block),
-            parse_options=pj.ParseOptions(explicit_schema=_FILE_SCHEMA, unexpected_field_behavior="ignore"),
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise NeedsSlowPath(f"pyarrow.json: {e}") from None
+    t = _parse(data)
     rs_col = t.column("resourceSpans").combine_chunks()
     if rs_col.null_count:
         raise NeedsSlowPath("a line without resourceSpans")
@@ -160,7 +151,9 @@ def read_json_lines(data: bytes, source: str) -> pa.Table:
     trace_id = _check_ids(pc.struct_field(spans, "traceId"), 32, "traceId")
     span_id = _check_ids(pc.struct_field(spans, "spanId"), 16, "spanId")
     parent_raw = pc.struct_field(spans, "parentSpanId")
-    parent_raw = pc.if_else(pc.equal(parent_raw, ""), pa.scalar(None, pa.string()), parent_raw)
+    # "" and all zeros both mean "no parent" (the slow path reads them the same way).
+    no_parent = pc.fill_null(pc.match_substring_regex(parent_raw, "^0*$"), False)
+    parent_raw = pc.if_else(no_parent, pa.scalar(None, pa.string()), parent_raw)
     parent = _check_ids(parent_raw, 16, "parentSpanId", allow_null=True)
 
     try:
@@ -187,7 +180,9 @@ def read_json_lines(data: bytes, source: str) -> pa.Table:
     links = pa.ListArray.from_arrays(_offsets(_lengths(links_l)), link_struct)
 
     attrs_full, attrs = _kv_map(pc.struct_field(spans, "attributes"), SPAN_LIFTED)
-    res_full, res_rest = _kv_map(pc.struct_field(pc.struct_field(rs, "resource"), "attributes"), RESOURCE_LIFTED)
+    res_full, res_rest = _kv_map(
+        pc.struct_field(pc.struct_field(rs, "resource"), "attributes"), RESOURCE_LIFTED
+    )
     derived_text = pc.utf8_lower(pc.utf8_trim_whitespace(_lookup(attrs_full, ATTR_DERIVED)))
     derived = pc.fill_null(pc.is_in(derived_text, value_set=pa.array(["true", "1", "yes"])), False)
 
@@ -203,7 +198,9 @@ def read_json_lines(data: bytes, source: str) -> pa.Table:
         "status": status,
         "service": pc.take(_lookup(res_full, ATTR_SERVICE), span_rs),
         "stack": pc.take(_lookup(res_full, ATTR_STACK), span_rs),
-        "workload": pc.coalesce(_lookup(attrs_full, ATTR_WORKLOAD), pc.take(_lookup(res_full, ATTR_WORKLOAD), span_rs)),
+        "workload": pc.coalesce(
+            _lookup(attrs_full, ATTR_WORKLOAD), pc.take(_lookup(res_full, ATTR_WORKLOAD), span_rs)
+        ),
         "event_id": _lookup(attrs_full, ATTR_EVENT_ID),
         "hop": _lookup(attrs_full, ATTR_HOP),
         "derived": derived,
@@ -211,15 +208,25 @@ def read_json_lines(data: bytes, source: str) -> pa.Table:
         "resource": pc.take(res_rest, span_rs),
         "source": pc.take(pa.array([source]), pa.array(np.zeros(n, dtype=np.int32))),
     }
-    return pa.Table.from_arrays(
-        [columns[f.name].cast(f.type) for f in SPAN_SCHEMA], schema=SPAN_SCHEMA
-    )
+    return pa.Table.from_arrays([columns[f.name].cast(f.type) for f in SPAN_SCHEMA], schema=SPAN_SCHEMA)
 
 
-def _longest_line(data: bytes) -> int:
-    buf = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == 10)
-    if len(newlines) == 0:
-        return len(data)
-    edges = np.concatenate([[-1], newlines, [len(data)]])
-    return int(np.diff(edges).max())
+def _parse(data: bytes) -> pa.Table:
+    """pyarrow.json needs a block larger than the longest line: start at 16 MB, grow on demand."""
+    block = _MIN_BLOCK
+    while True:
+        try:
+            return pj.read_json(
+                io.BytesIO(data),
+                read_options=pj.ReadOptions(block_size=block),
+                parse_options=pj.ParseOptions(
+                    explicit_schema=_FILE_SCHEMA, unexpected_field_behavior="ignore"
+                ),
+            )
+        except pa.ArrowInvalid as e:
+            if "straddl" in str(e) and block <= len(data):
+                block = min(block * 4, len(data) + 1)
+                continue
+            raise NeedsSlowPath(f"pyarrow.json: {e}") from None
+        except pa.ArrowNotImplementedError as e:
+            raise NeedsSlowPath(f"pyarrow.json: {e}") from None

@@ -79,16 +79,17 @@ def any_value_to_str(v: object) -> str | None:
     return None
 
 
-def attributes_to_dict(kvs: object) -> dict[str, str | None]:
+def attribute_pairs(kvs: object) -> list[tuple[str, str | None]]:
+    """(key, text) in file order; a repeated key stays repeated, as in the fast path."""
     if kvs is None:
-        return {}
+        return []
     if not isinstance(kvs, list):
         raise ValueError("attributes is not a list")
-    out: dict[str, str | None] = {}
+    out: list[tuple[str, str | None]] = []
     for kv in kvs:
         if not isinstance(kv, dict) or not isinstance(kv.get("key"), str):
             raise ValueError(f"attribute without a string key: {kv!r}")
-        out[kv["key"]] = any_value_to_str(kv.get("value", {}))
+        out.append((kv["key"], any_value_to_str(kv.get("value", {}))))
     return out
 
 
@@ -139,7 +140,7 @@ def _id(span: dict, camel: str, snake: str, hex_len: int) -> str:
 
 def _parent(span: dict) -> str | None:
     raw = get(span, "parentSpanId", "parent_span_id")
-    if raw is None or raw == "" or (isinstance(raw, str) and raw.strip("0") == "" and len(raw) == ids.SPAN_HEX):
+    if raw is None or raw == "" or (isinstance(raw, str) and raw.strip("0") == ""):
         return None
     try:
         return ids.normalise(raw, ids.SPAN_HEX)
@@ -147,7 +148,7 @@ def _parent(span: dict) -> str | None:
         raise _SpanProblem("parentSpanId", str(e), "bad_id") from None
 
 
-def _span(span: object, rows: SpanRows, resource: dict[str, str | None]) -> None:
+def _span(span: object, rows: SpanRows, resource: list[tuple[str, str | None]]) -> None:
     if not isinstance(span, dict):
         raise _SpanProblem("spans", f"span is not an object: {str(span)[:80]!r}", "malformed_record")
     trace_id = _id(span, "traceId", "trace_id", ids.TRACE_HEX)
@@ -176,7 +177,7 @@ def _span(span: object, rows: SpanRows, resource: dict[str, str | None]) -> None
         raise _SpanProblem("status", "status is not an object", "bad_field")
     status = _enum(status_obj.get("code"), STATUSES, _STATUS_BY_NAME, "status.code")
     try:
-        attrs = attributes_to_dict(span.get("attributes"))
+        attrs = attribute_pairs(span.get("attributes"))
     except (ValueError, TypeError) as e:
         raise _SpanProblem("attributes", str(e), "bad_field") from None
     name = span.get("name")
@@ -195,7 +196,9 @@ def _span(span: object, rows: SpanRows, resource: dict[str, str | None]) -> None
     )
 
 
-def decode_traces_data(doc: object, rows: SpanRows, problems: Problems, where: str, key: str = "resourceSpans") -> None:
+def decode_traces_data(
+    doc: object, rows: SpanRows, problems: Problems, where: str, key: str = "resourceSpans"
+) -> None:
     """Add the spans of one TracesData / ExportTraceServiceRequest dict; skip and count bad spans.
 
     `where` names the record ("line 12"); `key` is the top-level list (Tempo v1 says "batches").
@@ -215,7 +218,7 @@ def decode_traces_data(doc: object, rows: SpanRows, problems: Problems, where: s
             problems.skip(src, where, f"{key}[{ri}]", "is not an object", "malformed_record")
             continue
         try:
-            resource = attributes_to_dict((rs.get("resource") or {}).get("attributes"))
+            resource = attribute_pairs((rs.get("resource") or {}).get("attributes"))
         except (ValueError, TypeError, AttributeError) as e:
             problems.skip(src, where, f"{key}[{ri}].resource.attributes", str(e), "bad_field")
             continue

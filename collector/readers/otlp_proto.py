@@ -24,7 +24,9 @@ def frames(data: bytes, source: str, problems: Problems) -> Iterator[tuple[int, 
     while pos < len(data):
         n += 1
         if pos + 4 > len(data):
-            problems.skip(source, f"record {n} at byte {pos}", "length", "truncated length prefix", "bad_frame")
+            problems.skip(
+                source, f"record {n} at byte {pos}", "length", "truncated length prefix", "bad_frame"
+            )
             return
         (length,) = struct.unpack_from(">I", data, pos)
         if pos + 4 + length > len(data):
@@ -70,8 +72,15 @@ def _any_str(v) -> str | None:
     return orjson.dumps(_any_py(v)).decode()
 
 
-def _attrs(kvs) -> dict[str, str | None]:
-    return {kv.key: _any_str(kv.value) for kv in kvs}
+def _attrs(kvs) -> list[tuple[str, str | None]]:
+    # Most values are strings: skip the generic dispatch for them.
+    return [
+        (
+            kv.key,
+            kv.value.string_value if kv.value.WhichOneof("value") == "string_value" else _any_str(kv.value),
+        )
+        for kv in kvs
+    ]
 
 
 def decode_request(msg: bytes, rows: SpanRows, problems: Problems, where: str) -> None:
@@ -91,8 +100,11 @@ def decode_request(msg: bytes, rows: SpanRows, problems: Problems, where: str) -
                     problems.skip(src, where, f"{label}.{field}", "missing id", "missing_id")
                     continue
                 try:
-                    trace_id = ids.from_raw(sp.trace_id, ids.TRACE_HEX)
-                    span_id = ids.from_raw(sp.span_id, ids.SPAN_HEX)
+                    raw_t, raw_s = sp.trace_id, sp.span_id
+                    trace_id = raw_t.hex() if len(raw_t) == 16 else ids.from_raw(raw_t, ids.TRACE_HEX)
+                    span_id = raw_s.hex() if len(raw_s) == 8 else ids.from_raw(raw_s, ids.SPAN_HEX)
+                    if not raw_t.strip(b"\0") or not raw_s.strip(b"\0"):
+                        raise ids.BadId("all-zero trace or span id")
                     parent = (
                         ids.from_raw(sp.parent_span_id, ids.SPAN_HEX)
                         if sp.parent_span_id.strip(b"\0")
@@ -108,7 +120,11 @@ def decode_request(msg: bytes, rows: SpanRows, problems: Problems, where: str) -
                 start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
                 if end < start:
                     problems.skip(
-                        src, where, f"{label}.end_time_unix_nano", f"ends {start - end} ns before it starts", "end_before_start"
+                        src,
+                        where,
+                        f"{label}.end_time_unix_nano",
+                        f"ends {start - end} ns before it starts",
+                        "end_before_start",
                     )
                     continue
                 if not 0 <= sp.kind < len(KINDS) or not 0 <= sp.status.code < len(STATUSES):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -33,15 +35,32 @@ def is_true(value: str | None) -> bool:
 
 
 def format_double(x: float) -> str:
-    """Spell a double the way Arrow's float→string cast does, so every reader agrees."""
-    text = repr(float(x))
-    if text.endswith(".0"):
-        text = text[:-2]
-    if "e" in text:
-        mantissa, exp = text.split("e")
-        sign = exp[0] if exp[0] in "+-" else "+"
-        text = f"{mantissa}e{sign}{exp.lstrip('+-').lstrip('0') or '0'}"
-    return text
+    """Spell a double exactly as Arrow's float64→string cast does (the fast path's spelling).
+
+    Arrow's thresholds for exponent notation differ from Python's repr (1e15, 1e-05),
+    so the slow paths ask Arrow itself; doubles are rare enough in span attributes.
+    """
+    # Cached by bit pattern: 0.0 == -0.0 would share a cache entry.
+    return _format_double_bits(struct.pack("<d", float(x)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_double_bits(bits: bytes) -> str:
+    (x,) = struct.unpack("<d", bits)
+    return pa.array([x], pa.float64()).cast(pa.string())[0].as_py()
+
+
+def _split(
+    kvs: Mapping[str, str | None] | list[tuple[str, str | None]], lifted_keys: frozenset[str]
+) -> tuple[list[tuple[str, str | None]], dict[str, str | None]]:
+    rest: list[tuple[str, str | None]] = []
+    lifted: dict[str, str | None] = {}
+    for k, v in kvs.items() if isinstance(kvs, Mapping) else kvs:
+        if k in lifted_keys:
+            lifted[k] = v
+        else:
+            rest.append((k, v))
+    return rest, lifted
 
 
 @dataclass
@@ -66,12 +85,16 @@ class SpanRows:
         start_ns: int,
         end_ns: int,
         status: str,
-        attributes: Mapping[str, str],
-        resource: Mapping[str, str],
+        attributes: Mapping[str, str | None] | list[tuple[str, str | None]],
+        resource: Mapping[str, str | None] | list[tuple[str, str | None]],
     ) -> None:
-        """Add one span; lifts the hopscope.* and service keys out of the two maps."""
-        attrs = dict(attributes)
-        res = dict(resource)
+        """Add one span; lifts the hopscope.* and service keys out of the two maps.
+
+        The maps may be dicts or (key, value) pairs; pairs keep a repeated key as often as
+        it was written (like the fast path), and the lifted column takes its last value.
+        """
+        attrs, lifted = _split(attributes, SPAN_LIFTED)
+        res, res_lifted = _split(resource, RESOURCE_LIFTED)
         c = self.cols
         c["trace_id"].append(trace_id)
         c["span_id"].append(span_id)
@@ -82,16 +105,15 @@ class SpanRows:
         c["start_ns"].append(start_ns)
         c["end_ns"].append(end_ns)
         c["status"].append(status)
-        c["service"].append(res.pop(ATTR_SERVICE, None))
-        c["stack"].append(res.pop(ATTR_STACK, None))
-        res_workload = res.pop(ATTR_WORKLOAD, None)
-        workload = attrs.pop(ATTR_WORKLOAD, None)
-        c["workload"].append(workload if workload is not None else res_workload)
-        c["event_id"].append(attrs.pop(ATTR_EVENT_ID, None))
-        c["hop"].append(attrs.pop(ATTR_HOP, None))
-        c["derived"].append(is_true(attrs.pop(ATTR_DERIVED, None)))
-        c["attributes"].append(list(attrs.items()))
-        c["resource"].append(list(res.items()))
+        c["service"].append(res_lifted.get(ATTR_SERVICE))
+        c["stack"].append(res_lifted.get(ATTR_STACK))
+        workload = lifted.get(ATTR_WORKLOAD)
+        c["workload"].append(workload if workload is not None else res_lifted.get(ATTR_WORKLOAD))
+        c["event_id"].append(lifted.get(ATTR_EVENT_ID))
+        c["hop"].append(lifted.get(ATTR_HOP))
+        c["derived"].append(is_true(lifted.get(ATTR_DERIVED)))
+        c["attributes"].append(attrs)
+        c["resource"].append(res)
         c["source"].append(self.source)
 
     def table(self) -> pa.Table:

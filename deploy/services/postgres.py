@@ -84,9 +84,20 @@ class Postgres(Service):
                 self.name,
                 "initdb",
                 [
-                    "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
-                    str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", USER,
-                    "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8",
+                    "setpriv",
+                    "--reuid=postgres",
+                    "--regid=postgres",
+                    "--init-groups",
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    USER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
                 ],
             )
         finally:
@@ -129,7 +140,9 @@ class Postgres(Service):
     def health(self) -> None:
         try:
             with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=3) as conn:
-                conn.execute("CREATE TABLE IF NOT EXISTS hopscope_health (id bigserial PRIMARY KEY, note text)")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS hopscope_health (id bigserial PRIMARY KEY, note text)"
+                )
                 row = conn.execute(
                     "INSERT INTO hopscope_health (note) VALUES ('ping') RETURNING id"
                 ).fetchone()
@@ -146,8 +159,21 @@ class Postgres(Service):
             run_checked(
                 self.name,
                 "stop",
-                ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
-                 str(PG_BIN / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30"],
+                [
+                    "setpriv",
+                    "--reuid=postgres",
+                    "--regid=postgres",
+                    "--init-groups",
+                    str(PG_BIN / "pg_ctl"),
+                    "stop",
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "30",
+                ],
             )
         super().stop()
 

@@ -33,7 +33,10 @@ def _pids_of(ctx: Context, name: str) -> set[int]:
 def test_second_up_is_a_no_op(deployed: Context) -> None:
     before = {name: _pids_of(deployed, name) for name in ("postgres", "redis")}
     timings = up(deployed, "postgres,redis", Console(quiet=True))
-    assert {t.service: t.state for t in timings} == {"postgres": "already-running", "redis": "already-running"}
+    assert {t.service: t.state for t in timings} == {
+        "postgres": "already-running",
+        "redis": "already-running",
+    }
     assert all(t.install_s < 2.0 for t in timings), "a cached service was reinstalled"
     after = {name: _pids_of(deployed, name) for name in ("postgres", "redis")}
     assert before == after and all(before.values())
@@ -86,4 +89,7 @@ def test_status_json_reports_each_service(deployed: Context) -> None:
         assert rows[name]["state"] == "running"
         assert rows[name]["pids"] and rows[name]["rss_bytes"] > 1_000_000
         assert "127.0.0.1" in rows[name]["endpoint"]
-    assert "***" not in rows["postgres"]["endpoint"] and ":" not in rows["postgres"]["endpoint"].split("@")[0][13:]
+    assert (
+        "***" not in rows["postgres"]["endpoint"]
+        and ":" not in rows["postgres"]["endpoint"].split("@")[0][13:]
+    )

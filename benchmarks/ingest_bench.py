@@ -1,0 +1,225 @@
+"""Ingest speed: N realistic spans as OTLP JSON lines, zstd JSON lines and proto framing → spans.parquet.
+
+    .venv/bin/python benchmarks/ingest_bench.py            # 1,000,000 spans
+    .venv/bin/python benchmarks/ingest_bench.py --spans 200000 --keep /tmp/bench
+
+The data looks like a hopscope run: traces of 10 spans over 4 services (loadgen →
+kafka producer → consumer → postgres/redis → subscriber), 4-6 attributes per span
+(hopscope.* included), one request of 5000 spans per line as the collector's
+batch processor would hand the file exporter. Prints a rich table of spans/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import shutil
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import zstandard
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from hopscope.collector.ingest import ingest
+
+SPANS_PER_LINE = 5000
+SPANS_PER_TRACE = 10
+SERVICES = ("kafka.loadgen", "kafka.notifier", "kafka.router", "kafka.subscriber")
+HOPS = (
+    "intent",
+    "pg.insert",
+    "debezium.read",
+    "kafka.produce",
+    "kafka.consume",
+    "notify",
+    "redis.publish",
+    "redis.deliver",
+    "subscriber.receive",
+    "ack",
+)
+KINDS = (2, 3, 4, 5, 1, 1, 3, 5, 5, 1)
+
+
+def _s(key: str, value: str) -> dict:
+    return {"key": key, "value": {"stringValue": value}}
+
+
+def make_lines(n_spans: int, seed: int = 42) -> list[dict]:
+    """Collector-spelled ExportTraceServiceRequest dicts (hex ids, int kinds, string int64s)."""
+    rnd = random.Random(seed)
+    t0 = 1_764_300_000_000_000_000
+    lines = []
+    made = 0
+    trace_no = 0
+    while made < n_spans:
+        by_service: dict[str, list[dict]] = {s: [] for s in SERVICES}
+        count = min(SPANS_PER_LINE, n_spans - made)
+        while count > 0:
+            trace_no += 1
+            trace_id = f"{rnd.getrandbits(128):032x}"
+            start = t0 + trace_no * 1_000_000
+            parent = None
+            for h in range(min(SPANS_PER_TRACE, count)):
+                span_id = f"{rnd.getrandbits(64):016x}"
+                dur = int(rnd.lognormvariate(11, 1))
+                span = {
+                    "traceId": trace_id,
+                    "spanId": span_id,
+                    "name": HOPS[h],
+                    "kind": KINDS[h],
+                    "startTimeUnixNano": str(start),
+                    "endTimeUnixNano": str(start + dur),
+                    "attributes": [
+                        _s("hopscope.workload", "write_notify"),
+                        _s("hopscope.event_id", f"ev-{trace_no}"),
+                        _s("hopscope.hop", HOPS[h]),
+                        {"key": "messaging.kafka.partition", "value": {"intValue": str(trace_no % 12)}},
+                    ],
+                    "status": {},
+                }
+                if h == 4:
+                    span["links"] = [{"traceId": trace_id, "spanId": parent}]
+                if h in (2, 7):
+                    span["attributes"].append({"key": "hopscope.derived", "value": {"boolValue": True}})
+                if parent:
+                    span["parentSpanId"] = parent
+                by_service[SERVICES[h % len(SERVICES)]].append(span)
+                parent = span_id
+                start += dur // 2
+                count -= 1
+                made += 1
+        lines.append(
+            {
+                "resourceSpans": [
+                    {
+                        "resource": {
+                            "attributes": [
+                                _s("service.name", svc),
+                                _s("hopscope.stack", "kafka"),
+                                _s("hopscope.run_id", "bench"),
+                            ]
+                        },
+                        "scopeSpans": [{"scope": {"name": "hopscope"}, "spans": spans}],
+                    }
+                    for svc, spans in by_service.items()
+                    if spans
+                ]
+            }
+        )
+    return lines
+
+
+def _any(v: dict) -> AnyValue:
+    if "stringValue" in v:
+        return AnyValue(string_value=v["stringValue"])
+    if "intValue" in v:
+        return AnyValue(int_value=int(v["intValue"]))
+    return AnyValue(bool_value=v["boolValue"])
+
+
+def to_proto(line: dict) -> bytes:
+    req = ExportTraceServiceRequest()
+    for rs_d in line["resourceSpans"]:
+        rs = req.resource_spans.add()
+        rs.resource.attributes.extend(
+            KeyValue(key=a["key"], value=_any(a["value"])) for a in rs_d["resource"]["attributes"]
+        )
+        ss = rs.scope_spans.add()
+        ss.scope.name = "hopscope"
+        for d in rs_d["scopeSpans"][0]["spans"]:
+            sp = ss.spans.add()
+            sp.trace_id = bytes.fromhex(d["traceId"])
+            sp.span_id = bytes.fromhex(d["spanId"])
+            if "parentSpanId" in d:
+                sp.parent_span_id = bytes.fromhex(d["parentSpanId"])
+            sp.name = d["name"]
+            sp.kind = d["kind"]
+            sp.start_time_unix_nano = int(d["startTimeUnixNano"])
+            sp.end_time_unix_nano = int(d["endTimeUnixNano"])
+            for lk in d.get("links", ()):
+                link = sp.links.add()
+                link.trace_id = bytes.fromhex(lk["traceId"])
+                link.span_id = bytes.fromhex(lk["spanId"])
+            sp.attributes.extend(KeyValue(key=a["key"], value=_any(a["value"])) for a in d["attributes"])
+    return req.SerializeToString()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spans", type=int, default=1_000_000)
+    ap.add_argument("--files", type=int, default=4, help="rotated files per format")
+    ap.add_argument(
+        "--keep", type=Path, help="write the data here and keep it (default: a temp dir, removed)"
+    )
+    args = ap.parse_args()
+    console = Console()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="hopscope-ingest-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        gc.disable()
+        t = time.perf_counter()
+        lines = make_lines(args.spans)
+        encoded = [orjson.dumps(x) for x in lines]
+        console.print(
+            f"generated {args.spans:,} spans in {len(lines)} requests ({time.perf_counter() - t:.1f} s)"
+        )
+        per_file = max(1, -(-len(lines) // args.files))
+        cctx = zstandard.ZstdCompressor(level=3)
+        dirs = {name: root / name for name in ("jsonl", "jsonl.zst", "proto")}
+        for d in dirs.values():
+            d.mkdir(exist_ok=True)
+        sizes = dict.fromkeys(dirs, 0)
+        for i in track(range(0, len(lines), per_file), description="writing files", console=console):
+            chunk = b"\n".join(encoded[i : i + per_file]) + b"\n"
+            part = i // per_file
+            (dirs["jsonl"] / f"spans-{part:03d}.jsonl").write_bytes(chunk)
+            (dirs["jsonl.zst"] / f"spans-{part:03d}.jsonl.zst").write_bytes(cctx.compress(chunk))
+            with (dirs["proto"] / f"spans-{part:03d}.pb").open("wb") as f:
+                for line in lines[i : i + per_file]:
+                    msg = to_proto(line)
+                    f.write(struct.pack(">I", len(msg)) + msg)
+        for name, d in dirs.items():
+            sizes[name] = sum(p.stat().st_size for p in d.iterdir())
+        del lines, encoded
+        gc.enable()
+        gc.collect()
+
+        table = Table(title=f"hopscope ingest: {args.spans:,} spans, {args.files} files per format")
+        for col in ("input", "MB", "wall s", "spans/s (wall)", "CPU s", "spans/CPU-s", "spans"):
+            table.add_column(col, justify="right" if col != "input" else "left")
+        for name, d in dirs.items():
+            out = root / f"run-{name}"
+            cpu0 = time.process_time()
+            result = ingest([d], out)
+            cpu = time.process_time() - cpu0
+            table.add_row(
+                name,
+                f"{sizes[name] / 1e6:,.0f}",
+                f"{result.seconds:.2f}",
+                f"{result.spans_per_second:,.0f}",
+                f"{cpu:.2f}",
+                f"{result.spans / cpu:,.0f}",
+                f"{result.spans:,}",
+            )
+            assert result.spans == args.spans and not result.problems.skipped
+        console.print(table)
+        console.print(
+            "wall/CPU s = read + convert + write spans.parquet (zstd), one process (CPU s sums all threads); "
+            f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+        )
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
