@@ -41,7 +41,8 @@ def _up_one(svc: Service, console: Console) -> StepTiming:
     install_s = time.monotonic() - t0
     if svc.running():
         with console.status(f"[bold]{svc.name}[/]: already running, checking"):
-            svc.health()
+            # It may be running but still starting (another `up` launched it a moment ago).
+            wait_until(svc.health, timeout=svc.start_timeout, interval=1.0, alive=svc.running)
         console.print(f"  [green]✓[/] {svc.name:<11} running   {svc.endpoint()}")
         return StepTiming(svc.name, install_s, 0.0, "already-running")
     # A crashed leftover (some PIDs dead) is cleaned before a fresh start.
@@ -68,7 +69,8 @@ def _up_one(svc: Service, console: Console) -> StepTiming:
 
 def down(ctx: Context, only: str | None = None) -> list[str]:
     stopped = []
-    for svc in reversed(instantiate(resolve(only), ctx)):
+    # Only what was named: stopping Connect must not take Postgres and Kafka down with it.
+    for svc in reversed(instantiate(resolve(only, with_dependencies=False), ctx)):
         if svc.is_external():
             continue
         if svc.pidfiles():
@@ -78,4 +80,4 @@ def down(ctx: Context, only: str | None = None) -> list[str]:
 
 
 def status(ctx: Context, only: str | None = None) -> list[ServiceStatus]:
-    return [svc.status() for svc in instantiate(resolve(only), ctx)]
+    return [svc.status() for svc in instantiate(resolve(only, with_dependencies=False), ctx)]

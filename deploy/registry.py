@@ -51,8 +51,8 @@ def available() -> list[str]:
     return out
 
 
-def resolve(only: str | None) -> list[str]:
-    """Expand `--only a,b,group` into service names in start order, adding dependencies."""
+def resolve(only: str | None, with_dependencies: bool = True) -> list[str]:
+    """Expand `--only a,b,group` into service names in start order (with their dependencies for `up`)."""
     if not only:
         return available()
     wanted: set[str] = set()
@@ -65,7 +65,7 @@ def resolve(only: str | None) -> list[str]:
             known = ", ".join([*SERVICES, *GROUPS])
             raise UnknownService(f"unknown service {item!r}; known: {known}")
     # Dependencies come along: a Connect worker without Kafka is no use.
-    changed = True
+    changed = with_dependencies
     while changed:
         changed = False
         for name in list(wanted):
