@@ -19,7 +19,7 @@ class RunLike(Protocol):
     def e2e(self) -> pd.DataFrame: ...
     def tail_growth(self) -> pd.DataFrame: ...
     def graph(self, stack: str, workload: str) -> nx.DiGraph: ...
-    def quality(self) -> pd.DataFrame: ...
+    def quality(self) -> pd.DataFrame | dict: ...
 
 
 def _unique(items: Sequence[str]) -> list[str]:
@@ -43,6 +43,9 @@ class ReportContext:
     workloads: list[str]
     title: str = "hopscope report"
     meta: dict[str, Any] = field(default_factory=dict)
+    #: `experiment.json` of a `hopscope run` (phases, fairness, cross-checks); empty otherwise
+    experiment: dict[str, Any] = field(default_factory=dict)
+    _pairs: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _graphs: dict[tuple[str, str], nx.DiGraph | None] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -54,9 +57,15 @@ class ReportContext:
         title: str = "hopscope report",
         meta: dict[str, Any] | None = None,
     ) -> ReportContext:
-        """Fetch every table once. `expected` is the manifest's `expected_hops` map, if known."""
+        """Fetch every table once. `expected` is the manifest's `expected_hops` map; by default
+        it is taken from `run.manifest` when the run has one."""
         pairs = list(run.pairs())
-        expected = expected or {}
+        if expected is None:
+            expected = (getattr(run, "manifest", None) or {}).get("expected_hops") or {}
+        meta = dict(meta or {})
+        ingest_report = getattr(run, "ingest_report", None)
+        if ingest_report and "ingest_report" not in meta:
+            meta["ingest_report"] = ingest_report
         stacks = _unique([s for s in expected] + [s for s, _ in pairs])
         workloads = _unique([w for per in expected.values() for w in per] + [w for _, w in pairs])
         return cls(
@@ -64,11 +73,12 @@ class ReportContext:
             hop_stats=run.hop_stats(),
             e2e=run.e2e(),
             tail_growth=run.tail_growth(),
-            quality=run.quality(),
+            quality=_quality_frame(run),
             stacks=stacks,
             workloads=workloads,
             title=title,
-            meta=dict(meta or {}),
+            meta=meta,
+            _pairs=set(pairs),
         )
 
     # -- per stack × workload views -------------------------------------------------
@@ -101,16 +111,34 @@ class ReportContext:
         return [s for s in self.stacks if len(self.deliveries(s, workload)) == 0]
 
     def graph(self, stack: str, workload: str) -> nx.DiGraph | None:
+        """The pair's hop graph, or None when the run has no such pair."""
         key = (stack, workload)
         if key not in self._graphs:
-            try:
-                self._graphs[key] = self.run.graph(stack, workload)
-            except KeyError:
-                self._graphs[key] = None
+            graph = None
+            if key in self._pairs:
+                try:
+                    graph = self.run.graph(stack, workload)
+                except KeyError:  # the core's answer for a pair without analysed deliveries
+                    graph = None
+            self._graphs[key] = graph
         return self._graphs[key]
 
     def stack_color(self, stack: str) -> str:
         return STACK_COLORS[self.stacks.index(stack) % len(STACK_COLORS)] if stack in self.stacks else "#777"
+
+
+def _quality_frame(run: RunLike) -> pd.DataFrame:
+    """One row per stack × workload. The core's `quality()` is a nested dict (for
+    quality.json) and `quality_frame()` its flat form; a DataFrame is taken as is."""
+    q = run.quality()
+    if isinstance(q, pd.DataFrame):
+        return q
+    flat = getattr(run, "quality_frame", None)
+    if flat is None:
+        raise TypeError(
+            f"{type(run).__name__}.quality() returned {type(q).__name__} and there is no quality_frame()"
+        )
+    return flat()
 
 
 # Colour-blind-safe (Okabe–Ito); a stack keeps its colour on every plot.

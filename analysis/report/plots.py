@@ -13,12 +13,27 @@ from plotly.subplots import make_subplots
 from .context import ReportContext
 from .tables import fmt_ms
 
-BASE_LAYOUT = dict(
-    template="plotly_white",
-    margin=dict(l=60, r=20, t=50, b=50),
-    legend=dict(orientation="h", yanchor="bottom", y=1.06, x=0),
-    font=dict(size=12),
-)
+
+def _finish(
+    fig: go.Figure, height: int, title: str | None = None, legend_y: float = 1.04, **extra: object
+) -> None:
+    """One layout update per figure (plotly copies its template on every update, which is slow).
+
+    Section headings carry the plot's name, so a figure title is only set when it says
+    something the heading does not; the legend sits above the plot area.
+    """
+    top = 40 + (30 if title else 0) + (50 if legend_y > 1.07 else 30)
+    fig.update_layout(
+        template="plotly_white",
+        margin=dict(l=60, r=20, t=top, b=50),
+        legend=dict(orientation="h", yanchor="bottom", y=legend_y, x=0),
+        font=dict(size=12),
+        height=height,
+        title=dict(text=title, x=0, y=0.99, yanchor="top", font=dict(size=13)) if title else None,
+        **extra,
+    )
+
+
 METRIC_DASH = {"p50_ms": "solid", "p99_ms": "dash", "p999_ms": "dot"}
 METRIC_LABEL = {"p50_ms": "p50", "p99_ms": "p99", "p999_ms": "p99.9"}
 
@@ -57,14 +72,11 @@ def e2e_cdf(ctx: ReportContext, workload: str) -> go.Figure | None:
         common = dict(x=x, mode="lines", line=dict(color=color, width=2), legendgroup=stack)
         fig.add_trace(go.Scatter(y=cdf, name=f"{stack} (n={len(positive):,})", **common), row=1, col=1)
         fig.add_trace(go.Scatter(y=ccdf, name=stack, showlegend=False, **common), row=1, col=2)
-    fig.update_xaxes(type="log", title_text="end-to-end latency (ms, log)")
+    fig.update_xaxes(type="log", minorloglabels="complete", title_text="end-to-end latency (ms, log)")
     fig.update_yaxes(title_text="fraction of deliveries", range=[0, 1.02], row=1, col=1)
-    fig.update_yaxes(type="log", title_text="fraction ≥ x (log)", row=1, col=2)
-    title = f"{workload}: end-to-end latency per delivery"
-    if hidden:
-        title += f" — not on the log axis: {', '.join(hidden)}"
-    fig.update_layout(**BASE_LAYOUT, height=430, title=dict(text=title, x=0, font=dict(size=14)))
-    fig.update_layout(legend=dict(y=1.14))
+    fig.update_yaxes(type="log", minorloglabels="complete", title_text="fraction ≥ x (log)", row=1, col=2)
+    title = f"not on the log axis: {', '.join(hidden)}" if hidden else None
+    _finish(fig, 450, title, legend_y=1.1)
     return fig
 
 
@@ -73,7 +85,6 @@ def _per_stack_bars(
     workload: str,
     metrics: dict[str, str],
     y_title: str,
-    title: str,
     percent: bool = False,
 ) -> go.Figure | None:
     stacks = [s for s in ctx.stacks_with_data(workload) if not ctx.hops(s, workload).empty]
@@ -102,8 +113,7 @@ def _per_stack_bars(
                 row=1,
                 col=col,
             )
-    fig.update_layout(**BASE_LAYOUT, barmode="group", height=440, title=dict(text=title, x=0, font=dict(size=14)))
-    fig.update_layout(legend=dict(y=1.14))
+    _finish(fig, 450, None, legend_y=1.1, barmode="group")
     fig.update_xaxes(tickangle=-30, automargin=True)
     fig.update_yaxes(title_text=y_title, row=1, col=1)
     return fig
@@ -115,7 +125,6 @@ def hop_breakdown(ctx: ReportContext, workload: str) -> go.Figure | None:
         workload,
         {"p50_ms": "median (p50)", "p99_ms": "p99"},
         "hop latency (ms)",
-        f"{workload}: per-hop median and p99 (hops in path order)",
     )
 
 
@@ -130,7 +139,6 @@ def shares(ctx: ReportContext, workload: str) -> go.Figure | None:
             "crit_share": "critical-path share",
         },
         "share (%)",
-        f"{workload}: where the variance and the tail come from",
         percent=True,
     )
 
@@ -164,21 +172,14 @@ def tail_growth(ctx: ReportContext, workload: str) -> go.Figure | None:
                     hovertemplate=f"{stack} after %{{customdata}}<br>{label}: %{{y:.3g}} ms<extra></extra>",
                 )
             )
-    fig.update_layout(
-        **BASE_LAYOUT,
-        height=460,
-        title=dict(
-            text=f"{workload}: tail growth — quantiles of the partial sum after each hop", x=0, font=dict(size=14)
-        ),
-    )
-    fig.update_layout(legend=dict(y=1.1))
+    _finish(fig, 480)
     fig.update_xaxes(
         title_text="after hop number (hop names on the p99 line)",
         tickmode="array",
         tickvals=list(range(1, max_len + 1)),
         range=[0.5, max_len + 0.5],
     )
-    fig.update_yaxes(type="log", title_text="partial-sum latency (ms, log)")
+    fig.update_yaxes(type="log", minorloglabels="complete", title_text="partial-sum latency (ms, log)")
     return fig
 
 
@@ -213,7 +214,8 @@ def hop_graph(ctx: ReportContext, stack: str, workload: str) -> go.Figure | None
     top = max(p99s) if p99s else 0.0
     fig = go.Figure()
     annotations = []
-    for u, v, data in graph.edges(data=True):
+    # Long hop and checkpoint names crowd a long chain: labels alternate between two heights.
+    for k, (u, v, data) in enumerate(graph.edges(data=True)):
         (x0, y0), (x1, y1) = pos[u], pos[v]
         p99 = float(data.get("p99_ms", 0) or 0)
         width = 1.5 + 6 * (p99 / top if top > 0 else 0)
@@ -231,36 +233,39 @@ def hop_graph(ctx: ReportContext, stack: str, workload: str) -> go.Figure | None
         annotations.append(
             dict(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
                  showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=1.5, arrowcolor=color, standoff=9)
-        )
+        )  # fmt: skip
         hop = data.get("hop", f"{u}→{v}")
-        label = f"<b>{hop}</b><br>p99 {fmt_ms(p99)} ms"
         annotations.append(
-            dict(x=(x0 + x1) / 2, y=(y0 + y1) / 2, xref="x", yref="y", text=label, showarrow=False,
-                 font=dict(size=10), bgcolor="rgba(255,255,255,0.85)")
-        )
-    xs = [pos[n][0] for n in graph.nodes]
-    ys = [pos[n][1] for n in graph.nodes]
+            dict(x=(x0 + x1) / 2, y=(y0 + y1) / 2, xref="x", yref="y", yanchor="bottom",
+                 yshift=6 if k % 2 == 0 else 34, text=f"<b>{hop}</b><br>p99 {fmt_ms(p99)} ms",
+                 showarrow=False, font=dict(size=10), bgcolor="rgba(255,255,255,0.85)")
+        )  # fmt: skip
+    nodes = list(graph.nodes)
+    xs = [pos[n][0] for n in nodes]
+    ys = [pos[n][1] for n in nodes]
+    for k, n in enumerate(nodes):
+        annotations.append(
+            dict(x=pos[n][0], y=pos[n][1], xref="x", yref="y", yanchor="top", yshift=-10 if k % 2 == 0 else -26,
+                 text=str(n), showarrow=False, font=dict(size=10, color="#333"))
+        )  # fmt: skip
     fig.add_trace(
         go.Scatter(
             x=xs,
             y=ys,
-            mode="markers+text",
-            text=[str(n) for n in graph.nodes],
-            textposition="bottom center",
-            textfont=dict(size=10, color="#333"),
+            mode="markers",
             marker=dict(size=14, color="white", line=dict(color=color, width=2)),
-            hovertext=[str(n) for n in graph.nodes],
+            hovertext=[str(n) for n in nodes],
             hoverinfo="text",
             showlegend=False,
         )
     )
     span_y = max(ys) - min(ys) if ys else 0
-    fig.update_layout(
-        **BASE_LAYOUT,
+    _finish(
+        fig,
+        int(230 + 110 * span_y),
+        f"{stack} · {workload}: hop graph (edge width ∝ p99)",
         annotations=annotations,
-        height=int(240 + 90 * span_y),
-        title=dict(text=f"{stack} · {workload}: hop graph (edge width ∝ p99)", x=0, font=dict(size=13)),
     )
     fig.update_xaxes(visible=False, range=[min(xs) - 0.4, max(xs) + 0.4])
-    fig.update_yaxes(visible=False, range=[min(ys) - 0.7, max(ys) + 0.5])
+    fig.update_yaxes(visible=False, range=[min(ys) - 0.8, max(ys) + 0.8])
     return fig

@@ -16,7 +16,9 @@ from .context import ReportContext
 from .sections import Section, SectionFn, build_sections
 
 #: `src=`/`href=` attributes that would make the browser fetch something from the network.
-EXTERNAL_REF = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+EXTERNAL_REF = re.compile(
+    r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,11 @@ def render_markdown(ctx: ReportContext, sections: list[Section]) -> str:
         lines.append(f"- [{s.title}](#{s.anchor})")
         lines += [f"  - [{c.title}](#{c.anchor})" for c in s.children]
     for s in sections:
-        lines += ["", f'<a id="{s.anchor}"></a>', "", f"## {s.title}", "", s.markdown.rstrip()]
+        lines += ["", f'<a id="{s.anchor}"></a>', "", f"## {s.title}"]
+        lines += ["", s.markdown.rstrip()] if s.markdown.strip() else []
         for c in s.children:
-            lines += ["", f'<a id="{c.anchor}"></a>', "", f"### {c.title}", "", c.markdown.rstrip()]
+            lines += ["", f'<a id="{c.anchor}"></a>', "", f"### {c.title}"]
+            lines += ["", c.markdown.rstrip()] if c.markdown.strip() else []
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -17,7 +17,7 @@ import plotly.io as pio
 from . import plots
 from .context import ReportContext
 from .headline import Headline, headline
-from .tables import Column, count, fmt_ms, fmt_ratio, fmt_share, make_table, ms, share, text
+from .tables import Column, Table, count, fmt_count, fmt_ms, fmt_ratio, fmt_share, make_table, ms, share, text
 
 #: Unattributed time above this share of the ledger's end-to-end latency (at p50) is flagged.
 CLOSURE_FLAG_SHARE = 0.05
@@ -59,9 +59,7 @@ def figure_html(fig: go.Figure, div_id: str) -> str:
     return f'<div class="plot">{body}</div>'
 
 
-def figure_part(
-    anchor: str, title: str, fig: go.Figure | None, caption: str, empty: str
-) -> tuple[str, str]:
+def figure_part(anchor: str, title: str, fig: go.Figure | None, caption: str, empty: str) -> tuple[str, str]:
     """A plot with its caption; when there is nothing to draw, say why instead."""
     if fig is None:
         return note(empty)
@@ -191,15 +189,29 @@ def workload_summary(ctx: ReportContext, workload: str) -> Section | None:
         q = np.quantile(v, [0.5, 0.9, 0.99, 0.999])
         rows.append(
             dict(
-                stack=stack, deliveries=len(v), mean_ms=v.mean(), p50_ms=q[0], p90_ms=q[1],
-                p99_ms=q[2], p999_ms=q[3], max_ms=v.max(),
+                stack=stack,
+                deliveries=len(v),
+                mean_ms=v.mean(),
+                p50_ms=q[0],
+                p90_ms=q[1],
+                p99_ms=q[2],
+                p999_ms=q[3],
+                max_ms=v.max(),
             )
         )
     if rows:
         t = make_table(
             pd.DataFrame(rows),
-            [text("stack"), count("deliveries"), ms("mean_ms"), ms("p50_ms"), ms("p90_ms"),
-             ms("p99_ms"), ms("p999_ms", "p99.9 (ms)"), ms("max_ms")],
+            [
+                text("stack"),
+                count("deliveries"),
+                ms("mean_ms"),
+                ms("p50_ms"),
+                ms("p90_ms"),
+                ms("p99_ms"),
+                ms("p999_ms", "p99.9 (ms)"),
+                ms("max_ms"),
+            ],
             caption="End-to-end latency per delivery",
         )
         parts_html.append(t.to_html())
@@ -248,8 +260,14 @@ def workload_growth(ctx: ReportContext, workload: str) -> Section | None:
     if frames:
         t = make_table(
             pd.concat(frames),
-            [text("stack"), count("order", "#"), text("hop", "after hop"), ms("p50_ms"), ms("p99_ms"),
-             ms("p999_ms", "p99.9 (ms)")],
+            [
+                text("stack"),
+                count("order", "#"),
+                text("hop", "after hop"),
+                ms("p50_ms"),
+                ms("p99_ms"),
+                ms("p999_ms", "p99.9 (ms)"),
+            ],
             caption="Quantiles of the partial sum after each hop",
         )
         h += t.to_html()
@@ -332,7 +350,82 @@ def workload_sections(ctx: ReportContext) -> Iterable[Section]:
 
 # -- data quality -----------------------------------------------------------------------
 
-_COUNT_OK = {"stack", "workload", "traces", "complete_traces", "spans", "deliveries", "events"}
+#: Quality columns that describe the data rather than count a problem with it.
+INFORMATIONAL = {
+    "stack", "workload", "traces", "complete_traces", "spans", "deliveries", "deliveries_analysed", "events",
+    "clock_skew_corrections",
+}  # fmt: skip
+
+
+def is_problem(rec: pd.Series, check: str) -> bool:
+    if check == "complete_traces" and "traces" in rec.index:
+        return _positive(rec["traces"]) and _positive(float(rec["traces"]) - float(rec[check]))
+    if check in INFORMATIONAL or check in ("stack", "workload") or check.startswith("unattributed_"):
+        return False
+    return _positive(rec[check])
+
+
+def quality_problems(ctx: ReportContext) -> list[str]:
+    """Every highlighted quality cell, closure flag and ingest skip, as one line each."""
+    out = []
+    q = ctx.quality
+    ingest = ctx.meta.get("ingest_report") or {}
+    # The core repeats the run-level malformed count on every pair; the ingest line says it once.
+    run_level = {"malformed_records"} if ingest else set()
+    if q is not None and not q.empty:
+        for _, rec in q.iterrows():
+            for check in q.columns:
+                if check not in run_level and is_problem(rec, str(check)):
+                    out.append(f"{rec['stack']}/{rec['workload']}: {check} = {rec[check]}")
+    if "unattributed_ms" in ctx.e2e.columns and "ledger_e2e_ms" in ctx.e2e.columns:
+        for _, rec in closure_frame(ctx.e2e).iterrows():
+            if rec.get("flag") not in (None, "ok"):
+                out.append(
+                    f"{rec['stack']}/{rec['workload']}: unattributed time is "
+                    f"{fmt_share(rec['unattributed_share_p50'])} of e2e at p50"
+                )
+    for kind, n in (ingest.get("skipped") or {}).items():
+        if _positive(n):
+            out.append(f"ingest skipped {n} × {kind}")
+    return out
+
+
+def ordered_pairs(ctx: ReportContext, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the report's workload-then-stack order (the order every other section uses)."""
+    w = {name: i for i, name in enumerate(ctx.workloads)}
+    s = {name: i for i, name in enumerate(ctx.stacks)}
+    if frame.empty or "workload" not in frame.columns:
+        return frame
+    key = frame["workload"].map(w).fillna(len(w)) * (len(s) + 1) + frame["stack"].map(s).fillna(len(s))
+    return frame.iloc[key.to_numpy().argsort(kind="stable")]
+
+
+def quality_table(q: pd.DataFrame) -> Table:
+    """Checks as rows, stack × workload pairs as columns (a pair per column stays readable
+    however many checks the core adds). A problem count above zero is highlighted, and so
+    are complete traces short of all traces."""
+    checks = [
+        c for c in q.columns if c not in ("stack", "workload") and not str(c).startswith("unattributed_")
+    ]
+    pairs = [f"{r['stack']} · {r['workload']}" for _, r in q.iterrows()]
+    rows: list[list[str]] = []
+    flagged: set[tuple[int, int]] = set()
+    for i, check in enumerate(checks):
+        fmt = fmt_ms if str(check).endswith("_ms") else fmt_count
+        row = [str(check).replace("_", " ")]
+        for j, (_, rec) in enumerate(q.iterrows(), start=1):
+            value = rec[check]
+            row.append(fmt(value))
+            if is_problem(rec, str(check)):
+                flagged.add((i, j))
+        rows.append(row)
+    return Table(
+        ["check", *pairs],
+        rows,
+        [False] + [True] * len(pairs),
+        flagged,
+        "Counts per stack × workload; highlighted = something could not be used",
+    )
 
 
 def closure_frame(e2e: pd.DataFrame) -> pd.DataFrame:
@@ -370,15 +463,7 @@ def quality_section(ctx: ReportContext) -> Iterable[Section]:
         parts_html.append(n_html)
         parts_md.append(n_md)
     else:
-        cols = [text("stack"), text("workload")] + [
-            count(c) for c in q.columns if c not in ("stack", "workload")
-        ]
-        t = make_table(
-            q,
-            cols,
-            caption="Counts per stack × workload; highlighted = something could not be used",
-            flag=lambda rec, f: f not in _COUNT_OK and _positive(rec[f]),
-        )
+        t = quality_table(ordered_pairs(ctx, q))
         parts_html.append(t.to_html())
         parts_md.append(t.to_markdown())
 
@@ -386,7 +471,7 @@ def quality_section(ctx: ReportContext) -> Iterable[Section]:
     if ingest:
         skipped = ingest.get("skipped") or {}
         msg = (
-            f"Ingest read {ingest.get('files', '?')} file(s), {ingest.get('spans', '?')} span(s); skipped: "
+            f"Ingest read {fmt_count(ingest.get('files'))} file(s), {fmt_count(ingest.get('spans'))} span(s); skipped: "
             + (", ".join(f"{k} {v}" for k, v in skipped.items()) if skipped else "nothing")
             + "."
         )
@@ -404,10 +489,10 @@ def quality_section(ctx: ReportContext) -> Iterable[Section]:
 
     title_html = "<h3>Hop closure</h3>"
     if "unattributed_ms" in ctx.e2e.columns and "ledger_e2e_ms" in ctx.e2e.columns:
-        c = closure_frame(ctx.e2e)
+        c = ordered_pairs(ctx, closure_frame(ctx.e2e))
         t = make_table(
             c,
-            [text("stack"), text("workload"), count("events"), ms("ledger_p50_ms", "ledger e2e p50 (ms)"),
+            [text("stack"), text("workload"), count("events", "deliveries"), ms("ledger_p50_ms", "ledger e2e p50 (ms)"),
              ms("unattributed_p50_ms", "unattributed p50 (ms)"),
              ms("unattributed_p99_ms", "unattributed p99 (ms)"),
              share("unattributed_share_p50", "|unattributed| ÷ e2e, p50"), text("flag")],
@@ -430,8 +515,31 @@ def _positive(value: object) -> bool:
         return False
 
 
+# The experiment sections need Section/note/figure_part from this module, so they are
+# imported once those exist; each yields nothing for a run without experiment.json.
+from .experiment_sections import (  # noqa: E402
+    crosscheck_section,
+    fairness_section,
+    overhead_section,
+    run_status_section,
+    workload_point_reads,
+    workload_repeats,
+    workload_sweep,
+)
+
+WORKLOAD_PARTS.insert(1, workload_repeats)
+WORKLOAD_PARTS += [workload_sweep, workload_point_reads]
+
 #: The report's top-level sections, in order. Append to extend.
-REPORT_SECTIONS: list[SectionFn] = [headline_section, workload_sections, quality_section]
+REPORT_SECTIONS: list[SectionFn] = [
+    headline_section,
+    run_status_section,
+    fairness_section,
+    workload_sections,
+    overhead_section,
+    crosscheck_section,
+    quality_section,
+]
 
 
 def build_sections(

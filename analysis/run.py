@@ -1,0 +1,393 @@
+"""`load(RUN_DIR) -> Run`: the analysis of one run directory as pandas DataFrames and networkx graphs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import clock_skew, graph, quality
+from .hops import Deliveries, HopValues, find_deliveries, hop_values, pair_codes
+from .spans import NEEDED_COLUMNS, ParquetColumns, SpanArrays, prepare
+from .stats import NS_PER_MS, PairMatrix, build_matrix, growth_rows, hop_rows
+
+HOP_STATS_COLUMNS = [
+    "stack",
+    "workload",
+    "hop",
+    "order",
+    "count",
+    "mean_ms",
+    "std_ms",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p999_ms",
+    "max_ms",
+    "var_share",
+    "tail_share_p99",
+    "tail_share_p999",
+    "crit_share",
+    "mean_offset_ms",
+]
+
+
+class RunDirError(Exception):
+    """A run directory that cannot be analysed (names the file and the problem)."""
+
+
+def _read_spans(run_dir: Path) -> ParquetColumns:
+    path = run_dir / "spans.parquet"
+    if not path.exists():
+        if not (run_dir / "spans").is_dir():
+            raise RunDirError(f"{run_dir}: neither spans.parquet nor spans/ exists")
+        try:
+            from hopscope.collector.ingest import ingest  # written by the collector folder
+        except ImportError as exc:
+            raise RunDirError(f"{path} is missing and hopscope.collector.ingest is not available") from exc
+        ingest([run_dir / "spans"], run_dir)
+    try:
+        cols = ParquetColumns(str(path))
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise RunDirError(f"{path}: cannot read as Parquet ({exc})") from exc
+    missing = [
+        c
+        for c in ("trace_id", "span_id", "parent_span_id", "start_ns", "end_ns")
+        if c not in cols.column_names
+    ]
+    if missing:
+        raise RunDirError(f"{path}: required column(s) {missing} missing")
+    # prepare() reads it column by column: one Arrow column alive at a time, low-cardinality
+    # strings dictionary-encoded.
+    return cols
+
+
+def _complete_columns(table: pa.Table) -> pa.Table:
+    """Add optional SPAN_SCHEMA columns a foreign table may lack, as nulls."""
+    from hopscope.collector.schema import SPAN_SCHEMA
+
+    for name in NEEDED_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(
+                SPAN_SCHEMA.field(name), pa.nulls(table.num_rows, SPAN_SCHEMA.field(name).type)
+            )
+    return table
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path}: not valid JSON ({exc})") from exc
+
+
+@dataclass
+class _Core:
+    sa: SpanArrays
+    pair_of_trace: np.ndarray
+    pairs: list[tuple[str, str]]
+    skew: clock_skew.SkewResult
+    deliveries: Deliveries
+    values: HopValues
+
+
+class Run:
+    """One analysed run. Build it with `load(run_dir)` or `Run.from_table(table, ...)`."""
+
+    def __init__(
+        self,
+        table: pa.Table | ParquetColumns,
+        *,
+        manifest: dict | None = None,
+        ledger: pd.DataFrame | None = None,
+        ingest_report: dict | None = None,
+        run_dir: Path | None = None,
+        correct_skew: bool = True,
+    ) -> None:
+        self.run_dir = run_dir
+        self.manifest = manifest or {}
+        self.ledger = ledger
+        self.ingest_report = ingest_report or {}
+        self.correct_skew = correct_skew
+        self._table: pa.Table | ParquetColumns | None = (
+            table if isinstance(table, ParquetColumns) else _complete_columns(table)
+        )
+
+    @classmethod
+    def from_table(cls, table: pa.Table, **kwargs: object) -> Run:
+        return cls(table, **kwargs)  # type: ignore[arg-type]
+
+    # -- core computation (vectorised, done once) ------------------------------------------
+
+    @cached_property
+    def _core(self) -> _Core:
+        assert self._table is not None
+        sa = prepare(self._table)
+        self._table = None  # the arrays hold what the analysis needs; free the Arrow copy
+        pair_of_trace, pairs = pair_codes(sa)
+        if self.correct_skew:
+            skew = clock_skew.correct(sa)
+        else:
+            skew = clock_skew.SkewResult(sa.start, sa.end, np.zeros(sa.n, bool), np.zeros(sa.n, np.int64))
+        dl = find_deliveries(sa, pair_of_trace, len(pairs), skew.end)
+        hv = hop_values(sa, dl, skew.start, skew.end)
+        return _Core(sa=sa, pair_of_trace=pair_of_trace, pairs=pairs, skew=skew, deliveries=dl, values=hv)
+
+    @cached_property
+    def _matrices(self) -> dict[tuple[str, str], tuple[PairMatrix, np.ndarray]]:
+        """Per pair: the deliveries × hops matrix and the delivery indices of its rows."""
+        c = self._core
+        dl, hv = c.deliveries, c.values
+        pair_of_delivery = c.pair_of_trace[dl.trace]
+        out: dict[tuple[str, str], tuple[PairMatrix, np.ndarray]] = {}
+        pair_of_row = pair_of_delivery[hv.delivery]
+        order = np.argsort(pair_of_row, kind="stable")
+        bounds = np.searchsorted(pair_of_row[order], np.arange(len(c.pairs) + 1))
+        for p, pair in enumerate(c.pairs):
+            rows = order[bounds[p] : bounds[p + 1]]
+            members = np.flatnonzero(dl.valid & (pair_of_delivery == p))
+            local = np.searchsorted(members, hv.delivery[rows])
+            m = build_matrix(
+                local,
+                hv.label[rows],
+                hv.value_ns[rows].astype(np.float64),
+                hv.offset_ns[rows].astype(np.float64),
+                len(members),
+                hv.label_names,
+            )
+            out[pair] = (m, members)
+        return out
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(stack, workload) pairs present in the spans, sorted."""
+        return list(self._core.pairs)
+
+    def expected_hops(self, stack: str, workload: str) -> list[str]:
+        """Ordered expected hops from the manifest (empty if the manifest does not say)."""
+        return list(self.manifest.get("expected_hops", {}).get(stack, {}).get(workload, []))
+
+    def hop_stats(self) -> pd.DataFrame:
+        rows = []
+        for (stack, workload), (m, _members) in self._matrices.items():
+            for r in hop_rows(m):
+                rows.append({"stack": stack, "workload": workload, **r})
+        return pd.DataFrame(rows, columns=HOP_STATS_COLUMNS)
+
+    def tail_growth(self) -> pd.DataFrame:
+        rows = []
+        for (stack, workload), (m, _members) in self._matrices.items():
+            for r in growth_rows(m):
+                rows.append({"stack": stack, "workload": workload, **r})
+        return pd.DataFrame(
+            rows, columns=["stack", "workload", "hop", "order", "p50_ms", "p99_ms", "p999_ms"]
+        )
+
+    def _delivery_frame(self, idx: np.ndarray) -> pd.DataFrame:
+        c = self._core
+        dl = c.deliveries
+        tr = dl.trace[idx]
+        take = pa.array(tr)
+        stack_codes, stacks = np.unique(c.sa.trace_stack.astype(str), return_inverse=True)
+        work_codes, works = np.unique(c.sa.trace_workload.astype(str), return_inverse=True)
+        subs = dl.subscriber[idx]
+        return pd.DataFrame(
+            {
+                "stack": pd.Categorical.from_codes(stacks[tr], stack_codes.tolist()).astype(str),
+                "workload": pd.Categorical.from_codes(works[tr], work_codes.tolist()).astype(str),
+                "event_id": c.sa.trace_event_arrow.take(take).to_pandas(),
+                "subscriber": pd.Series(subs, dtype=object),
+                "trace_id": c.sa.trace_id_arrow.take(take).to_pandas(),
+            }
+        )
+
+    def e2e(self) -> pd.DataFrame:
+        """One row per analysed delivery; with a ledger also ledger_e2e_ms and unattributed_ms."""
+        c = self._core
+        idx = np.flatnonzero(c.deliveries.valid)
+        df = self._delivery_frame(idx)
+        df["e2e_ms"] = c.values.e2e_ns[idx] / NS_PER_MS
+        if self.ledger is not None and len(self.ledger):
+            rec = self._ledger_receipts()
+            df["_sub"] = df["subscriber"].fillna("").astype(str)
+            df = df.merge(rec, how="left", on=["stack", "workload", "event_id", "_sub"]).drop(columns="_sub")
+            df["unattributed_ms"] = df["ledger_e2e_ms"] - df["e2e_ms"]
+        return df
+
+    def _ledger_receipts(self) -> pd.DataFrame:
+        led = self.ledger
+        assert led is not None
+        ex = led[["stack", "workload", "event_id", "intended_ns", "receipts"]].explode("receipts")
+        ex = ex[ex["receipts"].notna()]
+        rec = pd.DataFrame(
+            {
+                "stack": ex["stack"].to_numpy(),
+                "workload": ex["workload"].to_numpy(),
+                "event_id": ex["event_id"].to_numpy(),
+                "_sub": [r["subscriber"] or "" for r in ex["receipts"]],
+                "ledger_e2e_ms": (
+                    np.array([r["received_ns"] for r in ex["receipts"]], dtype=np.int64)
+                    - ex["intended_ns"].to_numpy(np.int64)
+                )
+                / NS_PER_MS,
+            }
+        )
+        # A delivery in a pair without subscribers matches the event's single receipt, if any.
+        return rec.drop_duplicates(["stack", "workload", "event_id", "_sub"])
+
+    def hop_values(self) -> pd.DataFrame:
+        """The long table the statistics come from: one row per delivery × hop on its critical path."""
+        c = self._core
+        hv = c.values
+        df = self._delivery_frame(hv.delivery)
+        df["hop"] = hv.label_names[hv.label]
+        df["value_ms"] = hv.value_ns / NS_PER_MS
+        df["offset_ms"] = hv.offset_ns / NS_PER_MS
+        stats = self.hop_stats()[["stack", "workload", "hop", "order"]]
+        return df.merge(stats, how="left", on=["stack", "workload", "hop"])
+
+    def _transitions(self, stack: str, workload: str) -> pd.DataFrame:
+        """Counts of (previous hop, hop) along the deliveries' paths (previous None = first hop)."""
+        c = self._core
+        hv = c.values
+        p = c.pairs.index((stack, workload))
+        sel = np.flatnonzero(c.pair_of_trace[c.deliveries.trace[hv.delivery]] == p)
+        d, lab, off = hv.delivery[sel], hv.label[sel], hv.offset_ns[sel]
+        o = np.lexsort((off, d))
+        d, lab = d[o], lab[o]
+        first = np.ones(len(d), bool)
+        first[1:] = d[1:] != d[:-1]
+        prev = np.where(first, -1, np.roll(lab, 1))
+        k = len(hv.label_names) + 1
+        pairs, n = np.unique((prev + 1).astype(np.int64) * k + lab, return_counts=True)
+        names = np.append(hv.label_names, None)
+        return pd.DataFrame({"prev": names[pairs // k - 1], "hop": names[pairs % k], "n": n})
+
+    def graph(self, stack: str, workload: str) -> nx.DiGraph:
+        stats = self.hop_stats()
+        stats = stats[(stats["stack"] == stack) & (stats["workload"] == workload)]
+        if stats.empty:
+            raise KeyError(f"no deliveries for stack={stack!r} workload={workload!r}")
+        return graph.build(stack, workload, stats, self._transitions(stack, workload))
+
+    def quality(self) -> dict:
+        """Data-quality counts per stack × workload (key "stack/workload"), plus run-level ingest counts."""
+        return json.loads(json.dumps(self._quality))
+
+    @cached_property
+    def _quality(self) -> dict:
+        c = self._core
+        sa, dl = c.sa, c.deliveries
+        expected = {p: self.expected_hops(*p) for p in c.pairs}
+        missing, missing_by_hop = quality.missing_expected(sa, c.pair_of_trace, c.pairs, expected)
+        reach_cycle = np.zeros(sa.n_traces, np.int64)
+        counts = sa.counts
+        corr = np.bincount(sa.trace[c.skew.corrected], minlength=sa.n_traces)
+        complete = (
+            (counts["true_roots"] == 1) & (counts["orphan_spans"] == 0) & (missing == 0) & (reach_cycle == 0)
+        )
+        dl_pair = c.pair_of_trace[dl.trace]
+        traces_with_delivery = np.zeros(sa.n_traces, bool)
+        traces_with_delivery[dl.trace] = True
+        e2e = self.e2e() if self.ledger is not None else None
+        out: dict = {"pairs": {}}
+        for p, (stack, workload) in enumerate(c.pairs):
+            sel = c.pair_of_trace == p
+            entry = {
+                "stack": stack,
+                "workload": workload,
+                "traces": int(sel.sum()),
+                "complete_traces": int((complete & sel).sum()),
+                "spans": int(np.sum(sel[sa.trace])),
+                "orphan_spans": int(counts["orphan_spans"][sel].sum()),
+                "duplicate_span_ids": int(counts["duplicate_span_ids"][sel].sum()),
+                "negative_durations": int(counts["negative_durations"][sel].sum()),
+                "traces_without_root": int(((counts["true_roots"] == 0) & sel).sum()),
+                "traces_with_several_roots": int(((counts["true_roots"] > 1) & sel).sum()),
+                "missing_expected_hops": int(missing[sel].sum()),
+                "missing_expected_hops_by_hop": missing_by_hop.get((stack, workload), {}),
+                "clock_skew_corrections": int(corr[sel].sum()),
+                "deliveries": int((dl_pair == p).sum()),
+                "deliveries_analysed": int((dl.valid & (dl_pair == p)).sum()),
+                "deliveries_broken_path": int((~dl.valid & (dl_pair == p)).sum()),
+                "traces_without_delivery": int((sel & ~traces_with_delivery).sum()),
+            }
+            if e2e is not None:
+                sub = e2e[(e2e["stack"] == stack) & (e2e["workload"] == workload)]
+                entry["unattributed"] = quality.summary_ms(sub["unattributed_ms"].to_numpy(dtype=float))
+                entry["deliveries_without_ledger_receipt"] = int(sub["ledger_e2e_ms"].isna().sum())
+            out["pairs"][f"{stack}/{workload}"] = entry
+        out["ingest"] = {
+            "malformed_records": int(sum(self.ingest_report.get("skipped", {}).values())),
+            "skipped": self.ingest_report.get("skipped", {}),
+            "files": self.ingest_report.get("files"),
+        }
+        return out
+
+    def quality_frame(self) -> pd.DataFrame:
+        """quality() as a flat DataFrame, one row per stack × workload."""
+        q = self.quality()
+        rows = []
+        for entry in q["pairs"].values():
+            flat = {k: v for k, v in entry.items() if not isinstance(v, dict)}
+            for k, v in entry.get("unattributed", {}).items():
+                flat[f"unattributed_{k}"] = v
+            flat["malformed_records"] = q["ingest"]["malformed_records"]
+            rows.append(flat)
+        return pd.DataFrame(rows)
+
+    def write_outputs(self, out_dir: str | Path | None = None) -> list[Path]:
+        """Write hop_stats/e2e/tail_growth Parquet, quality.json and one GraphML per pair."""
+        out = Path(out_dir) if out_dir is not None else self.run_dir
+        if out is None:
+            raise RunDirError("write_outputs needs out_dir when the run was not loaded from a directory")
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, df in (
+            ("hop_stats", self.hop_stats()),
+            ("e2e", self.e2e()),
+            ("tail_growth", self.tail_growth()),
+        ):
+            path = out / f"{name}.parquet"
+            df.to_parquet(path, index=False)
+            written.append(path)
+        path = out / "quality.json"
+        path.write_text(json.dumps(self.quality(), indent=2, sort_keys=True))
+        written.append(path)
+        for stack, workload in self.pairs():
+            try:
+                g = self.graph(stack, workload)
+            except KeyError:
+                continue
+            path = out / f"graph-{stack}-{workload}.graphml"
+            nx.write_graphml(g, path)
+            written.append(path)
+        return written
+
+
+def load(run_dir: str | Path, *, correct_skew: bool = True) -> Run:
+    """Open a run directory (spans.parquet, manifest.json, ledger.parquet, ingest_report.json)."""
+    rd = Path(run_dir)
+    if not rd.is_dir():
+        raise RunDirError(f"{rd}: not a directory")
+    table = _read_spans(rd)
+    ledger_path = rd / "ledger.parquet"
+    ledger = pq.read_table(ledger_path).to_pandas() if ledger_path.exists() else None
+    return Run(
+        table,
+        manifest=_read_json(rd / "manifest.json"),
+        ledger=ledger,
+        ingest_report=_read_json(rd / "ingest_report.json"),
+        run_dir=rd,
+        correct_skew=correct_skew,
+    )

@@ -1,0 +1,116 @@
+"""Per-hop statistics over a deliveries × hops matrix of critical-path contributions.
+
+Definitions (analysis/README.md has the maths):
+- count / mean / std / quantiles / max: over the deliveries on whose path the hop appears;
+- var_share = Cov(H, E) / Var(E), with an absent hop counted 0 (adds up to 1);
+- tail_share_q = (E[H | E ≥ e_q] − E[H]) / (E[E | E ≥ e_q] − E[E]) (adds up to 1);
+- crit_share = Σ H / Σ E (adds up to 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+QUANTILES = {"p50_ms": 0.5, "p90_ms": 0.9, "p99_ms": 0.99, "p999_ms": 0.999}
+NS_PER_MS = 1e6
+
+
+@dataclass
+class PairMatrix:
+    labels: list[str]  # column names, in path order
+    values: np.ndarray  # float64 ns, deliveries × hops, 0 where absent
+    present: np.ndarray  # bool, same shape
+    mean_offset_ns: np.ndarray  # per hop: mean position of its first section after the root start
+
+
+def build_matrix(
+    delivery_local: np.ndarray,
+    label: np.ndarray,
+    value_ns: np.ndarray,
+    offset_ns: np.ndarray,
+    n_deliveries: int,
+    label_names: np.ndarray,
+) -> PairMatrix:
+    """Pivot the long table of one stack × workload (deliveries numbered 0..n-1) into a dense matrix."""
+    used, col = np.unique(label, return_inverse=True)
+    k = len(used)
+    flat = delivery_local * k + col
+    values = np.bincount(flat, weights=value_ns, minlength=n_deliveries * k).reshape(n_deliveries, k)
+    present = np.bincount(flat, minlength=n_deliveries * k).reshape(n_deliveries, k) > 0
+    cnt = np.maximum(present.sum(0), 1)
+    mean_off = np.bincount(col, weights=offset_ns, minlength=k) / cnt
+    order = np.argsort(mean_off, kind="stable")
+    return PairMatrix(
+        labels=[str(label_names[u]) for u in used[order]],
+        values=values[:, order],
+        present=present[:, order],
+        mean_offset_ns=mean_off[order],
+    )
+
+
+def shares(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Additive attributions of the row sums' variance, tails and total to the columns."""
+    e = values.sum(1)
+    n = len(e)
+    out: dict[str, np.ndarray] = {}
+    k = values.shape[1]
+    if n == 0:
+        for key in ("var_share", "tail_share_p99", "tail_share_p999", "crit_share"):
+            out[key] = np.full(k, np.nan)
+        return out
+    mean_h = values.mean(0)
+    mean_e = e.mean()
+    cov = ((values - mean_h) * (e - mean_e)[:, None]).sum(0) / n
+    var_e = ((e - mean_e) ** 2).sum() / n
+    out["var_share"] = cov / var_e if var_e > 0 else np.full(k, np.nan)
+    for key, q in (("tail_share_p99", 0.99), ("tail_share_p999", 0.999)):
+        tail = e >= np.quantile(e, q)
+        excess = e[tail].mean() - mean_e
+        out[key] = (values[tail].mean(0) - mean_h) / excess if excess > 0 else np.full(k, np.nan)
+    total = e.sum()
+    out["crit_share"] = values.sum(0) / total if total > 0 else np.full(k, np.nan)
+    return out
+
+
+def hop_rows(m: PairMatrix) -> list[dict[str, object]]:
+    """One statistics row per hop of a stack × workload (values in ms)."""
+    sh = shares(m.values)
+    rows: list[dict[str, object]] = []
+    for j, hop in enumerate(m.labels):
+        v = m.values[m.present[:, j], j] / NS_PER_MS
+        row: dict[str, object] = {
+            "hop": hop,
+            "order": j,
+            "count": len(v),
+            "mean_ms": float(v.mean()) if len(v) else np.nan,
+            "std_ms": float(v.std()) if len(v) else np.nan,
+        }
+        qv = np.quantile(v, list(QUANTILES.values())) if len(v) else [np.nan] * len(QUANTILES)
+        for name, value in zip(QUANTILES, qv, strict=True):
+            row[name] = float(value)
+        row["max_ms"] = float(v.max()) if len(v) else np.nan
+        for key, arr in sh.items():
+            row[key] = float(arr[j])
+        row["mean_offset_ms"] = float(m.mean_offset_ns[j] / NS_PER_MS)
+        rows.append(row)
+    return rows
+
+
+def growth_rows(m: PairMatrix) -> list[dict[str, object]]:
+    """Quantiles of the partial sum of contributions after each hop along the path."""
+    if m.values.shape[0] == 0:
+        return []
+    partial = np.cumsum(m.values, axis=1) / NS_PER_MS
+    qs = np.quantile(partial, [0.5, 0.99, 0.999], axis=0)
+    return [
+        {
+            "hop": hop,
+            "order": j,
+            "p50_ms": float(qs[0, j]),
+            "p99_ms": float(qs[1, j]),
+            "p999_ms": float(qs[2, j]),
+        }
+        for j, hop in enumerate(m.labels)
+    ]
