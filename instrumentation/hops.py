@@ -9,7 +9,7 @@ pipelines use this helper for their consumer spans.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from opentelemetry import trace
@@ -49,13 +49,15 @@ def start_hop_span(
     attributes: Mapping[str, str | int | float | bool] | None = None,
     start_time: int | None = None,
     name: str | None = None,
+    links: Sequence[SpanContext] = (),
 ) -> trace.Span:
     """Start (not end) a hop span.
 
     `parent` is the extracted upstream context. `link_parent` defaults to true
     for CONSUMER/SERVER spans: they become children of the remote parent and
-    also link to it. `parent=None` starts a new trace root (only the load
-    generator does that).
+    also link to it. `links` adds more (e.g. the original producer when the
+    parent is the last derived span in between). `parent=None` continues the current span (in-process
+    nesting), or starts a new trace when there is none.
     """
     parent_sc = _parent_span_context(parent)
     if parent is not None and (parent_sc is None or not parent_sc.is_valid):
@@ -70,12 +72,17 @@ def start_hop_span(
     if subscriber is not None:
         attrs[ATTR_SUBSCRIBER] = subscriber
     attrs.update(attributes or {})
-    context = Context() if parent_sc is None else trace.set_span_in_context(trace.NonRecordingSpan(parent_sc))
-    if isinstance(parent, Context):
+    context: Context | None
+    if parent is None:
+        context = None  # the current context
+    elif isinstance(parent, Context):
         context = parent  # keep baggage and anything else the caller's context holds
-    links = [Link(parent_sc)] if (link_parent and parent_sc is not None) else []
+    else:
+        context = trace.set_span_in_context(trace.NonRecordingSpan(parent_sc))
+    all_links = [Link(parent_sc)] if (link_parent and parent_sc is not None) else []
+    all_links += [Link(sc) for sc in links if parent_sc is None or sc.span_id != parent_sc.span_id]
     return tracer.start_span(
-        name or hop, context=context, kind=kind, attributes=attrs, links=links, start_time=start_time
+        name or hop, context=context, kind=kind, attributes=attrs, links=all_links, start_time=start_time
     )
 
 
@@ -93,6 +100,7 @@ def hop_span(
     attributes: Mapping[str, str | int | float | bool] | None = None,
     start_time: int | None = None,
     name: str | None = None,
+    links: Sequence[SpanContext] = (),
 ) -> Iterator[trace.Span]:
     """Context manager form: the span is current inside the block and ends on exit."""
     span = start_hop_span(
@@ -107,6 +115,7 @@ def hop_span(
         attributes=attributes,
         start_time=start_time,
         name=name,
+        links=links,
     )
     with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
         yield span

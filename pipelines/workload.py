@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from hopscope.instrumentation.conventions import WAIT_PREFIX
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hopscope.instrumentation.conventions import WAIT_PREFIX
 
 WORKLOADS_DIR = Path(__file__).resolve().parent / "workloads"
 #: The extra workload name that point reads of `aggregate` are recorded under.
@@ -200,7 +201,10 @@ class Workload(_Strict):
 
     def field_combinations(self) -> list[dict[str, str]]:
         keys = sorted(self.fields)
-        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.fields[k] for k in keys))]
+        return [
+            dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(self.fields[k] for k in keys))
+        ]
 
     def expected_subscribers(self, fields: Mapping[str, str]) -> list[str]:
         return [s.name for s in self.subscribers if s.matches(fields)]
@@ -239,7 +243,9 @@ def _format_validation_error(path: Path, exc: ValidationError, overridden: set[s
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<file>"
         origin = " (from command-line override)" if err["loc"] and str(err["loc"][0]) in overridden else ""
-        value = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict | list) else ""
+        value = (
+            f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict | list) else ""
+        )
         lines.append(f"  - {loc}{origin}: {err['msg']}{value}")
     return "\n".join(lines)
 
@@ -253,7 +259,9 @@ def resolve_workload_path(name_or_path: str | Path, workloads_dir: Path = WORKLO
     path = workloads_dir / f"{name_or_path}.yaml"
     if not path.is_file():
         known = ", ".join(known_workloads(workloads_dir)) or "(none)"
-        raise WorkloadError(f"unknown workload {str(name_or_path)!r}; known workloads in {workloads_dir}: {known}")
+        raise WorkloadError(
+            f"unknown workload {str(name_or_path)!r}; known workloads in {workloads_dir}: {known}"
+        )
     return path
 
 

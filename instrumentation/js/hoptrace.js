@@ -1,0 +1,154 @@
+// hopscope trace helper for JavaScript components (the Harper component imports it).
+//
+// One tracer provider per run id: the collector files spans by the resource
+// attribute `hopscope.run_id`, and one component serves many runs. Span ids of
+// hops that end later than the record carrying them is written (commit,
+// confirmation) are drawn up front, so the record can name its real parent;
+// the span is built with that id once its end is known.
+import { context, trace, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { BasicTracerProvider, BatchSpanProcessor, RandomIdGenerator } from '@opentelemetry/sdk-trace-base';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+
+const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+export class TraceparentError extends Error {}
+
+/** Strict W3C traceparent parse; `where` names the carrier in the error. */
+export function parseTraceparent(value, where = 'traceparent') {
+  if (typeof value !== 'string') throw new TraceparentError(`${where}: traceparent missing or not a string`);
+  const m = TRACEPARENT_RE.exec(value.trim());
+  if (!m) throw new TraceparentError(`${where}: malformed traceparent ${JSON.stringify(value)}`);
+  const [, version, traceId, spanId, flags] = m;
+  if (version === 'ff') throw new TraceparentError(`${where}: traceparent version ff is forbidden`);
+  if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) throw new TraceparentError(`${where}: all-zero id in traceparent`);
+  return { traceId, spanId, traceFlags: parseInt(flags, 16), isRemote: true };
+}
+
+export function formatTraceparent(spanContext) {
+  return `00-${spanContext.traceId}-${spanContext.spanId}-${(spanContext.traceFlags | 1).toString(16).padStart(2, '0')}`;
+}
+
+/** Unix time in ms with sub-ms resolution (hrtime anchored once, like the Python clock). */
+const ORIGIN_MS = Date.now() - performance.now();
+export function nowMs() {
+  return ORIGIN_MS + performance.now();
+}
+
+function hrTime(ms) {
+  const sec = Math.floor(ms / 1000);
+  return [sec, Math.round((ms - sec * 1000) * 1e6)];
+}
+
+class PresetIdGenerator {
+  constructor() {
+    this.random = new RandomIdGenerator();
+    this.nextSpanId = null;
+  }
+  generateTraceId() {
+    return this.random.generateTraceId();
+  }
+  generateSpanId() {
+    const preset = this.nextSpanId;
+    this.nextSpanId = null;
+    return preset ?? this.random.generateSpanId();
+  }
+}
+
+const ids = new RandomIdGenerator();
+/** A fresh span id for a span that will be built later with `startHop({ spanId })`. */
+export function newSpanId() {
+  return ids.generateSpanId();
+}
+
+export class HopTracer {
+  /**
+   * @param {object} o
+   * @param {string} o.endpoint OTLP/HTTP traces URL of the collector
+   * @param {string} o.serviceName resource service.name (e.g. harper.node2)
+   * @param {string} o.stack resource hopscope.stack
+   * @param {object} [o.resource] more resource attributes
+   * @param {number} [o.maxProviders] providers kept (one per run id)
+   */
+  constructor({ endpoint, serviceName, stack, resource = {}, maxProviders = 8 }) {
+    this.endpoint = endpoint;
+    this.serviceName = serviceName;
+    this.stack = stack;
+    this.resource = resource;
+    this.maxProviders = maxProviders;
+    this.providers = new Map(); // run id -> { provider, tracer, idGen }
+  }
+
+  forRun(runId) {
+    let entry = this.providers.get(runId);
+    if (entry) return entry;
+    const idGen = new PresetIdGenerator();
+    const provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({
+        'service.name': this.serviceName,
+        'hopscope.stack': this.stack,
+        'hopscope.run_id': runId,
+        ...this.resource,
+      }),
+      idGenerator: idGen,
+      spanProcessors: [
+        // batched: one HTTP export per span would cost ~2 ms per request on this host
+        new BatchSpanProcessor(new OTLPTraceExporter({ url: this.endpoint }), {
+          maxQueueSize: 65536,
+          maxExportBatchSize: 2048,
+          scheduledDelayMillis: 200,
+        }),
+      ],
+    });
+    entry = { provider, tracer: provider.getTracer('hopscope.harper.component', '1.0.0'), idGen };
+    this.providers.set(runId, entry);
+    if (this.providers.size > this.maxProviders) {
+      const [oldest, old] = this.providers.entries().next().value;
+      this.providers.delete(oldest);
+      old.provider.shutdown().catch(() => {});
+    }
+    return entry;
+  }
+
+  /**
+   * Start a hop span (returns it; the caller ends it with `end(span, endMs)`).
+   * The parent is a parsed traceparent; SERVER/CONSUMER spans also link to it.
+   */
+  startHop(runId, hop, { eventId, workload, parent, kind = SpanKind.INTERNAL, startMs, spanId, attributes = {} }) {
+    const { tracer, idGen } = this.forRun(runId);
+    const parentCtx = trace.setSpanContext(context.active(), parent);
+    const links = kind === SpanKind.SERVER || kind === SpanKind.CONSUMER ? [{ context: parent }] : [];
+    idGen.nextSpanId = spanId ?? null;
+    const span = tracer.startSpan(
+      hop,
+      {
+        kind,
+        startTime: hrTime(startMs ?? nowMs()),
+        links,
+        attributes: {
+          'hopscope.hop': hop,
+          'hopscope.event_id': eventId,
+          'hopscope.workload': workload,
+          ...attributes,
+        },
+      },
+      parentCtx,
+    );
+    idGen.nextSpanId = null;
+    return span;
+  }
+
+  end(span, endMs, error) {
+    if (error) {
+      span.recordException(error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: String(error?.message ?? error) });
+    }
+    span.end(hrTime(endMs ?? nowMs()));
+  }
+
+  async flush() {
+    await Promise.all([...this.providers.values()].map((e) => e.provider.forceFlush()));
+  }
+}
+
+export { SpanKind };

@@ -1,0 +1,216 @@
+"""Independent cross-checks of the traced figures, with tools that know nothing of our tracing.
+
+- Kafka's own `org.apache.kafka.tools.EndToEndLatency` (kafka-tools jar), on an RF 3 topic
+  with `min.insync.replicas=2`, at the stack's producer settings (acks=all, lz4, linger.ms,
+  idempotence) and its consumer's fetch wait — against the traced Kafka hop.
+- `pgbench` with a one-row INSERT script (autocommit, so INSERT + commit like the
+  write_notify client) against our Postgres — against the traced `client.insert` hop.
+
+Each result is stored in `RUN_DIR/crosschecks.json`; the report puts the tool's figure next
+to the traced one and gives their ratio. A check that cannot run says why, with no figure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+CROSSCHECKS_FILE = "crosschecks.json"
+E2E_TOPIC = "hopscope_crosscheck_e2e"
+PG_TABLE = "hopscope_crosscheck_pgbench"
+PGBENCH_CANDIDATES = ("/usr/lib/postgresql/15/bin/pgbench", "pgbench")
+
+_AVG = re.compile(r"Avg latency:\s*([\d.]+)\s*ms")
+_PCT = re.compile(r"Percentiles:\s*50th\s*=\s*(\d+),\s*99th\s*=\s*(\d+),\s*99\.9th\s*=\s*(\d+)")
+
+
+class CrossCheckError(RuntimeError):
+    pass
+
+
+def parse_end_to_end_latency(stdout: str) -> dict[str, float]:
+    """The tool's summary lines: `Avg latency: 27.4663 ms` and `Percentiles: 50th = 16, …` (ms)."""
+    avg = _AVG.search(stdout)
+    pct = _PCT.search(stdout)
+    if not avg or not pct:
+        raise CrossCheckError(f"EndToEndLatency output has no summary lines: {stdout[-400:]!r}")
+    return {
+        "mean_ms": float(avg.group(1)),
+        "p50_ms": float(pct.group(1)),
+        "p99_ms": float(pct.group(2)),
+        "p999_ms": float(pct.group(3)),
+    }
+
+
+def parse_pgbench_log(text: str, source: str = "pgbench log") -> np.ndarray:
+    """Per-transaction log lines `client_id tx_no time_us script_no epoch_s epoch_us` → ms."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 3:
+            raise CrossCheckError(f"{source}: line {n}: expected ≥ 3 fields, got {line!r}")
+        if parts[2] == "skipped":
+            continue
+        try:
+            out.append(int(parts[2]) / 1e3)
+        except ValueError as exc:
+            raise CrossCheckError(f"{source}: line {n}: field 3 (latency µs) is {parts[2]!r}") from exc
+    return np.asarray(out, dtype=float)
+
+
+def _quantiles(ms: np.ndarray) -> dict[str, float]:
+    return {
+        "count": int(ms.size),
+        "mean_ms": float(ms.mean()),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "p999_ms": float(np.percentile(ms, 99.9)),
+    }
+
+
+def kafka_settings(drivers: list[dict[str, Any]]) -> dict[str, str]:
+    """Producer/consumer properties of the stack, from a Kafka driver manifest (else defaults)."""
+    producer = next((d.get("producer") for d in drivers if d.get("producer")), None) or {
+        "acks": "all",
+        "compression.type": "lz4",
+        "enable.idempotence": True,
+        "linger.ms": 1,
+    }
+    consumer = next((d.get("consumer") for d in drivers if d.get("consumer")), None) or {}
+    props = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in producer.items() if k != "acks"}
+    if "fetch.wait.max.ms" in consumer:  # librdkafka name → the Java client's
+        props["fetch.max.wait.ms"] = str(consumer["fetch.wait.max.ms"])
+    if "fetch.min.bytes" in consumer:
+        props["fetch.min.bytes"] = str(consumer["fetch.min.bytes"])
+    props["acks"] = str(producer.get("acks", "all"))
+    return props
+
+
+def kafka_end_to_end(ctx: Any, props: dict[str, str], records: int, workdir: Path) -> dict[str, Any]:
+    from hopscope.deploy.services.kafka import Kafka
+
+    kafka = Kafka(ctx)
+    kafka.ensure_topic(E2E_TOPIC, 1, 3, {"min.insync.replicas": "2"})
+    conf = workdir / "endtoendlatency.properties"
+    conf.write_text("".join(f"{k}={v}\n" for k, v in props.items() if k != "acks"))
+    argv = kafka.tool_argv(
+        "org.apache.kafka.tools.EndToEndLatency",
+        "--bootstrap-server",
+        kafka.bootstrap(),
+        "--topic",
+        E2E_TOPIC,
+        "--num-records",
+        str(records),
+        "--producer-acks",
+        props.get("acks", "all"),
+        "--record-size",
+        "256",
+        "--command-config",
+        str(conf),
+    )
+    t0 = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise CrossCheckError(f"EndToEndLatency exited {done.returncode}: {done.stderr[-600:]}")
+    return {
+        "tool": "org.apache.kafka.tools.EndToEndLatency (kafka-tools)",
+        "topic": kafka.topic_facts(E2E_TOPIC),
+        "records": records,
+        "record_size": 256,
+        "properties": props,
+        "seconds": round(time.monotonic() - t0, 1),
+        **parse_end_to_end_latency(done.stdout),
+    }
+
+
+def pgbench(ctx: Any, seconds: float, rate: float, workdir: Path) -> dict[str, Any]:
+    import psycopg
+
+    from hopscope.deploy.services.postgres import Postgres
+
+    binary = next((p for p in PGBENCH_CANDIDATES if shutil.which(p)), None)
+    if binary is None:
+        raise CrossCheckError(f"pgbench not found (looked for {', '.join(PGBENCH_CANDIDATES)})")
+    dsn = Postgres(ctx).dsn()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {PG_TABLE} (id bigserial PRIMARY KEY, payload text)")
+        conn.execute(f"TRUNCATE {PG_TABLE}")
+        sync = conn.execute("SHOW synchronous_commit").fetchone()
+    script = workdir / "insert_one.sql"
+    script.write_text(f"INSERT INTO {PG_TABLE} (payload) VALUES (repeat('x', 256));\n")
+    prefix = workdir / "pgbench"
+    argv = [
+        binary,
+        "--no-vacuum",
+        "--client=1",
+        f"--time={max(1, round(seconds))}",
+        f"--rate={rate:g}",
+        f"--file={script}",
+        "--log",
+        f"--log-prefix={prefix}",
+        dsn,
+    ]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + 60, check=False, cwd=workdir
+    )
+    if done.returncode != 0:
+        # the DSN carries the password: never echo the command line, only pgbench's complaint
+        raise CrossCheckError(f"pgbench exited {done.returncode}: {done.stderr.replace(dsn, '<dsn>')[-600:]}")
+    logs = sorted(workdir.glob("pgbench.*"))
+    if not logs:
+        raise CrossCheckError(f"pgbench wrote no per-transaction log under {workdir}")
+    ms = np.concatenate([parse_pgbench_log(p.read_text(), str(p)) for p in logs])
+    if ms.size == 0:
+        raise CrossCheckError("pgbench logged no transaction")
+    return {
+        "tool": "pgbench (one-row INSERT, autocommit, 1 client)",
+        "binary": binary,
+        "rate": rate,
+        "seconds": seconds,
+        "synchronous_commit": sync[0] if sync else None,
+        **_quantiles(ms),
+    }
+
+
+def run_crosschecks(
+    run_dir: Path, results: list[Any], stacks: list[str], seconds: float, console: Console
+) -> dict[str, Any]:
+    """Run the checks that apply to the chosen stacks; every outcome (figure or error) is stored."""
+    out: dict[str, Any] = {}
+    if "kafka" not in stacks:
+        return out
+    from hopscope.deploy.base import Context
+    from hopscope.deploy.config import load_config
+
+    ctx = Context(load_config())
+    drivers = [r.driver for r in results if r.phase.stack == "kafka" and r.status == "ok"]
+    rate = 100.0
+    with tempfile.TemporaryDirectory(prefix="hopscope-crosscheck-") as tmp:
+        work = Path(tmp)
+        for name, fn in (
+            (
+                "kafka_end_to_end",
+                lambda: kafka_end_to_end(ctx, kafka_settings(drivers), max(50, round(seconds * 50)), work),
+            ),
+            ("pgbench", lambda: pgbench(ctx, seconds, rate, work)),
+        ):
+            console.print(f"cross-check [bold]{name}[/] …")
+            try:
+                out[name] = {"status": "ok", **fn()}
+                console.print(f"  p50 {out[name]['p50_ms']:.2f} ms, p99 {out[name]['p99_ms']:.2f} ms")
+            except Exception as exc:  # one failing tool must not hide the other's figure
+                out[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                console.print(f"  [red]failed:[/] {out[name]['error']}")
+    (run_dir / CROSSCHECKS_FILE).write_text(json.dumps(out, indent=2, default=str))
+    return out

@@ -1,0 +1,524 @@
+"""`hopscope run`: every workload on both stacks, interleaved, into one run directory.
+
+A *profile* (`pipelines/profiles/<name>.yaml`) says which workloads run, at what rates and
+for how long, how many repeats, and whether the tracing-off half of the overhead A/B and
+the independent cross-checks run. The plan interleaves the stacks (repeat r: for each
+workload, kafka then harper, the order flipped on odd repeats) so that machine drift over
+the run hits both stacks alike.
+
+Each phase is one `hopscope bench` (`run_bench`) into `RUN_DIR/phases/<phase id>/`. A phase
+that fails is recorded (stack × workload × repeat, the error) and the run carries on. At the
+end the traced phases are merged into the run the analysis reads: their span files under
+`RUN_DIR/spans/<phase id>/`, their ledgers into `RUN_DIR/ledger.parquet`, and
+`manifest.json` with the expected hops of both stacks. Per-phase figures from the ledgers
+(repeats, overhead, ingest sweep, point reads) go to `RUN_DIR/experiment.json`, which the
+report's experiment sections read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+
+from hopscope.rundir import base_manifest, create_run_dir, update_manifest
+
+from .driver import get_driver_factory
+from .phase_stats import phase_figures
+from .workload import WORKLOADS_DIR, Workload, load_workload
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+DEFAULT_STACKS = ("kafka", "harper")
+EXPERIMENT_FILE = "experiment.json"
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file and the field."""
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    repeat: int = Field(default=1, ge=1)
+    #: run every (stack, workload) once more with tracing off, right after its traced phase
+    overhead_ab: bool = True
+    #: in how many repeats the tracing-off phase runs (None = every repeat)
+    overhead_repeats: int | None = Field(default=None, ge=1)
+    crosschecks: bool = True
+    crosscheck_seconds: float = Field(default=10.0, gt=0)
+    #: wait after the last phase so the collector has written every span
+    span_flush_s: float = Field(default=5.0, ge=0)
+    stacks: tuple[str, ...] = DEFAULT_STACKS
+    #: workload overrides applied to every workload (fields of a workload file)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    #: workload name → its own overrides (applied after `defaults`); the keys say which run
+    workloads: dict[str, dict[str, Any]]
+
+
+def load_profile(name_or_path: str | Path, profiles_dir: Path = PROFILES_DIR) -> Profile:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = profiles_dir / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in profiles_dir.glob("*.yaml")))
+        raise ProfileError(f"profile {name_or_path!r} not found ({path}); known profiles: {known}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return Profile.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"field {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ProfileError(f"{path}: {problems}") from exc
+
+
+@dataclass(frozen=True)
+class Phase:
+    stack: str
+    workload: str
+    repeat: int
+    tracing: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.stack}-{self.workload}-r{self.repeat}" + ("" if self.tracing else "-notrace")
+
+
+def plan_phases(
+    stacks: list[str], workloads: list[str], repeat: int, overhead_ab: bool, overhead_repeats: int | None
+) -> list[Phase]:
+    """Interleaved order: per repeat, per workload, each stack traced then (A/B) untraced;
+    the stack order flips on odd repeats so neither stack always runs first."""
+    phases: list[Phase] = []
+    for r in range(repeat):
+        order = stacks if r % 2 == 0 else list(reversed(stacks))
+        ab = overhead_ab and (overhead_repeats is None or r < overhead_repeats)
+        for w in workloads:
+            for s in order:
+                phases.append(Phase(s, w, r, True))
+                if ab:
+                    phases.append(Phase(s, w, r, False))
+    return phases
+
+
+@dataclass
+class PhaseResult:
+    phase: Phase
+    phase_id: str
+    status: str  # ok | failed
+    seconds: float
+    error: str | None = None
+    error_kind: str | None = None
+    run_dir: str | None = None
+    driver: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    span_files: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["phase"] = asdict(self.phase) | {"label": self.phase.label}
+        return d
+
+
+@dataclass
+class ExperimentResult:
+    run_dir: Path
+    run_id: str
+    phases: list[PhaseResult]
+    seconds: float
+    crosschecks: dict[str, Any]
+    report: Path | None
+    report_error: str | None
+    up_error: str | None
+
+    @property
+    def failed(self) -> list[PhaseResult]:
+        return [p for p in self.phases if p.status != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.report is not None and not self.up_error
+
+
+# --- phases ----------------------------------------------------------------------------------
+
+
+def workload_for(profile: Profile, name: str, workloads_dir: Path = WORKLOADS_DIR) -> Workload:
+    overrides = {**profile.defaults, **(profile.workloads.get(name) or {})}
+    # A profile rate is the single-rate default; the ingest sweep stays unless the workload says.
+    base = load_workload(name, None, workloads_dir)
+    if base.rate_sweep and "rate_sweep" not in (profile.workloads.get(name) or {}):
+        overrides.pop("rate", None)
+    return load_workload(name, overrides, workloads_dir)
+
+
+def driver_options(stack: str, tracing: bool) -> dict[str, Any]:
+    """Pass the tracing switch to drivers that take one (`tracing=` in their constructor)."""
+    import inspect
+
+    factory = get_driver_factory(stack)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"tracing": tracing} if "tracing" in params else {}
+
+
+def run_phase(
+    phase: Phase, workload: Workload, phases_dir: Path, run_token: str, console: Console
+) -> PhaseResult:
+    from .cli import run_bench
+
+    phase_id = f"{phase.label}-{run_token}"  # also the phase's run_id: unique in the collector's runs root
+    out = phases_dir / phase_id
+    t0 = time.monotonic()
+    try:
+        opts = driver_options(phase.stack, phase.tracing)
+        run_dir, _result = run_bench(
+            phase.stack,
+            workload,
+            out=out,
+            tracing=phase.tracing,
+            otlp_endpoint=collector_endpoint(),
+            progress=True,
+            console=console,
+            driver_options=opts,
+        )
+    except Exception as exc:  # a failing stack is recorded for its phase; the others still run
+        console.print(f"[red]phase {phase.label} failed:[/] {type(exc).__name__}: {exc}")
+        (phases_dir / f"{phase_id}.error.txt").write_text(traceback.format_exc())
+        return PhaseResult(
+            phase,
+            phase_id,
+            "failed",
+            time.monotonic() - t0,
+            error=f"{type(exc).__name__}: {exc}",
+            error_kind=type(exc).__name__,
+            run_dir=str(out) if out.exists() else None,
+        )
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    figures = phase_figures(run_dir / "ledger.parquet", workload.name)
+    return PhaseResult(
+        phase,
+        phase_id,
+        "ok",
+        time.monotonic() - t0,
+        run_dir=str(run_dir),
+        driver=manifest.get("driver") or {},
+        load=manifest.get("load") or {},
+        figures=figures,
+    )
+
+
+# --- spans from the collector ----------------------------------------------------------------
+
+
+def collector_endpoint() -> str | None:
+    """The collector's OTLP endpoint from the deploy config (the generator's default is 4317)."""
+    try:
+        from hopscope.deploy.config import load_config
+
+        return load_config().collector.otlp_grpc_endpoint
+    except Exception:  # no deploy config: the tracing library's default
+        return None
+
+
+def collector_runs_root() -> Path | None:
+    """Where the running collector writes `<run id>/spans/`: read from its rendered config
+    (the path it really uses), else from our configuration."""
+    try:
+        from hopscope.deploy.base import Context
+        from hopscope.deploy.config import load_config
+
+        ctx = Context(load_config())
+        conf = ctx.service_dir("collector") / "config.yaml"
+        if conf.exists():
+            m = re.search(r"path:\s*['\"]?(\S+?)/\*/spans/", conf.read_text())
+            if m:
+                return Path(m.group(1))
+        return ctx.config.collector.runs_root.resolve()
+    except Exception:  # no deploy config: nothing to gather from
+        return None
+
+
+def gather_spans(result: PhaseResult, run_dir: Path, runs_root: Path | None) -> int:
+    """Move the phase's collector files into RUN_DIR/spans/<phase id>/ (a rename keeps the
+    collector's open handle valid: a late span still lands in the moved file)."""
+    if runs_root is None or not result.phase.tracing:
+        return 0
+    src = runs_root / result.phase_id / "spans"
+    if not src.is_dir():
+        return 0
+    dst = run_dir / "spans" / result.phase_id
+    dst.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for f in sorted(src.iterdir()):
+        if f.is_file():
+            shutil.move(str(f), dst / f.name)
+            n += 1
+    return n
+
+
+# --- merge -------------------------------------------------------------------------------------
+
+
+def merge_ledgers(results: list[PhaseResult], run_dir: Path) -> int:
+    tables = []
+    for r in results:
+        if r.status == "ok" and r.phase.tracing and r.run_dir:
+            path = Path(r.run_dir) / "ledger.parquet"
+            if path.exists():
+                tables.append(pq.read_table(path))
+    if not tables:
+        return 0
+    merged = pa.concat_tables(tables, promote_options="permissive")
+    pq.write_table(merged, run_dir / "ledger.parquet", compression="zstd")
+    return merged.num_rows
+
+
+def expected_hops(stacks: list[str], workloads: dict[str, Workload]) -> dict[str, dict[str, list[str]]]:
+    out: dict[str, dict[str, list[str]]] = {}
+    for s in stacks:
+        for w in workloads.values():
+            if s in w.stacks:
+                out.setdefault(s, {}).update(w.expected_hops(s))
+    return out
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+
+def bring_up(stacks: list[str], console: Console) -> str | None:
+    """`hopscope up` for what the chosen stacks and the telemetry need; returns an error text."""
+    try:
+        from hopscope.deploy.base import Context
+        from hopscope.deploy.config import load_config
+        from hopscope.deploy.lifecycle import up
+
+        groups = [f"{s}-stack" for s in stacks if s in ("kafka", "harper")] + ["collector"]
+        up(Context(load_config()), ",".join(groups), console)
+    except Exception as exc:
+        console.print(f"[red]hopscope up failed:[/] {exc}")
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def run_experiment(
+    profile: Profile,
+    *,
+    out: Path | None = None,
+    stacks: list[str] | None = None,
+    workloads: list[str] | None = None,
+    repeat: int | None = None,
+    start_services: bool = True,
+    analyze: bool = True,
+    console: Console | None = None,
+    workloads_dir: Path = WORKLOADS_DIR,
+    on_phase: Callable[[PhaseResult], None] | None = None,
+) -> ExperimentResult:
+    console = console or Console(stderr=True)
+    t0 = time.monotonic()
+    stacks = list(stacks or profile.stacks)
+    names = list(workloads or profile.workloads)
+    unknown = [w for w in names if w not in profile.workloads]
+    if unknown:
+        raise ProfileError(
+            f"profile {profile.name!r} has no settings for workload(s) {unknown}; "
+            f"it defines {sorted(profile.workloads)}"
+        )
+    resolved = {w: workload_for(profile, w, workloads_dir) for w in names}
+    repeats = repeat or profile.repeat
+    plan = plan_phases(stacks, names, repeats, profile.overhead_ab, profile.overhead_repeats)
+
+    run_dir, run_id = create_run_dir(out, prefix="run")
+    run_token = run_id.rsplit("-", 1)[-1] if out is None else _token()
+    phases_dir = run_dir / "phases"
+    phases_dir.mkdir(exist_ok=True)
+    update_manifest(
+        run_dir,
+        **base_manifest(run_id, "run"),
+        profile=profile.model_dump(mode="json"),
+        stacks=stacks,
+        workloads={w: wl.model_dump(mode="json") for w, wl in resolved.items()},
+        repeat=repeats,
+        plan=[p.label for p in plan],
+        expected_hops=expected_hops(stacks, resolved),
+    )
+    up_error = bring_up(stacks, console) if start_services else None
+
+    results: list[PhaseResult] = []
+    for i, phase in enumerate(plan, 1):
+        console.rule(f"[bold]phase {i}/{len(plan)}[/]: {phase.label}")
+        res = run_phase(phase, resolved[phase.workload], phases_dir, run_token, console)
+        results.append(res)
+        if on_phase:
+            on_phase(res)
+
+    crosschecks: dict[str, Any] = {}
+    if profile.crosschecks:
+        from .crosschecks import run_crosschecks
+
+        console.rule("[bold]cross-checks[/]")
+        crosschecks = run_crosschecks(run_dir, results, stacks, profile.crosscheck_seconds, console)
+
+    if any(r.phase.tracing and r.status == "ok" for r in results) and profile.span_flush_s:
+        console.print(f"waiting {profile.span_flush_s:.0f} s for the collector to write the last spans")
+        time.sleep(profile.span_flush_s)
+    runs_root = collector_runs_root()
+    for r in results:
+        r.span_files = gather_spans(r, run_dir, runs_root)
+    ledger_rows = merge_ledgers(results, run_dir)
+
+    experiment = {
+        "run_id": run_id,
+        "profile": profile.name,
+        "stacks": stacks,
+        "workloads": names,
+        "repeat": repeats,
+        "up_error": up_error,
+        "phases": [r.to_json() for r in results],
+        "crosschecks": crosschecks,
+        "fairness_expected": FAIRNESS_EXPECTED,
+        "services_fairness": read_services_fairness(stacks),
+    }
+    (run_dir / EXPERIMENT_FILE).write_text(json.dumps(experiment, indent=2, default=str))
+    update_manifest(
+        run_dir,
+        phases={r.phase_id: {"label": r.phase.label, "status": r.status, "error": r.error} for r in results},
+        drivers={
+            s: next((r.driver for r in results if r.phase.stack == s and r.status == "ok"), {})
+            for s in stacks
+        },
+        ledger_rows=ledger_rows,
+    )
+
+    report: Path | None = None
+    report_error: str | None = None
+    if analyze:
+        console.rule("[bold]analysis and report[/]")
+        try:
+            from hopscope.analysis.report.experiment_report import write_experiment_report
+
+            report = write_experiment_report(run_dir, console=console)
+        except Exception as exc:  # the run directory keeps everything; `hopscope analyze` can redo it
+            report_error = f"{type(exc).__name__}: {exc}"
+            console.print(f"[red]report failed:[/] {report_error}")
+            (run_dir / "report.error.txt").write_text(traceback.format_exc())
+    seconds = time.monotonic() - t0
+    update_manifest(run_dir, elapsed_s=round(seconds, 1))
+    return ExperimentResult(run_dir, run_id, results, seconds, crosschecks, report, report_error, up_error)
+
+
+def _token() -> str:
+    import secrets
+
+    return secrets.token_hex(3)
+
+
+#: The study's controls: what each must be, where the read-back value is in a driver's
+#: manifest (dotted path, `topics[]` = every topic), per stack.
+FAIRNESS_EXPECTED: list[dict[str, Any]] = [
+    {"control": "replication factor", "expected": "3", "kafka": "topics[].replication_factor"},
+    {"control": "min.insync.replicas", "expected": "2", "kafka": "topics[].min.insync.replicas"},
+    {"control": "producer acks", "expected": "all", "kafka": "producer.acks"},
+    {"control": "Debezium producer acks", "expected": "all", "kafka": "debezium.producer.override.acks"},
+    {"control": "idempotence", "expected": "true", "kafka": "producer.enable.idempotence"},
+    {"control": "compression", "expected": "lz4", "kafka": "producer.compression.type"},
+    {"control": "batching linger.ms", "expected": None, "kafka": "producer.linger.ms"},
+    {"control": "Debezium poll.interval.ms", "expected": None, "kafka": "debezium.poll.interval.ms"},
+    {"control": "Debezium max.batch.size", "expected": None, "kafka": "debezium.max.batch.size"},
+    {
+        "control": "topic timestamp type",
+        "expected": "LogAppendTime",
+        "kafka": "topics[].message.timestamp.type",
+    },
+    {"control": "Postgres synchronous_commit", "expected": "on", "kafka": "postgres.synchronous_commit"},
+    {
+        "control": "broker default.replication.factor",
+        "expected": "3",
+        "kafka": "broker.default.replication.factor",
+    },
+    {"control": "broker min.insync.replicas", "expected": "2", "kafka": "broker.min.insync.replicas"},
+    {
+        "control": "Harper replicatedConfirmation",
+        "expected": "1",
+        "harper": "write_confirmation.operations_api_field.replicatedConfirmation",
+    },
+    {
+        "control": "Harper write confirmation (replicas)",
+        "expected": "1",
+        "harper": "write_confirmation.replicas",
+    },
+    {"control": "Harper nodes", "expected": "3", "harper": "node_count"},
+]
+
+
+def read_services_fairness(stacks: list[str]) -> dict[str, Any]:
+    """Settings read from the running services themselves (beside what each driver read back)."""
+    from hopscope.deploy.base import Context
+    from hopscope.deploy.config import load_config
+
+    ctx = Context(load_config())
+    out: dict[str, Any] = {}
+    if "kafka" in stacks:
+        try:
+            from hopscope.deploy.services.kafka import Kafka
+
+            broker = Kafka(ctx).broker_configs()
+            keep = ("default.replication.factor", "min.insync.replicas", "compression.type", "num.partitions")
+            out["kafka"] = {"broker": {k: broker.get(k) for k in keep}}
+        except Exception as exc:  # recorded: the table then shows what the drivers read back
+            out["kafka"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if "harper" in stacks:
+        try:
+            from hopscope.deploy.services.harper import Harper
+
+            out["harper"] = Harper(ctx).fairness()
+        except Exception as exc:
+            out["harper"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def headline_rows(result: ExperimentResult) -> list[dict[str, Any]]:
+    """Per workload × stack: ledger e2e p50/p99 (median over traced repeats) and failures."""
+    import statistics
+
+    rows = []
+    workloads = list(dict.fromkeys(r.phase.workload for r in result.phases))
+    stacks = list(dict.fromkeys(r.phase.stack for r in result.phases))
+    for w in workloads:
+        for s in stacks:
+            traced = [
+                r for r in result.phases if r.phase.workload == w and r.phase.stack == s and r.phase.tracing
+            ]
+            ok = [r for r in traced if r.status == "ok"]
+            figs = [r.figures.get("e2e_ms") or {} for r in ok]
+            p50 = [f["p50"] for f in figs if f.get("p50") is not None]
+            p99 = [f["p99"] for f in figs if f.get("p99") is not None]
+            rows.append(
+                {
+                    "workload": w,
+                    "stack": s,
+                    "p50_ms": statistics.median(p50) if p50 else None,
+                    "p99_ms": statistics.median(p99) if p99 else None,
+                    "ok": len(ok),
+                    "failed": len(traced) - len(ok),
+                    "error": next((r.error for r in traced if r.error), None),
+                }
+            )
+    return rows
