@@ -94,6 +94,16 @@ def _looks_framed(data: bytes) -> bool:
     return 4 + length <= len(data) and (length == 0 or data[4] == 0x0A)
 
 
+_COLLECTOR_LINE_START = b'{"resourceSpans":'
+
+
+def _likely_collector_jsonl(data: bytes, path_hint: str) -> bool:
+    """The collector file exporter's spelling: no proto suffix, the first byte starts `{"resourceSpans":`."""
+    if {s.lower() for s in Path(path_hint).suffixes} & _PROTO_SUFFIXES:
+        return False
+    return data.startswith(_COLLECTOR_LINE_START)
+
+
 def detect(data: bytes, path_hint: str = "") -> str:
     suffixes = {s.lower() for s in Path(path_hint).suffixes}
     if suffixes & _PROTO_SUFFIXES:
@@ -175,16 +185,28 @@ def read_bytes(raw: bytes, source: str, problems: Problems, fmt: str | None = No
     except zstandard.ZstdError as e:
         problems.skip(source, None, None, f"corrupt zstd data: {e}", "bad_compression")
         return SPAN_SCHEMA.empty_table()
-    if not data.strip():
+    if not data or data.isspace():
         # The file exporter opens a new file before it has anything to write: nothing to read, nothing lost.
+        # (isspace stops at the first other byte; strip() would copy the whole buffer.)
         return SPAN_SCHEMA.empty_table()
-    fmt = fmt or detect(data, source)
     with gc_paused():
-        if fmt == OTLP_JSONL:
+        tried_fast = fmt is None and _likely_collector_jsonl(data, source)
+        if tried_fast:
+            # detect() would orjson-parse the whole first line (a ~2 MB request) only to read its first
+            # key. When pyarrow reads every line as an object and the first starts with resourceSpans,
+            # detect() would have answered OTLP_JSONL anyway; anything else falls back to detect().
             try:
                 return read_json_lines(data, source)
             except NeedsSlowPath:
-                return _json_lines_slow(data, source, problems).table()
+                pass
+        fmt = fmt or detect(data, source)
+        if fmt == OTLP_JSONL:
+            try:
+                if not tried_fast:
+                    return read_json_lines(data, source)
+            except NeedsSlowPath:
+                pass
+            return _json_lines_slow(data, source, problems).table()
         if fmt == OTLP_PROTO:
             return otlp_proto.read_framed(data, source, problems).table()
         if fmt in (OTLP_JSON, JAEGER_V3, TEMPO):

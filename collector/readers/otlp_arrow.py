@@ -86,12 +86,17 @@ def _check_ids(arr: pa.Array, hex_len: int, what: str, allow_null: bool = False)
     """Lower-cased ids; anything but canonical hex sends the file to the slow path."""
     if not allow_null and arr.null_count:
         raise NeedsSlowPath(f"missing {what}")
-    ok = pc.match_substring_regex(arr, f"^[0-9a-fA-F]{{{hex_len}}}$")
-    if not pc.all(pc.fill_null(ok, True)).as_py():
-        raise NeedsSlowPath(f"non-hex {what}")
-    if pc.any(pc.fill_null(pc.match_substring_regex(arr, "^0+$"), False)).as_py():
+    # The collector writes lower-case hex: one regex pass proves it, and lower-casing is skipped.
+    lower_ok = pc.fill_null(pc.match_substring_regex(arr, f"^[0-9a-f]{{{hex_len}}}$"), True)
+    lower = bool(pc.all(lower_ok).as_py())
+    if not lower:
+        ok = pc.match_substring_regex(arr, f"^[0-9a-fA-F]{{{hex_len}}}$")
+        if not pc.all(pc.fill_null(ok, True)).as_py():
+            raise NeedsSlowPath(f"non-hex {what}")
+    # Lengths are exact here, so "all zeros" is one string comparison.
+    if pc.any(pc.fill_null(pc.equal(arr, "0" * hex_len), False)).as_py():
         raise NeedsSlowPath(f"all-zero {what}")
-    return pc.utf8_lower(arr)
+    return arr if lower else pc.utf8_lower(arr)
 
 
 def _enum(codes: pa.Array, names: pa.Array, what: str) -> pa.Array:

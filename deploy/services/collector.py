@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel, ConfigDict
+
 from hopscope.deploy.base import Service
 from hopscope.deploy.services.jaeger import (
     MARKER,
@@ -22,7 +24,6 @@ from hopscope.deploy.services.jaeger import (
     otlp_json_span,
     render,
 )
-from pydantic import BaseModel, ConfigDict
 
 COLLECTOR_RELEASE = "0.161.0"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from hopscope.deploy.base import Service, wait_until
-from hopscope.deploy.harper_client import CONFIRM_HEADER, HarperClient, HarperError, HarperNode, confirm_value
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
+
+from hopscope.deploy.base import Service, wait_until
+from hopscope.deploy.harper_client import CONFIRM_HEADER, HarperClient, HarperError, HarperNode, confirm_value
 
 HARPER_VERSION = "4.7.29"
 HEALTH_DATABASE = "hopscope"
@@ -398,6 +399,30 @@ class Harper(Service):
             )
         except HarperError as exc:
             raise self.fail("health", f"replicated write/read round trip: {exc}") from exc
+        self.ensure_component()
+
+    def ensure_component(self) -> str:
+        """Deploy the hopscope component (`pipelines/harper/component/`) to every node if it changed."""
+        from hopscope.pipelines.harper.component_deploy import ensure_component
+
+        collector = self.ctx.config.collector
+        otlp = f"http://127.0.0.1:{collector.otlp_http_port}/v1/traces"
+        # Harper's redeploy sometimes half-removes the old node_modules (ENOTEMPTY here) and its
+        # npm install then fails on the remains: local nodes get a clean install instead.
+        stale = [
+            self.node_dir(i) / "root" / "components" / "hopscope" / "node_modules"
+            for i in range(1, self.cfg.nodes + 1)
+            if not self.is_external()
+        ]
+        try:
+            return ensure_component(
+                self.client(),
+                self.ctx.service_dir(self.name) / "component.sha256",
+                otlp,
+                before_deploy=lambda: [shutil.rmtree(path, ignore_errors=True) for path in stale],
+            )
+        except HarperError as exc:
+            raise self.fail("health", str(exc)) from exc
 
     def _ensure_health_table(self, client: HarperClient) -> None:
         schema = client.operation(1, {"operation": "describe_all"})

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import httpx
 import jinja2
-from hopscope.deploy.base import Context, DeployError, Service
 from pydantic import BaseModel, ConfigDict
+
+from hopscope.deploy.base import Context, DeployError, Service
 
 JAEGER_VERSION = "v1.76.0"
 JAEGER_PACKAGE = "github.com/jaegertracing/jaeger/cmd/jaeger"

@@ -1,0 +1,257 @@
+"""Every PromQL query of the dashboards returns data from the real Prometheus after a short real run.
+
+Spans with hopscope attributes go over OTLP through the real collector (its
+spanmetrics and servicegraph connectors), Prometheus scrapes the collector,
+and each dashboard query, interpolated as Grafana would (variables set to this
+run's stack / workload / hop, `$__rate_interval` to a duration), must return
+at least one finite sample for this run's series.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+from rich.console import Console
+
+from hopscope.dashboards import build
+from hopscope.dashboards import metrics as m
+from hopscope.dashboards import queries as q
+from hopscope.deploy.base import Context
+from hopscope.deploy.config import load_config
+from hopscope.deploy.lifecycle import up
+from hopscope.deploy.registry import UnknownService, service_class
+from hopscope.deploy.services.prometheus import Prometheus
+
+STACK = "kafka"
+WORKLOAD = f"dashcheck_{uuid.uuid4().hex[:8]}"
+RUN_ID = f"dashcheck-{uuid.uuid4().hex[:8]}"
+# (hop, service, kind): client → server inside one call, producer → consumer across a "broker".
+HOPS = (
+    ("client.write", "dashcheck.client", SpanKind.CLIENT),
+    ("store.write", "dashcheck.store", SpanKind.SERVER),
+    ("store.publish", "dashcheck.store", SpanKind.PRODUCER),
+    ("subscriber.receive", "dashcheck.subscriber", SpanKind.CONSUMER),
+)
+HOP = "store.write"
+DEADLINE_S = 300.0
+
+
+def _provider(service: str, endpoint: str) -> TracerProvider:
+    resource = Resource.create({"service.name": service, "hopscope.stack": STACK, "hopscope.run_id": RUN_ID})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
+    return provider
+
+
+class Traffic:
+    """Sends events (4 spans each, every 10th store.write failing) until stopped."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.providers = {svc: _provider(svc, endpoint) for _, svc, _ in HOPS}
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _event(self, n: int) -> None:
+        now = time.time_ns()
+        start = now - 50_000_000
+        parent = None
+        for hop, svc, kind in HOPS:
+            dur = int(random.uniform(1, 30) * 1e6)
+            tracer = self.providers[svc].get_tracer("hopscope.tests.dashboards")
+            ctx = set_span_in_context(parent) if parent is not None else None
+            attrs = {"hopscope.hop": hop, "hopscope.workload": WORKLOAD, "hopscope.event_id": f"e{n}"}
+            if hop == "subscriber.receive":
+                attrs["hopscope.subscriber"] = "s1"
+            span = tracer.start_span(hop, context=ctx, kind=kind, attributes=attrs, start_time=start)
+            if hop == HOP and n % 10 == 0:
+                span.set_status(Status(StatusCode.ERROR, "injected failure"))
+            span.end(end_time=start + dur)
+            parent, start = span, start + dur
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for _ in range(20):
+                self._event(self.sent)
+                self.sent += 1
+            self.stop.wait(1.0)
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        for provider in self.providers.values():
+            provider.shutdown()
+
+
+@pytest.fixture(scope="module")
+def telemetry() -> Iterator[tuple[Context, Traffic]]:
+    try:
+        service_class("collector")
+    except UnknownService as exc:
+        pytest.skip(f"the collector service is not implemented yet: {exc}")
+    ctx = Context(load_config())
+    up(ctx, "collector,prometheus", Console(stderr=True))
+    with Traffic(ctx.config.collector.otlp_grpc_endpoint) as traffic:
+        yield ctx, traffic
+
+
+def _finite(result: list[dict]) -> list[dict]:
+    return [r for r in result if math.isfinite(float(r["value"][1]))]
+
+
+def _wait_for(prom: Prometheus, promql: str, deadline: float) -> list[dict]:
+    while True:
+        found = _finite(prom.query(promql))
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(3)
+
+
+def _servicegraph_built() -> bool:
+    """True when our collector distribution carries the servicegraph connector.
+
+    The module proxy this project can reach serves no release of
+    `connector/servicegraphconnector` (404 for every version), so the build leaves it
+    out and the service-graph series cannot exist; those checks are expected to fail
+    until it is served (see collector/builder/manifest.yaml).
+    """
+    manifest = Path(__file__).resolve().parents[2] / "collector" / "builder" / "manifest.yaml"
+    return any(
+        line.strip().startswith("- gomod:") and "servicegraphconnector" in line
+        for line in manifest.read_text().splitlines()
+    )
+
+
+SERVICEGRAPH = _servicegraph_built()
+NO_SERVICEGRAPH = "servicegraph connector not in the collector build: the module proxy serves no release of it"
+
+
+def _is_servicegraph(promql: str) -> bool:
+    return "traces_service_graph" in promql
+
+
+def _dashboard_promql(hop: str) -> list[tuple[str, str]]:
+    values = {"stack": STACK, "workload": WORKLOAD, "hop": hop}
+    out = []
+    for name, doc in build.dashboards().items():
+        for query in q.iter_queries(name, doc):
+            if query.language == q.PROMQL:
+                out.append((query.where, q.interpolate_promql(query.text, values, query.where)))
+    return out
+
+
+def test_collector_exports_the_series_and_labels_the_dashboards_read(
+    telemetry: tuple[Context, Traffic],
+) -> None:
+    ctx, _ = telemetry
+    prom = Prometheus(ctx)
+    deadline = time.monotonic() + DEADLINE_S
+    series = _wait_for(prom, f'{m.SPAN_CALLS}{{{m.WORKLOAD}="{WORKLOAD}"}}', deadline)
+    assert series, f"no {m.SPAN_CALLS} for workload {WORKLOAD} in Prometheus after {DEADLINE_S:.0f}s"
+    for label in m.SPAN_LABELS:
+        assert all(label in s["metric"] for s in series), (
+            f"span metrics lack label {label}: {series[0]['metric']}"
+        )
+    assert {s["metric"][m.HOP] for s in series} == {h for h, _, _ in HOPS}
+    assert {s["metric"][m.STACK] for s in series} == {STACK}
+    exposed = httpx.get(f"http://127.0.0.1:{ctx.config.collector.prometheus_port}/metrics", timeout=5).text
+    names = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", exposed, re.M))
+    wanted = [name for name in m.ALL_SERIES if SERVICEGRAPH or not _is_servicegraph(name)]
+    missing = [name for name in wanted if name not in names]
+    assert not missing, f"the collector's /metrics lacks {missing}"
+
+
+@pytest.mark.parametrize("hop", [".*", HOP], ids=["all-hops", "one-hop"])
+def test_every_promql_query_returns_data_for_this_run(telemetry: tuple[Context, Traffic], hop: str) -> None:
+    ctx, _ = telemetry
+    prom = Prometheus(ctx)
+    deadline = time.monotonic() + DEADLINE_S
+    empty = []
+    for where, promql in _dashboard_promql(hop):
+        if not SERVICEGRAPH and _is_servicegraph(promql):
+            continue  # checked (as an expected failure) by the servicegraph test below
+        result = _wait_for(prom, promql, deadline)
+        if not result:
+            empty.append(f"{where}: {promql}")
+            continue
+        # Queries that keep the stack/workload labels must show this run's series.
+        labelled = [r for r in result if m.WORKLOAD in r["metric"]]
+        if labelled:
+            assert any(r["metric"][m.WORKLOAD] == WORKLOAD for r in labelled), where
+    assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+@pytest.mark.xfail(not SERVICEGRAPH, reason=NO_SERVICEGRAPH, strict=True)
+def test_servicegraph_pairs_the_runs_client_and_server(telemetry: tuple[Context, Traffic]) -> None:
+    ctx, _ = telemetry
+    prom = Prometheus(ctx)
+    deadline = time.monotonic() + DEADLINE_S
+    edges = _wait_for(
+        prom, f'{m.GRAPH_REQUESTS}{{client="dashcheck.client", server="dashcheck.store"}}', deadline
+    )
+    assert edges, "servicegraph did not pair the CLIENT span with its SERVER child"
+    messaging = _wait_for(
+        prom, f'{m.GRAPH_REQUESTS}{{client="dashcheck.store", server="dashcheck.subscriber"}}', deadline
+    )
+    assert messaging and messaging[0]["metric"].get("connection_type") == "messaging_system"
+
+
+def test_errors_show_up_in_the_error_ratio(telemetry: tuple[Context, Traffic]) -> None:
+    ctx, _ = telemetry
+    prom = Prometheus(ctx)
+    overview = build.dashboards()["overview.json"]
+    ratio = next(x for x in q.iter_queries("overview.json", overview) if x.panel.startswith("Error ratio"))
+    promql = q.interpolate_promql(ratio.text, {"stack": STACK, "workload": WORKLOAD, "hop": HOP}, ratio.where)
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        result = [r for r in _finite(prom.query(promql)) if r["metric"].get(m.WORKLOAD) == WORKLOAD]
+        if (result and float(result[0]["value"][1]) > 0) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    # One store.write in ten fails: the rate ratio over a 1m window is near 0.1.
+    assert result and 0.02 < float(result[0]["value"][1]) < 0.3, result
+
+
+def test_variable_queries_offer_this_runs_values(telemetry: tuple[Context, Traffic]) -> None:
+    ctx, _ = telemetry
+    prom = Prometheus(ctx)
+    values = {"stack": STACK, "workload": WORKLOAD, "hop": HOP}
+    expect = {
+        "stack": STACK,
+        "workload": WORKLOAD,
+        "hop": HOP,
+        "service": "dashcheck.store",
+        "root_service": "dashcheck.client",
+    }
+    _wait_for(prom, f'{m.SPAN_CALLS}{{{m.WORKLOAD}="{WORKLOAD}"}}', time.monotonic() + DEADLINE_S)
+    for name, doc in build.dashboards().items():
+        for var in q.variables(doc).values():
+            text = var.get("query", "")
+            if not text.startswith("label_values("):
+                continue
+            selector, label = (s.strip() for s in text[len("label_values(") : -1].rsplit(",", 1))
+            selector = q.substitute(selector, values, f"{name} variable {var['name']}")
+            resp = httpx.get(
+                f"{prom.endpoint()}/api/v1/label/{label}/values", params={"match[]": selector}, timeout=5
+            )
+            resp.raise_for_status()
+            offered = resp.json()["data"]
+            assert expect[var["name"]] in offered, f"{name} variable {var['name']}: {offered}"
