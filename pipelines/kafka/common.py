@@ -1,0 +1,120 @@
+"""Settings every Kafka-stack process shares: topics, client configs, the event payload, receipts.
+
+The producer and consumer settings are the fairness controls of the study
+(RF 3, `min.insync.replicas=2`, `acks=all`, idempotence, lz4, a stated
+`linger.ms`; consumers tuned for latency). They live here once so the bench
+process, the glue processes and the manifest cannot disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+LINGER_MS = 1
+#: Topic configs of every pipeline topic (LogAppendTime: the broker's append time is a derived hop).
+TOPIC_CONFIGS = {
+    "min.insync.replicas": "2",
+    "message.timestamp.type": "LogAppendTime",
+    "compression.type": "producer",
+}
+#: Consumers: return a fetch as soon as one byte is there, never wait long for more.
+CONSUMER_LATENCY = {
+    "fetch.min.bytes": 1,
+    "fetch.wait.max.ms": 5,
+    "enable.auto.commit": True,
+    "auto.commit.interval.ms": 500,
+    "auto.offset.reset": "latest",
+    "log_level": 3,
+}
+#: What every glue process prints on stdout once it is subscribed and ready.
+READY = "READY"
+#: Prefix of a receipt line a sink process writes on stdout: `R <event_id> <subscriber> <ns>`.
+RECEIPT = "R"
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def producer_config(bootstrap: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "enable.idempotence": True,
+        "compression.type": "lz4",
+        "linger.ms": LINGER_MS,
+        "log_level": 3,
+    }
+
+
+def consumer_config(bootstrap: str, group: str) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, "group.id": group, **CONSUMER_LATENCY}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Per-run names: a run never reads another run's records."""
+
+    run_tag: str
+
+    @property
+    def events(self) -> str:
+        return f"hopscope.{self.run_tag}.events"
+
+    @property
+    def aggregate_out(self) -> str:
+        return f"hopscope.{self.run_tag}.aggregates"
+
+    @property
+    def cdc_prefix(self) -> str:
+        return f"hopscope_{self.run_tag}"
+
+
+def run_tag(run_id: str) -> str:
+    """A Kafka/Postgres-safe short tag of a run id (topics, groups, slots, tables)."""
+    cleaned = "".join(c if c.isalnum() else "_" for c in run_id.lower())
+    return cleaned[-40:].strip("_") or "run"
+
+
+@dataclass
+class EventPayload:
+    """The JSON body of a produced event (and of the row in write_notify)."""
+
+    event_id: str
+    key: str
+    fields: dict[str, str]
+    sent_ns: int
+    value: float
+    pad: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes | str, where: str) -> EventPayload:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{where}: event payload is not JSON ({exc}): {raw[:80]!r}") from exc
+        if not isinstance(doc, dict):
+            raise ValueError(f"{where}: event payload must be a JSON object")
+        missing = [k for k in ("event_id", "key", "fields", "sent_ns", "value") if k not in doc]
+        if missing:
+            raise ValueError(f"{where}: event payload lacks field(s) {missing}")
+        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+
+
+def receipt_line(event_id: str, subscriber: str, received_ns: int) -> str:
+    return f"{RECEIPT} {event_id} {subscriber} {received_ns}\n"
+
+
+def parse_receipt_line(line: str) -> tuple[str, str, int] | None:
+    parts = line.split()
+    if len(parts) != 4 or parts[0] != RECEIPT:
+        return None
+    return parts[1], parts[2], int(parts[3])

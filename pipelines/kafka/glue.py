@@ -1,0 +1,444 @@
+"""The Python glue services of the Kafka stack, one OS process each.
+
+`HOPSCOPE_GLUE_CONFIG='<json>' python -m hopscope.pipelines.kafka.glue <role>` runs one of:
+
+- `notifier` (write_notify): Debezium change events → Redis pub/sub channel;
+- `router` (fanout): events → filters held in Redis → per-subscriber channels;
+- `ingest` (ingest): events → Postgres rows; reports a receipt per committed row
+  on stdout (`R <event_id> sink <ns>`), which the bench process feeds to the ledger.
+
+Each has its own `service.name` (`kafka.<role>`) and continues every event's
+trace: derived spans for the hops that emit none (Postgres commit, Debezium
+read, broker append), then its consumer span as a child of the last of them
+with a link to the upstream producer span. Prints `READY` once its consumer
+is assigned to the topic's partitions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException, TopicPartition
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext, SpanKind
+
+from hopscope.instrumentation.carriers import (
+    TraceparentError,
+    extract_kafka_headers,
+    make_envelope,
+    parse_traceparent,
+)
+from hopscope.instrumentation.derived import NS_PER_MS, DerivedHop, derived_chain, us_to_ns
+from hopscope.instrumentation.hops import hop_span
+from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
+
+from .common import READY, EventPayload, consumer_config, now_ns, receipt_line
+
+BATCH = 500
+CONFIG_ENV = "HOPSCOPE_GLUE_CONFIG"
+
+
+@dataclass
+class GlueConfig:
+    role: str
+    run_id: str
+    bootstrap: str
+    topic: str
+    redis_url: str = ""
+    dsn: str = ""
+    channel_prefix: str = ""
+    filters_key: str = ""
+    table: str = ""
+    otlp_endpoint: str | None = None
+    tracing: bool = True
+
+    @classmethod
+    def from_env(cls) -> GlueConfig:
+        # Passed in the environment, not a file: the DSN and Redis URL hold passwords.
+        raw = os.environ.get(CONFIG_ENV)
+        if not raw:
+            raise SystemExit(f"{CONFIG_ENV} is not set")
+        return cls(**orjson.loads(raw))
+
+
+@dataclass
+class Incoming:
+    """One consumed record, its trace context and the hop spans already emitted for it."""
+
+    event_id: str
+    workload: str
+    producer: SpanContext  # the span that produced the record (link target)
+    parent: SpanContext  # the last derived span: the consumer span's parent
+    payload: EventPayload
+    polled_ns: int
+
+
+def _append_ns(msg: Any, where: str) -> int:
+    ts_type, ts_ms = msg.timestamp()
+    if ts_type != TIMESTAMP_LOG_APPEND_TIME:
+        raise ValueError(f"{where}: record timestamp is not LogAppendTime (type {ts_type})")
+    return ts_ms * NS_PER_MS
+
+
+def _chain(start_ns: int, steps: list[tuple[str, int, str, int]]) -> list[DerivedHop]:
+    """Derived hops with monotone ends: a coarser clock (µs, ms) may put an end before the previous one."""
+    hops = []
+    previous = start_ns
+    for hop, end_ns, source, precision in steps:
+        end_ns = max(end_ns, previous)
+        hops.append(DerivedHop(hop, end_ns, source, precision))
+        previous = end_ns
+    return hops
+
+
+def poll_batch(consumer: Any, wait_s: float = 0.05) -> list[Any]:
+    """The first message as soon as it arrives, then whatever else is already fetched.
+
+    `consume(n, timeout)` alone waits for n messages or the whole timeout: up to
+    `wait_s` of artificial delay on every event at low rates.
+    """
+    first = consumer.poll(wait_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(BATCH - 1, timeout=0)]
+
+
+class Glue:
+    def __init__(self, cfg: GlueConfig) -> None:
+        self.cfg = cfg
+        self.provider = setup_tracing(
+            f"kafka.{cfg.role}", "kafka", cfg.run_id, endpoint=cfg.otlp_endpoint, enabled=cfg.tracing
+        )
+        self.tracer = self.provider.get_tracer("hopscope.pipelines.kafka")
+        self.stop = threading.Event()
+        self.errors = 0
+        self.consumer = Consumer(consumer_config(cfg.bootstrap, f"hopscope-{cfg.role}-{cfg.run_id}"))
+
+    # --- decoding ---------------------------------------------------------------------
+
+    def decode_event(self, msg: Any, workload: str) -> Incoming:
+        """A produced event: traceparent header, JSON payload with sent_ns; one derived hop (append)."""
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        payload = EventPayload.decode(msg.value(), where)
+        producer = extract_kafka_headers(msg.headers(), f"{where} headers").span_context()
+        hops = _chain(
+            payload.sent_ns, [("kafka.append", _append_ns(msg, where), "LogAppendTime (ms)", NS_PER_MS)]
+        )
+        parent = derived_chain(
+            self.tracer,
+            payload.sent_ns,
+            hops,
+            parent=producer,
+            event_id=payload.event_id,
+            workload=workload,
+            link=producer,
+        )
+        return Incoming(payload.event_id, workload, producer, parent, payload, now_ns())
+
+    def decode_change(self, msg: Any) -> Incoming | None:
+        """A Debezium change event: the row's traceparent column, three derived hops."""
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        polled = now_ns()
+        if msg.value() is None:
+            return None  # tombstone after a delete
+        change = orjson.loads(msg.value())
+        if change.get("op") != "c":
+            return None  # only inserts are events; updates/deletes are housekeeping
+        after = change.get("after") or {}
+        missing = [k for k in ("event_id", "traceparent", "payload", "sent_ns") if after.get(k) is None]
+        if missing:
+            raise ValueError(f"{where}: change event 'after' lacks column(s) {missing}")
+        source = change.get("source") or {}
+        if not isinstance(source.get("ts_us"), int) or not isinstance(change.get("ts_us"), int):
+            raise ValueError(f"{where}: change event lacks source.ts_us or ts_us")
+        producer = parse_traceparent(after["traceparent"], f"{where}.after.traceparent").span_context()
+        payload = EventPayload.decode(after["payload"], f"{where}.after.payload")
+        hops = _chain(
+            after["sent_ns"],
+            [
+                ("pg.commit", us_to_ns(source["ts_us"]), "source.ts_us", 1_000),
+                ("debezium.capture", us_to_ns(change["ts_us"]), "ts_us", 1_000),
+                ("kafka.append", _append_ns(msg, where), "LogAppendTime (ms)", NS_PER_MS),
+            ],
+        )
+        parent = derived_chain(
+            self.tracer,
+            after["sent_ns"],
+            hops,
+            parent=producer,
+            event_id=after["event_id"],
+            workload="write_notify",
+            link=producer,
+        )
+        return Incoming(after["event_id"], "write_notify", producer, parent, payload, polled)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def assign(self) -> None:
+        meta = self.consumer.list_topics(self.cfg.topic, timeout=15)
+        topic = meta.topics.get(self.cfg.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise RuntimeError(f"topic {self.cfg.topic} not found on {self.cfg.bootstrap}")
+        parts = []
+        for p in topic.partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.cfg.topic, p), timeout=10)
+            parts.append(TopicPartition(self.cfg.topic, p, high))
+        # Explicit assignment at the high watermark: no group rebalance, nothing of an earlier run.
+        self.consumer.assign(parts)
+
+    def run(self, handle: Callable[[list[Any]], None]) -> None:
+        self.assign()
+        print(READY, flush=True)
+        parent = os.getppid()
+        try:
+            # A bench process that dies without teardown must not leave its consumers running.
+            while not self.stop.is_set() and os.getppid() == parent:
+                msgs = poll_batch(self.consumer)
+                good = []
+                for msg in msgs:
+                    if msg.error():
+                        self.errors += 1
+                        print(f"consumer error: {msg.error()}", file=sys.stderr, flush=True)
+                    else:
+                        good.append(msg)
+                if good:
+                    handle(good)
+        finally:
+            self.consumer.close()
+            shutdown_tracing(self.provider)
+
+    def skip(self, msg: Any, exc: Exception) -> None:
+        # Counted and logged; the ledger shows the event as lost.
+        self.errors += 1
+        print(f"skipped {msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc}", file=sys.stderr, flush=True)
+
+
+def _redis(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=5)
+
+
+def run_notifier(cfg: GlueConfig) -> None:
+    glue = Glue(cfg)
+    r = _redis(cfg.redis_url)
+    channel = f"{cfg.channel_prefix}notify"
+
+    def handle(msgs: list[Any]) -> None:
+        for msg in msgs:
+            try:
+                inc = glue.decode_change(msg)
+            except (ValueError, TraceparentError, KafkaException) as exc:
+                glue.skip(msg, exc)
+                continue
+            if inc is None:
+                continue
+            _publish_one(glue, r, inc, "notifier.consume", [channel])
+
+    glue.run(handle)
+
+
+def _publish_one(glue: Glue, r: Any, inc: Incoming, consume_hop: str, channels: list[str]) -> None:
+    tracer = glue.tracer
+    with (
+        hop_span(
+            tracer,
+            consume_hop,
+            event_id=inc.event_id,
+            workload=inc.workload,
+            kind=SpanKind.CONSUMER,
+            parent=inc.parent,
+            links=[inc.producer],
+            start_time=inc.polled_ns,
+            attributes={"messaging.system": "kafka", "messaging.operation.type": "process"},
+        ),
+        hop_span(
+            tracer,
+            "redis.publish",
+            event_id=inc.event_id,
+            workload=inc.workload,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "db.system.name": "redis",
+                "messaging.system": "redis",
+                "hopscope.channels": len(channels),
+            },
+        ) as pub,
+    ):
+        body = make_envelope(inc.event_id, {"key": inc.payload.key, "fields": inc.payload.fields}, pub)
+        if len(channels) == 1:
+            r.publish(channels[0], body)
+        else:
+            pipe = r.pipeline(transaction=False)
+            for ch in channels:
+                pipe.publish(ch, body)
+            pipe.execute()
+
+
+def run_router(cfg: GlueConfig) -> None:
+    glue = Glue(cfg)
+    r = _redis(cfg.redis_url)
+
+    def matching(filters: dict[bytes, bytes], fields: dict[str, str]) -> list[str]:
+        out = []
+        for name, raw in filters.items():
+            spec = orjson.loads(raw)
+            if all(fields.get(f) in accepted for f, accepted in spec.items()):
+                out.append(f"{cfg.channel_prefix}sub:{name.decode()}")
+        return out
+
+    def handle(msgs: list[Any]) -> None:
+        for msg in msgs:
+            try:
+                inc = glue.decode_event(msg, "fanout")
+            except (ValueError, TraceparentError, KafkaException) as exc:
+                glue.skip(msg, exc)
+                continue
+            with hop_span(
+                glue.tracer,
+                "router.consume",
+                event_id=inc.event_id,
+                workload=inc.workload,
+                kind=SpanKind.CONSUMER,
+                parent=inc.parent,
+                links=[inc.producer],
+                start_time=inc.polled_ns,
+                attributes={"messaging.system": "kafka", "messaging.operation.type": "process"},
+            ):
+                with hop_span(
+                    glue.tracer,
+                    "redis.route",
+                    event_id=inc.event_id,
+                    workload=inc.workload,
+                    kind=SpanKind.CLIENT,
+                    attributes={"db.system.name": "redis", "db.operation.name": "HGETALL"},
+                ):
+                    channels = matching(r.hgetall(cfg.filters_key), inc.payload.fields)
+                if not channels:
+                    continue
+                with hop_span(
+                    glue.tracer,
+                    "redis.publish",
+                    event_id=inc.event_id,
+                    workload=inc.workload,
+                    kind=SpanKind.PRODUCER,
+                    attributes={"messaging.system": "redis", "hopscope.channels": len(channels)},
+                ) as pub:
+                    body = make_envelope(
+                        inc.event_id, {"key": inc.payload.key, "fields": inc.payload.fields}, pub
+                    )
+                    pipe = r.pipeline(transaction=False)
+                    for ch in channels:
+                        pipe.publish(ch, body)
+                    pipe.execute()
+
+    glue.run(handle)
+
+
+def run_ingest(cfg: GlueConfig) -> None:
+    import psycopg
+
+    glue = Glue(cfg)
+    conn = psycopg.connect(cfg.dsn, autocommit=False)
+    insert = f"INSERT INTO {cfg.table} (run_id, event_id, key, payload, sent_ns) VALUES (%s, %s, %s, %s, %s)"
+    out = sys.stdout
+
+    def handle(msgs: list[Any]) -> None:
+        batch: list[tuple[Incoming, trace.Span, bytes]] = []
+        for msg in msgs:
+            try:
+                inc = glue.decode_event(msg, "ingest")
+            except (ValueError, TraceparentError, KafkaException) as exc:
+                glue.skip(msg, exc)
+                continue
+            with hop_span(
+                glue.tracer,
+                "ingest.consume",
+                event_id=inc.event_id,
+                workload=inc.workload,
+                kind=SpanKind.CONSUMER,
+                parent=inc.parent,
+                links=[inc.producer],
+                start_time=inc.polled_ns,
+                attributes={"messaging.system": "kafka", "messaging.operation.type": "process"},
+            ) as consume:
+                pass
+            batch.append((inc, consume, msg.value()))
+        if not batch:
+            return
+        start = now_ns()
+        # One transaction per fetched batch: the consumer's natural unit; every row's
+        # pg.insert span covers the statement and the commit it waited for.
+        with conn.cursor() as cur:
+            cur.executemany(
+                insert,
+                [
+                    (cfg.run_id, i.event_id, i.payload.key, raw.decode(), i.payload.sent_ns)
+                    for i, _, raw in batch
+                ],
+            )
+        conn.commit()
+        done = now_ns()
+        lines = []
+        for inc, consume, _ in batch:
+            span = glue.tracer.start_span(
+                "pg.insert",
+                context=trace.set_span_in_context(consume),
+                kind=SpanKind.CLIENT,
+                start_time=start,
+                attributes={
+                    "hopscope.hop": "pg.insert",
+                    "hopscope.event_id": inc.event_id,
+                    "hopscope.workload": inc.workload,
+                    "hopscope.subscriber": "sink",
+                    "db.system.name": "postgresql",
+                    "db.operation.name": "INSERT",
+                    "db.collection.name": cfg.table,
+                    "db.operation.batch.size": len(batch),
+                },
+            )
+            span.end(end_time=done)
+            lines.append(receipt_line(inc.event_id, "sink", done))
+        out.write("".join(lines))
+        out.flush()
+
+    glue.run(handle)
+
+
+ROLES: dict[str, Callable[[GlueConfig], None]] = {
+    "notifier": run_notifier,
+    "router": run_router,
+    "ingest": run_ingest,
+}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in ROLES:
+        print(
+            f"usage: {CONFIG_ENV}='{{...}}' python -m hopscope.pipelines.kafka.glue {{{','.join(ROLES)}}}",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = GlueConfig.from_env()
+    # SIGTERM ends the loop through KeyboardInterrupt so spans are flushed on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        ROLES[args[0]](cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
