@@ -116,15 +116,15 @@ def _hex_u64(arr: pa.Array) -> np.ndarray | None:
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
     if not np.all(np.diff(offsets) == 16):
         return None
-    raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(-1, 16)
-    lut = np.full(256, 255, dtype=np.uint8)
-    lut[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
-    lut[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
-    nib = lut[raw]
-    if (nib == 255).any():
+    raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    # bytes.fromhex parses the whole buffer in C; it skips ASCII whitespace, which the length check catches.
+    try:
+        packed = bytes.fromhex(raw.tobytes().decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
         return None
-    packed = (nib[:, 0::2] << 4) | nib[:, 1::2]  # (n, 8) bytes, most significant first
-    return np.ascontiguousarray(packed).view(">u8").reshape(-1).astype(np.uint64)
+    if len(packed) != 8 * len(arr):
+        return None
+    return np.frombuffer(packed, dtype=">u8").astype(np.uint64)
 
 
 def _id_keys(ids: pa.ChunkedArray, parents: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -178,8 +178,9 @@ def _lookup_codes(col: pa.ChunkedArray, key: str, n: int) -> tuple[np.ndarray, n
     hit = pc.equal(keys, key).fill_null(False)
     if not pc.any(hit).as_py():
         return none
-    parents = np.repeat(np.arange(n), np.diff(off))
-    rows = parents[hit.to_numpy(zero_copy_only=False)]
+    # Row of each hit by binary search in the offsets: no per-entry row array is built.
+    hit_pos = np.flatnonzero(hit.to_numpy(zero_copy_only=False)) + off[0]
+    rows = np.searchsorted(off, hit_pos, side="right") - 1
     vcodes, names = _codes(items.filter(hit))
     codes = np.full(n, -1, np.int32)
     codes[rows] = vcodes

@@ -153,6 +153,81 @@ def to_proto(line: dict) -> bytes:
     return req.SerializeToString()
 
 
+def reference_sketch(path: Path) -> int:
+    """The reader of /work/shared/reference/python-deps.md section 6 (core columns + attributes map), no Parquet.
+
+    Timed next to ingest on the same files so the figure says how fast this machine is right now.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    anyv = pa.struct(
+        [
+            ("stringValue", pa.string()),
+            ("intValue", pa.string()),
+            ("doubleValue", pa.float64()),
+            ("boolValue", pa.bool_()),
+        ]
+    )
+    kv = pa.list_(pa.struct([("key", pa.string()), ("value", anyv)]))
+    span = pa.struct(
+        [
+            ("traceId", pa.string()),
+            ("spanId", pa.string()),
+            ("parentSpanId", pa.string()),
+            ("name", pa.string()),
+            ("kind", pa.int32()),
+            ("startTimeUnixNano", pa.string()),
+            ("endTimeUnixNano", pa.string()),
+            ("attributes", kv),
+        ]
+    )
+    rs = pa.struct(
+        [
+            ("resource", pa.struct([("attributes", kv)])),
+            ("scopeSpans", pa.list_(pa.struct([("spans", pa.list_(span))]))),
+        ]
+    )
+    t = pj.read_json(
+        path,
+        read_options=pj.ReadOptions(block_size=64 << 20),
+        parse_options=pj.ParseOptions(
+            explicit_schema=pa.schema([("resourceSpans", pa.list_(rs))]), unexpected_field_behavior="ignore"
+        ),
+    )
+    rsarr = pc.list_flatten(t.column("resourceSpans").combine_chunks())
+    ss = pc.struct_field(rsarr, "scopeSpans")
+    spans_l = pc.struct_field(pc.list_flatten(ss), "spans")
+    spans = pc.list_flatten(spans_l)
+    rs_index = pc.take(pc.list_parent_indices(ss), pc.list_parent_indices(spans_l))
+    a = pc.struct_field(spans, "attributes")
+    af = pc.list_flatten(a)
+    v = pc.struct_field(af, "value")
+    attrs = pa.MapArray.from_arrays(
+        a.offsets,
+        pc.struct_field(af, "key"),
+        pc.coalesce(
+            pc.struct_field(v, "stringValue"),
+            pc.struct_field(v, "intValue"),
+            pc.cast(pc.struct_field(v, "doubleValue"), pa.string()),
+            pc.cast(pc.struct_field(v, "boolValue"), pa.string()),
+        ),
+    )
+    cols = [
+        pc.struct_field(spans, "traceId"),
+        pc.struct_field(spans, "spanId"),
+        pc.struct_field(spans, "parentSpanId"),
+        pc.struct_field(spans, "name"),
+        pc.struct_field(spans, "kind"),
+        pc.cast(pc.struct_field(spans, "startTimeUnixNano"), pa.int64()),
+        pc.cast(pc.struct_field(spans, "endTimeUnixNano"), pa.int64()),
+        rs_index,
+        attrs,
+    ]
+    return len(cols[0])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spans", type=int, default=1_000_000)
@@ -211,9 +286,25 @@ def main() -> None:
                 f"{result.spans:,}",
             )
             assert result.spans == args.spans and not result.problems.skipped
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        gc.disable()
+        ref_spans = sum(reference_sketch(p) for p in sorted(dirs["jsonl"].iterdir()))
+        gc.enable()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        table.add_row(
+            "jsonl ref §6",
+            f"{sizes['jsonl'] / 1e6:,.0f}",
+            f"{wall:.2f}",
+            f"{ref_spans / wall:,.0f}",
+            f"{cpu:.2f}",
+            f"{ref_spans / cpu:,.0f}",
+            f"{ref_spans:,}",
+        )
         console.print(table)
         console.print(
             "wall/CPU s = read + convert + write spans.parquet (zstd), one process (CPU s sums all threads); "
+            "'jsonl ref §6' = the reference sketch of python-deps.md §6 alone on the same jsonl files "
+            "(parse + core columns + attribute map, no checks, no Parquet): this machine's ceiling right now; "
             f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
         )
     finally:

@@ -1,9 +1,90 @@
-"""CLI commands of this folder, registered on the main `hopscope` app."""
+"""`hopscope run`: the whole experiment — every workload on both stacks — into one run
+directory with the comparison report. The work is in `hopscope.pipelines.experiment`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 def register(app: typer.Typer) -> None:
-    """Add this folder's commands to the main app (none yet)."""
+    @app.command("run")
+    def run(
+        quick: Annotated[
+            bool, typer.Option("--quick", help="the quick profile: a demo of a few minutes")
+        ] = False,
+        profile: Annotated[
+            str, typer.Option("--profile", help="profile name (quick, full, smoke) or YAML path")
+        ] = "full",
+        stacks: Annotated[
+            str | None, typer.Option("--stacks", help="comma-separated, e.g. kafka,harper")
+        ] = None,
+        workloads: Annotated[
+            str | None, typer.Option("--workloads", help="comma-separated, e.g. write_notify,ingest")
+        ] = None,
+        repeat: Annotated[
+            int | None, typer.Option("--repeat", min=1, help="repeats (default: the profile's)")
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="run directory (default runs/<run id>)")
+        ] = None,
+        start: Annotated[bool, typer.Option("--up/--no-up", help="start what is not running first")] = True,
+        report: Annotated[bool, typer.Option("--report/--no-report")] = True,
+    ) -> None:
+        """Run every workload on both stacks (interleaved, with warm-up, tracing on/off A/B and
+        cross-checks) and write one run directory with the comparison report."""
+        from hopscope.pipelines.experiment import ProfileError, headline_rows, load_profile, run_experiment
+        from hopscope.pipelines.workload import WorkloadError
+
+        console = Console(stderr=True)
+        try:
+            prof = load_profile("quick" if quick else profile)
+            result = run_experiment(
+                prof,
+                out=out,
+                stacks=_split(stacks),
+                workloads=_split(workloads),
+                repeat=repeat,
+                start_services=start,
+                analyze=report,
+                console=console,
+            )
+        except (ProfileError, WorkloadError) as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from exc
+
+        table = Table(title=f"hopscope run — profile {prof.name} (ledger e2e, median over repeats)")
+        for col in ("workload", "stack", "p50 (ms)", "p99 (ms)", "phases ok/failed"):
+            table.add_column(col, justify="right" if "(" in col else "left")
+        for r in headline_rows(result):
+            fmt = lambda v: "–" if v is None else f"{v:,.1f}"  # noqa: E731
+            style = "red" if r["failed"] else None
+            table.add_row(
+                r["workload"],
+                r["stack"],
+                fmt(r["p50_ms"]),
+                fmt(r["p99_ms"]),
+                f"{r['ok']}/{r['failed']}",
+                style=style,
+            )
+        console.print(table)
+        for f in result.failed:
+            console.print(f"[red]FAILED[/] {f.phase.label}: {f.error}")
+        for f in result.without_spans:
+            console.print(f"[red]NO SPANS[/] {f.phase.label}: no span file reached the run (collector down?)")
+        if result.report_error:
+            console.print(f"[red]report failed:[/] {result.report_error}")
+        console.print(f"run directory: {result.run_dir}")
+        if result.report:
+            console.print(f"report: {result.report}  (and {result.report.with_suffix('.md')})")
+        console.print(f"elapsed: {result.seconds / 60:.1f} min")
+        if not result.ok:
+            raise typer.Exit(1)

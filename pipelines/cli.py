@@ -173,6 +173,11 @@ def register(app: typer.Typer) -> None:
             "subscribers": subscribers,
             "seed": seed,
         }
+        if otlp_endpoint is None:
+            # The root spans must reach the same collector the drivers export to.
+            from hopscope.deploy.config import load_config
+
+            otlp_endpoint = load_config().collector.otlp_grpc_endpoint
         try:
             resolved = resolve_bench(stack, workload, overrides, workloads_dir)
             if root_spans not in ("live", "deferred"):

@@ -151,8 +151,13 @@ class ExperimentResult:
         return [p for p in self.phases if p.status != "ok"]
 
     @property
+    def without_spans(self) -> list[PhaseResult]:
+        """Traced phases whose spans never reached the run (collector down or refusing data)."""
+        return [p for p in self.phases if p.status == "ok" and p.phase.tracing and p.span_files == 0]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and self.report is not None and not self.up_error
+        return not self.failed and not self.without_spans and self.report is not None and not self.up_error
 
 
 # --- phases ----------------------------------------------------------------------------------
@@ -271,6 +276,12 @@ def gather_spans(result: PhaseResult, run_dir: Path, runs_root: Path | None) -> 
         if f.is_file():
             shutil.move(str(f), dst / f.name)
             n += 1
+    # The collector's folder for this phase is empty now: leave no litter in its runs root.
+    for d in (src, src.parent):
+        try:
+            d.rmdir()
+        except OSError:
+            break
     return n
 
 
@@ -308,10 +319,18 @@ def bring_up(stacks: list[str], console: Console) -> str | None:
     try:
         from hopscope.deploy.base import Context
         from hopscope.deploy.config import load_config
-        from hopscope.deploy.lifecycle import up
+        from hopscope.deploy.lifecycle import status, up
 
+        ctx = Context(load_config())
         groups = [f"{s}-stack" for s in stacks if s in ("kafka", "harper")] + ["collector"]
-        up(Context(load_config()), ",".join(groups), console)
+        # Only what is not running: `up` would also (re)check dependencies such as Jaeger,
+        # which the run does not need once the collector is up.
+        todo = [st.service for st in status(ctx, ",".join(groups)) if st.state not in ("running", "external")]
+        if todo:
+            console.print(f"starting {', '.join(todo)} (hopscope up)")
+            up(ctx, ",".join(todo), console)
+        else:
+            console.print("services already running: " + ", ".join(groups))
     except Exception as exc:
         console.print(f"[red]hopscope up failed:[/] {exc}")
         return f"{type(exc).__name__}: {exc}"

@@ -31,6 +31,8 @@ REPEAT_FLAG_SPREAD = 0.10
 KNEE_P99_FACTOR = 2.0
 KNEE_RATE_SHORTFALL = 0.95
 FIGURES = ("p50", "p99", "p999")
+#: A phase delivering less than this share of its measured events is flagged.
+MIN_DELIVERED = 0.95
 FIGURE_NAMES = {"p50": "p50", "p99": "p99", "p999": "p99.9"}
 
 
@@ -38,9 +40,8 @@ def apply_experiment(ctx: ReportContext, experiment: dict[str, Any]) -> None:
     """Attach a run's experiment.json; its stacks and workloads join the report's lists so a
     stack whose every phase failed still gets its column and its "no data" notes."""
     ctx.experiment = experiment
-    for s in experiment.get("stacks", []):
-        if s not in ctx.stacks:
-            ctx.stacks.append(s)
+    ordered = list(experiment.get("stacks", []))
+    ctx.stacks[:] = ordered + [s for s in ctx.stacks if s not in ordered]
     for w in experiment.get("workloads", []):
         if w not in ctx.workloads:
             ctx.workloads.append(w)
@@ -53,6 +54,14 @@ def phases(ctx: ReportContext, **match: Any) -> list[dict[str, Any]]:
         if all(ph.get(k) == v for k, v in match.items()):
             out.append(p)
     return out
+
+
+def _delivered_share(p: dict[str, Any]) -> float | None:
+    fig = p.get("figures") or {}
+    events = fig.get("events")
+    if not events:
+        return None
+    return (fig.get("outcomes") or {}).get("delivered", 0) / events
 
 
 def _both(html_md: tuple[str, str], title_html: str = "", title_md: str = "") -> tuple[str, str]:
@@ -79,18 +88,29 @@ def run_status_section(ctx: ReportContext) -> Iterable[Section]:
             "seconds": p["seconds"],
             "span_files": p.get("span_files", 0),
             "events": (p.get("figures") or {}).get("events"),
+            "delivered": _delivered_share(p),
             "error": p.get("error") or "",
         }
         for p in all_phases
     ]
     frame = pd.DataFrame(rows)
     cols = [text("phase"), text("tracing"), text("status"), Column("seconds", "seconds", lambda v: f"{float(v):.0f}", True),
-            count("events", "events (measured)"), count("span_files", "span files"), text("error")]  # fmt: skip
+            count("events", "events (measured)"), share("delivered", "delivered"), count("span_files", "span files"),
+            text("error")]  # fmt: skip
     table = make_table(
         frame,
         cols,
-        caption="Phases in run order",
-        flag=lambda rec, f: rec["status"] != "ok" and f in ("status", "error"),
+        caption=f"Phases in run order; delivered = share of measured events delivered to every expected subscriber "
+        f"(under {MIN_DELIVERED:.0%} flagged)",
+        flag=lambda rec, f: (
+            (rec["status"] != "ok" and f in ("status", "error"))
+            or (
+                f == "delivered"
+                and rec["delivered"] == rec["delivered"]
+                and rec["delivered"] is not None
+                and rec["delivered"] < MIN_DELIVERED
+            )
+        ),
     )
     summary = (
         f"Profile {exp.get('profile')!r}: {len(all_phases)} phases "
@@ -101,6 +121,20 @@ def run_status_section(ctx: ReportContext) -> Iterable[Section]:
     parts_md = [summary + "\n"]
     if exp.get("up_error"):
         h, m = note(f"Starting the services failed: {exp['up_error']}")
+        parts_html.append(h)
+        parts_md.append(m)
+    for p in all_phases:
+        d = _delivered_share(p)
+        if p["status"] == "ok" and d is not None and d < MIN_DELIVERED:
+            h, m = note(f"{p['phase']['label']} ran but delivered only {d:.0%} of its events: its latency figures "
+                        "cover the delivered ones only.")  # fmt: skip
+            parts_html.append(h)
+            parts_md.append(m)
+    no_spans = [p["phase"]["label"] for p in all_phases if p["status"] == "ok" and p["phase"]["tracing"]
+                and not p.get("span_files")]  # fmt: skip
+    if no_spans:
+        h, m = note(f"No span file reached the run for traced phase(s) {', '.join(no_spans)} (collector down or "
+                    "refusing data?): their trace-based parts are empty; ledger figures remain.")  # fmt: skip
         parts_html.append(h)
         parts_md.append(m)
     for p in failed:
@@ -176,7 +210,9 @@ def fairness_frame(ctx: ReportContext) -> pd.DataFrame:
                 verdicts.append("yes")
         if not verdicts:
             continue  # a control of a stack that is not in this run
-        row["matches"] = "NO" if "NO" in verdicts else ("not read back" if "not read back" in verdicts else "yes")
+        row["matches"] = (
+            "NO" if "NO" in verdicts else ("not read back" if "not read back" in verdicts else "yes")
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -193,6 +229,10 @@ def fairness_section(ctx: ReportContext) -> Iterable[Section]:
     if not ctx.experiment:
         return
     frame = fairness_frame(ctx)
+    if frame.empty:
+        h, m = note("No control of the study applies to the stacks of this run.")
+        yield Section("fairness", "Fairness controls", h, m)
+        return
     cols = [
         text("control"),
         text("expected"),
@@ -444,6 +484,8 @@ def overhead_frame(ctx: ReportContext) -> pd.DataFrame:
                 if p["status"] == "ok" and p["phase"]["repeat"] in reps
             ]
             row: dict[str, Any] = {"workload": workload, "stack": stack, "pairs": min(len(on), len(off))}
+            shares = [d for p in off if (d := _delivered_share(p)) is not None]
+            row["off_delivered"] = min(shares) if shares else None
             for fig in ("p50", "p99"):
                 v_on = [
                     p["figures"]["e2e_ms"].get(fig)
@@ -482,13 +524,20 @@ def overhead_section(ctx: ReportContext) -> Iterable[Section]:
             ms("overhead_p50_ms", "overhead p50 (ms)"), Column("overhead_p50", "overhead p50", fmt_share, True),
             ms("on_p99_ms", "traced p99 (ms)"), ms("off_p99_ms", "untraced p99 (ms)"),
             ms("overhead_p99_ms", "overhead p99 (ms)"), Column("overhead_p99", "overhead p99", fmt_share, True),
-            text("switch", "what tracing-off turned off")]  # fmt: skip
+            share("off_delivered", "untraced: delivered"), text("switch", "what tracing-off turned off")]  # fmt: skip
     table = make_table(
         frame,
         cols,
         caption="Same workload, same rate, tracing on then off back to back (ledger e2e, median over pairs). "
         "Negative overhead = the difference is within run-to-run noise.",
-        flag=lambda rec, f: f == "switch" and str(rec["switch"]).startswith("generator only"),
+        flag=lambda rec, f: (
+            (f == "switch" and str(rec["switch"]).startswith("generator only"))
+            or (
+                f == "off_delivered"
+                and rec.get("off_delivered") is not None
+                and rec["off_delivered"] < MIN_DELIVERED
+            )
+        ),
     )
     yield Section("overhead", "Instrumentation overhead", table.to_html(), table.to_markdown())
 
@@ -565,6 +614,7 @@ def crosscheck_section(ctx: ReportContext) -> Iterable[Section]:
     if not ctx.experiment or not ctx.experiment.get("crosschecks"):
         return
     frame = crosscheck_frame(ctx)
+
     def ratio(f):
         return Column(
             f,
@@ -572,6 +622,7 @@ def crosscheck_section(ctx: ReportContext) -> Iterable[Section]:
             lambda v: "–" if v is None or v != v else f"{float(v):.2f}×",
             True,
         )
+
     cols = [text("check"), text("status"), ms("tool_p50_ms", "tool p50 (ms)"), ms("traced_p50_ms", "traced p50 (ms)"), ratio("ratio_p50"),
             ms("tool_p99_ms", "tool p99 (ms)"), ms("traced_p99_ms", "traced p99 (ms)"), ratio("ratio_p99"),
             text("traced_hop", "traced figure"), text("note")]  # fmt: skip

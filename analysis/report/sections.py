@@ -435,7 +435,10 @@ def closure_frame(e2e: pd.DataFrame) -> pd.DataFrame:
         un = g["unattributed_ms"].dropna().to_numpy(dtype=float)
         led = g["ledger_e2e_ms"].to_numpy(dtype=float)
         if len(un) == 0:
-            rows.append(dict(stack=stack, workload=workload, events=0))
+            # e.g. point reads: their ledger has an ack, not a receipt, so closure is not defined
+            rows.append(
+                dict(stack=stack, workload=workload, events=0, flag="not measured (no ledger receipts)")
+            )
             continue
         ratio = np.abs(g["unattributed_ms"].to_numpy(dtype=float)) / led
         ratio = ratio[np.isfinite(ratio)]
@@ -497,7 +500,9 @@ def quality_section(ctx: ReportContext) -> Iterable[Section]:
              ms("unattributed_p99_ms", "unattributed p99 (ms)"),
              share("unattributed_share_p50", "|unattributed| ÷ e2e, p50"), text("flag")],
             caption="Ledger end-to-end minus the trace's end-to-end, per delivery",
-            flag=lambda rec, f: f in ("flag", "unattributed_share_p50") and rec.get("flag") not in (None, "ok"),
+            flag=lambda rec, f: f in ("flag", "unattributed_share_p50")
+            and rec.get("flag") not in (None, "ok")
+            and not str(rec.get("flag")).startswith("not measured"),
         )  # fmt: skip
         parts_html.append(title_html + t.to_html())
         parts_md.append("### Hop closure\n\n" + t.to_markdown())

@@ -19,13 +19,14 @@ import httpx
 import paho.mqtt.client as mqtt
 import psutil
 import pytest
+from rich.console import Console
+
 from hopscope.deploy.base import Context, port_owner, read_pid
 from hopscope.deploy.config import load_config
 from hopscope.deploy.harper_client import HarperError, HarperNode
 from hopscope.deploy.lifecycle import down, up
 from hopscope.deploy.registry import service_class
 from hopscope.deploy.services.harper import HEALTH_DATABASE, HEALTH_TABLE, Harper
-from rich.console import Console
 
 pytestmark = pytest.mark.integration
 

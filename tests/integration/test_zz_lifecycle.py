@@ -1,4 +1,7 @@
-"""`hopscope up/down/status` against real services: idempotence, clean stops, crash detection."""
+"""`hopscope up/down/status` against real services: idempotence, clean stops, crash detection.
+
+Named to run last: it stops and restarts Postgres and Redis, which the pipeline tests use.
+"""
 
 from __future__ import annotations
 

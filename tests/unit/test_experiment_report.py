@@ -1,0 +1,255 @@
+"""`hopscope run`'s pieces without services: the interleaved plan, ledger figures, the tool
+output parsers, and the experiment report sections (repeats flag, sweep knee, overhead,
+fairness, cross-check ratios) on hand-built experiment documents with known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hopscope.analysis.report import build_sections
+from hopscope.analysis.report.context import ReportContext
+from hopscope.analysis.report.experiment_sections import (
+    _lookup,
+    apply_experiment,
+    crosscheck_frame,
+    fairness_frame,
+    overhead_frame,
+    repeat_frame,
+    sweep_frame,
+)
+from hopscope.pipelines.crosschecks import CrossCheckError, parse_end_to_end_latency, parse_pgbench_log
+from hopscope.pipelines.experiment import FAIRNESS_EXPECTED, ProfileError, load_profile, plan_phases
+from hopscope.pipelines.phase_stats import phase_figures
+
+# -- plan ------------------------------------------------------------------------------------
+
+
+def test_plan_interleaves_stacks_and_flips_the_order_each_repeat() -> None:
+    plan = plan_phases(["kafka", "harper"], ["write_notify", "ingest"], 2, True, 1)
+    assert [p.label for p in plan] == [
+        "kafka-write_notify-r0", "kafka-write_notify-r0-notrace",
+        "harper-write_notify-r0", "harper-write_notify-r0-notrace",
+        "kafka-ingest-r0", "kafka-ingest-r0-notrace", "harper-ingest-r0", "harper-ingest-r0-notrace",
+        "harper-write_notify-r1", "kafka-write_notify-r1", "harper-ingest-r1", "kafka-ingest-r1",
+    ]  # fmt: skip
+
+
+def test_profiles_load_and_bad_profile_names_its_field(tmp_path: Path) -> None:
+    for name in ("quick", "full", "smoke"):
+        prof = load_profile(name)
+        assert set(prof.workloads) == {"write_notify", "fanout", "aggregate", "ingest"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nrepeat: 0\nworkloads: {ingest: {}}\n")
+    with pytest.raises(ProfileError, match=r"bad\.yaml: field repeat"):
+        load_profile(bad)
+    with pytest.raises(ProfileError, match=r"known profiles: .*quick"):
+        load_profile("nope")
+
+
+# -- ledger figures ----------------------------------------------------------------------------
+
+
+def _ledger(path: Path, rows: list[dict]) -> Path:
+    receipt = pa.struct([("subscriber", pa.string()), ("received_ns", pa.int64())])
+    table = pa.table(
+        {
+            "stack": pa.array([r.get("stack", "kafka") for r in rows]),
+            "workload": pa.array([r["workload"] for r in rows]),
+            "event_id": pa.array([r["event_id"] for r in rows]),
+            "intended_ns": pa.array([r["intended_ns"] for r in rows], pa.int64()),
+            "sent_ns": pa.array([r["intended_ns"] for r in rows], pa.int64()),
+            "acked_ns": pa.array([r.get("acked_ns") for r in rows], pa.int64()),
+            "ack_status": pa.array([r.get("ack_status", "ok") for r in rows]),
+            "expected_subscribers": pa.array([r["expected"] for r in rows], pa.list_(pa.string())),
+            "receipts": pa.array([r["receipts"] for r in rows], pa.list_(receipt)),
+            "outcome": pa.array([r["outcome"] for r in rows]),
+            "warmup": pa.array([r.get("warmup", False) for r in rows]),
+            "target_rate": pa.array([r.get("rate", 100.0) for r in rows], pa.float64()),
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def test_phase_figures_take_first_expected_receipt_after_warmup(tmp_path: Path) -> None:
+    ms = 1_000_000
+    rows = [
+        # warm-up: excluded even though it is slow
+        dict(workload="w", event_id="e0", intended_ns=0, expected=["a"], warmup=True,
+             receipts=[{"subscriber": "a", "received_ns": 900 * ms}], outcome="delivered"),
+        # duplicate receipt: the first one counts; unexpected subscriber "z" ignored
+        dict(workload="w", event_id="e1", intended_ns=10 * ms, expected=["a", "b"],
+             receipts=[{"subscriber": "a", "received_ns": 14 * ms}, {"subscriber": "a", "received_ns": 50 * ms},
+                       {"subscriber": "b", "received_ns": 16 * ms}, {"subscriber": "z", "received_ns": 11 * ms}],
+             outcome="duplicated"),
+        dict(workload="w", event_id="e2", intended_ns=20 * ms, expected=["a", "b"],
+             receipts=[{"subscriber": "a", "received_ns": 28 * ms}], outcome="lost"),
+        dict(workload="point_read", event_id="r1", intended_ns=0, expected=[], receipts=[],
+             acked_ns=3 * ms, outcome="delivered"),
+    ]  # fmt: skip
+    fig = phase_figures(_ledger(tmp_path / "l.parquet", rows), "w")
+    assert fig["events"] == 2
+    assert fig["outcomes"] == {"duplicated": 1, "lost": 1}
+    assert fig["e2e_ms"]["count"] == 3
+    assert fig["e2e_ms"]["p50"] == pytest.approx(np.percentile([4, 6, 8], 50))
+    assert fig["e2e_ms"]["max"] == pytest.approx(8)
+    assert fig["point_read_ms"]["p50"] == pytest.approx(3)
+    assert "sweep" not in fig
+
+
+def test_sweep_figures_per_offered_rate(tmp_path: Path) -> None:
+    ms = 1_000_000
+    rows = []
+    for i in range(20):
+        rate = 100.0 if i < 10 else 200.0
+        lat = 5 if rate == 100.0 else 50
+        rows.append(dict(workload="ingest", event_id=f"e{i}", intended_ns=i * 10 * ms, expected=["sink"], rate=rate,
+                         receipts=[{"subscriber": "sink", "received_ns": i * 10 * ms + lat * ms}], outcome="delivered"))  # fmt: skip
+    fig = phase_figures(_ledger(tmp_path / "l.parquet", rows), "ingest")
+    assert [s["target_rate"] for s in fig["sweep"]] == [100.0, 200.0]
+    assert [s["p50_ms"] for s in fig["sweep"]] == pytest.approx([5, 50])
+
+
+# -- tool output -------------------------------------------------------------------------------
+
+
+def test_parse_end_to_end_latency_summary() -> None:
+    out = "0\t832.2\nAvg latency: 27.4663 ms\nPercentiles: 50th = 16, 99th = 103, 99.9th = 832\n"
+    assert parse_end_to_end_latency(out) == {"mean_ms": 27.4663, "p50_ms": 16, "p99_ms": 103, "p999_ms": 832}
+    with pytest.raises(CrossCheckError, match="no summary"):
+        parse_end_to_end_latency("nothing useful")
+
+
+def test_parse_pgbench_log_names_bad_line() -> None:
+    assert parse_pgbench_log("0 1 2160 0 1 2\n0 2 skipped 0 1 2\n0 3 4000 0 1 2\n").tolist() == [2.16, 4.0]
+    with pytest.raises(CrossCheckError, match=r"x\.log: line 2: field 3"):
+        parse_pgbench_log("0 1 2160 0 1 2\n0 2 oops 0 1 2\n", "x.log")
+
+
+# -- report sections -----------------------------------------------------------------------------
+
+
+class _NoRun:
+    def pairs(self) -> list:
+        return []
+
+    def expected_hops(self, stack: str, workload: str) -> list[str]:
+        return []
+
+
+def _phase(stack, workload, repeat, tracing, p50, p99, status="ok", driver=None, sweep=None, delivered=1.0):
+    return {
+        "phase": {"stack": stack, "workload": workload, "repeat": repeat, "tracing": tracing,
+                  "label": f"{stack}-{workload}-r{repeat}" + ("" if tracing else "-notrace")},
+        "status": status, "seconds": 1.0, "error": None if status == "ok" else "boom", "span_files": 1,
+        "driver": driver or {},
+        "figures": {"events": 100, "outcomes": {"delivered": round(100 * delivered)},
+                    "e2e_ms": {"p50": p50, "p99": p99, "p999": p99 * 1.1}, **({"sweep": sweep} if sweep else {})},
+    }  # fmt: skip
+
+
+def _ctx(
+    experiment: dict, growth: pd.DataFrame | None = None, hops: pd.DataFrame | None = None
+) -> ReportContext:
+    ctx = ReportContext(
+        _NoRun(),  # type: ignore[arg-type]
+        hops if hops is not None else pd.DataFrame(),
+        pd.DataFrame(),
+        growth if growth is not None else pd.DataFrame(),
+        pd.DataFrame(),
+        stacks=[],
+        workloads=[],
+    )
+    apply_experiment(ctx, experiment)
+    return ctx
+
+
+def test_repeats_disagreeing_by_more_than_ten_percent_are_flagged() -> None:
+    exp = {"stacks": ["kafka", "harper"], "workloads": ["w"], "phases": [
+        _phase("kafka", "w", 0, True, 10.0, 100.0), _phase("kafka", "w", 1, True, 10.5, 150.0),
+        _phase("harper", "w", 0, True, 20.0, 40.0), _phase("harper", "w", 1, True, 21.0, 41.0),
+        _phase("harper", "w", 2, True, 99.0, 99.0, status="failed"),
+    ]}  # fmt: skip
+    f = repeat_frame(_ctx(exp), "w").set_index(["stack", "figure"])
+    assert f.loc[("kafka", "p50"), "spread"] == pytest.approx(0.5 / 10.25)
+    assert f.loc[("kafka", "p50"), "flag"] == "ok"
+    assert f.loc[("kafka", "p99"), "flag"] == "repeats disagree > 10 %"
+    assert f.loc[("harper", "p99"), "repeats"] == 2  # the failed repeat is not a figure
+    assert f.loc[("harper", "p99"), "flag"] == "ok"
+
+
+def test_sweep_knee_is_the_first_rate_whose_p99_doubles() -> None:
+    steps = [
+        {"target_rate": r, "events": 100, "delivered": 100, "achieved_rate": r, "p50_ms": 1.0, "p99_ms": p99, "p999_ms": p99}
+        for r, p99 in ((100.0, 10.0), (200.0, 15.0), (400.0, 25.0), (800.0, 90.0))
+    ]  # fmt: skip
+    short = [dict(s) for s in steps]
+    short[1]["delivered"] = 80  # harper falls short already at 200 ev/s
+    exp = {"stacks": ["kafka", "harper"], "workloads": ["ingest"], "phases": [
+        _phase("kafka", "ingest", 0, True, 1, 1, sweep=steps), _phase("harper", "ingest", 0, True, 1, 1, sweep=short)]}  # fmt: skip
+    f = sweep_frame(_ctx(exp), "ingest")
+    knees = f[f["knee"] == "knee"].set_index("stack")["target_rate"].to_dict()
+    assert knees == {"kafka": 400.0, "harper": 200.0}
+
+
+def test_overhead_pairs_traced_and_untraced_of_the_same_repeat() -> None:
+    exp = {"stacks": ["kafka"], "workloads": ["w"], "phases": [
+        _phase("kafka", "w", 0, True, 12.0, 60.0), _phase("kafka", "w", 0, False, 10.0, 50.0, driver={"tracing": False}),
+        _phase("kafka", "w", 1, True, 500.0, 900.0),  # no untraced twin: not part of the A/B
+    ]}  # fmt: skip
+    row = overhead_frame(_ctx(exp)).iloc[0]
+    assert row["overhead_p50_ms"] == pytest.approx(2.0)
+    assert row["overhead_p50"] == pytest.approx(0.2)
+    assert row["overhead_p99"] == pytest.approx(0.2)
+    assert row["switch"] == "generator + stack"
+
+
+def test_lookup_handles_dotted_keys_and_lists() -> None:
+    doc = {"topics": [{"min.insync.replicas": 2}, {"min.insync.replicas": 1}], "producer": {"acks": "all"}}
+    assert _lookup(doc, "topics[].min.insync.replicas") == [2, 1]
+    assert _lookup(doc, "producer.acks") == ["all"]
+    assert _lookup(doc, "producer.linger.ms") == []
+
+
+def test_fairness_flags_a_mismatch_and_a_missing_read_back() -> None:
+    good = {"topics": [{"replication_factor": 3, "min.insync.replicas": 2}], "producer": {"acks": "all"}}
+    bad = {"topics": [{"replication_factor": 1, "min.insync.replicas": 2}], "producer": {"acks": "all"}}
+    exp = {"stacks": ["kafka"], "workloads": ["w"], "fairness_expected": FAIRNESS_EXPECTED, "phases": [
+        _phase("kafka", "w", 0, True, 1, 1, driver=good), _phase("kafka", "w", 1, True, 1, 1, driver=bad)]}  # fmt: skip
+    f = fairness_frame(_ctx(exp)).set_index("control")
+    assert f.loc["replication factor", "kafka"] == "1, 3"
+    assert f.loc["replication factor", "matches"] == "NO"
+    assert f.loc["min.insync.replicas", "matches"] == "yes"
+    assert f.loc["compression", "matches"] == "not read back"
+    assert "Harper nodes" not in f.index  # no harper stack in this run
+
+
+def test_crosscheck_ratio_is_traced_over_tool() -> None:
+    growth = pd.DataFrame([{"stack": "kafka", "workload": "fanout", "hop": "wait:router.consume", "order": 2,
+                            "p50_ms": 8.0, "p99_ms": 40.0, "p999_ms": 50.0}])  # fmt: skip
+    hops = pd.DataFrame([{"stack": "kafka", "workload": "write_notify", "hop": "client.insert", "order": 0,
+                          "p50_ms": 3.0, "p99_ms": 9.0}])  # fmt: skip
+    exp = {"stacks": ["kafka"], "workloads": ["fanout"], "phases": [], "crosschecks": {
+        "kafka_end_to_end": {"status": "ok", "p50_ms": 4.0, "p99_ms": 20.0},
+        "pgbench": {"status": "failed", "error": "pgbench not found"}}}  # fmt: skip
+    f = crosscheck_frame(_ctx(exp, growth, hops)).set_index("check")
+    assert f.loc["Kafka EndToEndLatency", "ratio_p50"] == pytest.approx(2.0)
+    assert f.loc["Kafka EndToEndLatency", "ratio_p99"] == pytest.approx(2.0)
+    assert f.loc["pgbench one-row INSERT", "status"] == "failed"
+    assert f.loc["pgbench one-row INSERT", "note"] == "pgbench not found"
+
+
+def test_failed_phase_is_named_in_the_report() -> None:
+    exp = {"stacks": ["kafka", "harper"], "workloads": ["w"], "profile": "smoke", "repeat": 1, "phases": [
+        _phase("kafka", "w", 0, True, 1, 2), _phase("harper", "w", 0, True, 1, 2, status="failed")]}  # fmt: skip
+    from hopscope.analysis.report.experiment_sections import run_status_section
+
+    (section,) = build_sections(_ctx(exp), [run_status_section])
+    assert "FAILED harper-w-r0: boom" in section.markdown
+    assert "1 ok, 1 failed" in section.markdown
