@@ -68,14 +68,24 @@ def _up_one(svc: Service, console: Console) -> StepTiming:
 
 
 def down(ctx: Context, only: str | None = None) -> list[str]:
-    stopped = []
+    stopped: list[str] = []
+    errors: list[DeployError] = []
     # Only what was named: stopping Connect must not take Postgres and Kafka down with it.
     for svc in reversed(instantiate(resolve(only, with_dependencies=False), ctx)):
         if svc.is_external():
             continue
         if svc.pidfiles():
-            svc.stop()
+            # One service that will not stop must not leave the rest running.
+            try:
+                svc.stop()
+            except DeployError as exc:
+                errors.append(exc)
+                continue
             stopped.append(svc.name)
+    if errors:
+        raise DeployError(
+            ", ".join(e.service for e in errors), "stop", "; ".join(e.problem for e in errors), errors[0].log
+        )
     return stopped
 
 

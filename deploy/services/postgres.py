@@ -9,7 +9,7 @@ import psycopg
 from pydantic import BaseModel, ConfigDict
 
 from hopscope.deploy import apt
-from hopscope.deploy.base import Service, run_checked
+from hopscope.deploy.base import DeployError, Service, run_checked
 
 PG_VERSION = "15"
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
@@ -154,27 +154,19 @@ class Postgres(Service):
             raise self.fail("health", f"wrote a row on {self.endpoint()} but read back {back!r}")
 
     def stop(self) -> None:
-        # A fast shutdown: the default smart mode waits for Debezium's replication connection forever.
+        # A fast shutdown: the default smart mode waits for Debezium's replication connection
+        # forever. Fast mode can still hang while a walsender waits for a paused logical
+        # replication client to confirm the WAL, so fall back to an immediate stop (crash
+        # recovery on next start; nothing acknowledged is lost with synchronous_commit=on).
         if self.running() and not self.is_external():
-            run_checked(
-                self.name,
-                "stop",
-                [
-                    "setpriv",
-                    "--reuid=postgres",
-                    "--regid=postgres",
-                    "--init-groups",
-                    str(PG_BIN / "pg_ctl"),
-                    "stop",
-                    "-D",
-                    str(self.data_dir),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "-t",
-                    "30",
-                ],
-            )
+            pg_ctl = [
+                "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+                str(PG_BIN / "pg_ctl"), "stop", "-D", str(self.data_dir), "-w",
+            ]  # fmt: skip
+            try:
+                run_checked(self.name, "stop", [*pg_ctl, "-m", "fast", "-t", "15"])
+            except DeployError:
+                run_checked(self.name, "stop", [*pg_ctl, "-m", "immediate", "-t", "15"])
         super().stop()
 
 
