@@ -215,6 +215,20 @@ class Glue:
             self.consumer.close()
             shutdown_tracing(self.provider)
 
+    def consume_span(self, inc: Incoming, hop: str) -> Any:
+        """The consumer's processing span: a child of the upstream context and linked to the producer."""
+        return hop_span(
+            self.tracer,
+            hop,
+            event_id=inc.event_id,
+            workload=inc.workload,
+            kind=SpanKind.CONSUMER,
+            parent=inc.parent,
+            links=[inc.producer],
+            start_time=inc.polled_ns,
+            attributes={"messaging.system": "kafka", "messaging.operation.type": "process"},
+        )
+
     def skip(self, msg: Any, exc: Exception) -> None:
         # Counted and logged; the ledger shows the event as lost.
         self.errors += 1
@@ -249,17 +263,7 @@ def run_notifier(cfg: GlueConfig) -> None:
 def _publish_one(glue: Glue, r: Any, inc: Incoming, consume_hop: str, channels: list[str]) -> None:
     tracer = glue.tracer
     with (
-        hop_span(
-            tracer,
-            consume_hop,
-            event_id=inc.event_id,
-            workload=inc.workload,
-            kind=SpanKind.CONSUMER,
-            parent=inc.parent,
-            links=[inc.producer],
-            start_time=inc.polled_ns,
-            attributes={"messaging.system": "kafka", "messaging.operation.type": "process"},
-        ),
+        glue.consume_span(inc, consume_hop),
         hop_span(
             tracer,
             "redis.publish",
@@ -302,17 +306,7 @@ def run_router(cfg: GlueConfig) -> None:
             except (ValueError, TraceparentError, KafkaException) as exc:
                 glue.skip(msg, exc)
                 continue
-            with hop_span(
-                glue.tracer,
-                "router.consume",
-                event_id=inc.event_id,
-                workload=inc.workload,
-                kind=SpanKind.CONSUMER,
-                parent=inc.parent,
-                links=[inc.producer],
-                start_time=inc.polled_ns,
-                attributes={"messaging.system": "kafka", "messaging.operation.type": "process"},
-            ):
+            with glue.consume_span(inc, "router.consume"):
                 with hop_span(
                     glue.tracer,
                     "redis.route",
@@ -359,17 +353,7 @@ def run_ingest(cfg: GlueConfig) -> None:
             except (ValueError, TraceparentError, KafkaException) as exc:
                 glue.skip(msg, exc)
                 continue
-            with hop_span(
-                glue.tracer,
-                "ingest.consume",
-                event_id=inc.event_id,
-                workload=inc.workload,
-                kind=SpanKind.CONSUMER,
-                parent=inc.parent,
-                links=[inc.producer],
-                start_time=inc.polled_ns,
-                attributes={"messaging.system": "kafka", "messaging.operation.type": "process"},
-            ) as consume:
+            with glue.consume_span(inc, "ingest.consume") as consume:
                 pass
             batch.append((inc, consume, msg.value()))
         if not batch:
