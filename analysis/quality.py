@@ -68,3 +68,28 @@ def summary_ms(values: np.ndarray) -> dict[str, float | int]:
         "max_ms": float(v.max()),
         "min_ms": float(v.min()),
     }
+
+
+#: where a span source's own account of its spans sits in a run's manifest
+SOURCE_ACCOUNT_KEY = "component_telemetry"
+
+
+def span_source_problems(manifest: dict) -> list[str]:
+    """What span sources reported losing (spans never exported, commits never resolved, a
+    restarted worker): the `problems` of every `component_telemetry` account in the manifest,
+    prefixed with where it was found (a bench run's driver, an experiment's phase)."""
+    out: list[str] = []
+    seen: set[int] = set()  # an experiment's manifest repeats a phase's driver under `drivers`
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            account = node.get(SOURCE_ACCOUNT_KEY)
+            if isinstance(account, dict) and hash(repr(account)) not in seen:
+                seen.add(hash(repr(account)))
+                out.extend(f"{where or 'run'}: {line}" for line in account.get("problems") or [])
+            for key, value in node.items():
+                if key != SOURCE_ACCOUNT_KEY:
+                    walk(value, f"{where}.{key}" if where else str(key))
+
+    walk(manifest, "")
+    return out

@@ -327,6 +327,7 @@ class Run:
                 entry["unattributed"] = quality.summary_ms(sub["unattributed_ms"].to_numpy(dtype=float))
                 entry["deliveries_without_ledger_receipt"] = int(sub["ledger_e2e_ms"].isna().sum())
             out["pairs"][f"{stack}/{workload}"] = entry
+        out["span_sources"] = quality.span_source_problems(self.manifest)
         out["ingest"] = {
             "malformed_records": int(sum(self.ingest_report.get("skipped", {}).values())),
             "skipped": self.ingest_report.get("skipped", {}),

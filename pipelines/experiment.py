@@ -418,7 +418,15 @@ def run_experiment(
     (run_dir / EXPERIMENT_FILE).write_text(json.dumps(experiment, indent=2, default=str))
     update_manifest(
         run_dir,
-        phases={r.phase_id: {"label": r.phase.label, "status": r.status, "error": r.error} for r in results},
+        phases={
+            r.phase_id: {
+                "label": r.phase.label,
+                "status": r.status,
+                "error": r.error,
+                "component_telemetry": (r.driver or {}).get("component_telemetry"),
+            }
+            for r in results
+        },
         drivers={
             s: next((r.driver for r in results if r.phase.stack == s and r.status == "ok"), {})
             for s in stacks

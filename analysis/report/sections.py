@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from ..quality import span_source_problems
 from . import plots
 from .context import ReportContext
 from .headline import Headline, headline
@@ -387,6 +388,9 @@ def quality_problems(ctx: ReportContext) -> list[str]:
     for kind, n in (ingest.get("skipped") or {}).items():
         if _positive(n):
             out.append(f"ingest skipped {n} × {kind}")
+    out.extend(
+        f"span source {line}" for line in span_source_problems(getattr(ctx.run, "manifest", None) or {})
+    )
     return out
 
 

@@ -5,7 +5,11 @@
 // hops that end later than the record carrying them is written (commit,
 // confirmation) are drawn up front, so the record can name its real parent;
 // the span is built with that id once its end is known.
-import { context, trace, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+//
+// Nothing is lost silently: every run's spans are counted when they end, when
+// the collector accepted them and when an export failed (with the last error),
+// so the driver can read back what never reached the collector (`telemetry()`).
+import { context, diag, DiagLogLevel, trace, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { BasicTracerProvider, BatchSpanProcessor, RandomIdGenerator } from '@opentelemetry/sdk-trace-base';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -55,6 +59,57 @@ class PresetIdGenerator {
   }
 }
 
+// the SDK reports export problems through diag; without a logger they vanish (Harper logs stderr)
+diag.setLogger(
+  { error: (...a) => console.error('[hoptrace]', ...a), warn: (...a) => console.error('[hoptrace]', ...a), info() {}, debug() {}, verbose() {} },
+  DiagLogLevel.WARN,
+);
+
+/** When this worker (and so this tracer) started: a restart during a run loses its queued spans. */
+export const WORKER_STARTED_MS = Date.now();
+
+/** Counts spans of one run as they end, after a successful export and after a failed one. */
+class SpanCounter {
+  constructor(stats) {
+    this.stats = stats;
+  }
+  onStart() {}
+  onEnd() {
+    this.stats.ended += 1;
+  }
+  forceFlush() {
+    return Promise.resolve();
+  }
+  shutdown() {
+    return Promise.resolve();
+  }
+}
+
+class CountingExporter {
+  constructor(inner, stats) {
+    this.inner = inner;
+    this.stats = stats;
+  }
+  export(spans, done) {
+    this.inner.export(spans, (result) => {
+      // ExportResultCode.SUCCESS is 0 (@opentelemetry/core, not a direct dependency here)
+      if (result.code === 0) this.stats.exported += spans.length;
+      else {
+        this.stats.failed += spans.length;
+        this.stats.last_error = String(result.error?.message ?? result.error ?? 'export failed');
+        console.error(`[hoptrace] ${spans.length} spans not exported: ${this.stats.last_error}`);
+      }
+      done(result);
+    });
+  }
+  forceFlush() {
+    return this.inner.forceFlush?.() ?? Promise.resolve();
+  }
+  shutdown() {
+    return this.inner.shutdown();
+  }
+}
+
 const ids = new RandomIdGenerator();
 /** A fresh span id for a span that will be built later with `startHop({ spanId })`. */
 export function newSpanId() {
@@ -76,13 +131,42 @@ export class HopTracer {
     this.stack = stack;
     this.resource = resource;
     this.maxProviders = maxProviders;
-    this.providers = new Map(); // run id -> { provider, tracer, idGen }
+    this.providers = new Map(); // run id -> { provider, tracer, idGen, stats }
+  }
+
+  /** A run's counters (created on first use); `extra` counters are the caller's own. */
+  stats(runId) {
+    return this.forRun(runId).stats;
+  }
+
+  count(runId, name, n = 1) {
+    const stats = this.stats(runId);
+    stats.extra[name] = (stats.extra[name] ?? 0) + n;
+  }
+
+  /** What this worker knows of a run: spans ended / exported / failed and the caller's counters. */
+  telemetry(runId) {
+    const entry = this.providers.get(runId);
+    const stats = entry?.stats ?? { ended: 0, exported: 0, failed: 0, last_error: null, extra: {} };
+    return {
+      run_id: runId,
+      service: this.serviceName,
+      worker_started_ms: WORKER_STARTED_MS,
+      known: entry != null,
+      spans_ended: stats.ended,
+      spans_exported: stats.exported,
+      spans_failed: stats.failed,
+      spans_pending: stats.ended - stats.exported - stats.failed,
+      last_error: stats.last_error,
+      ...stats.extra,
+    };
   }
 
   forRun(runId) {
     let entry = this.providers.get(runId);
     if (entry) return entry;
     const idGen = new PresetIdGenerator();
+    const stats = { ended: 0, exported: 0, failed: 0, last_error: null, extra: {} };
     const provider = new BasicTracerProvider({
       resource: resourceFromAttributes({
         'service.name': this.serviceName,
@@ -92,15 +176,16 @@ export class HopTracer {
       }),
       idGenerator: idGen,
       spanProcessors: [
+        new SpanCounter(stats),
         // batched: one HTTP export per span would cost ~2 ms per request on this host
-        new BatchSpanProcessor(new OTLPTraceExporter({ url: this.endpoint }), {
+        new BatchSpanProcessor(new CountingExporter(new OTLPTraceExporter({ url: this.endpoint }), stats), {
           maxQueueSize: 65536,
           maxExportBatchSize: 2048,
           scheduledDelayMillis: 200,
         }),
       ],
     });
-    entry = { provider, tracer: provider.getTracer('hopscope.harper.component', '1.0.0'), idGen };
+    entry = { provider, tracer: provider.getTracer('hopscope.harper.component', '1.0.0'), idGen, stats };
     this.providers.set(runId, entry);
     if (this.providers.size > this.maxProviders) {
       const [oldest, old] = this.providers.entries().next().value;
@@ -146,8 +231,10 @@ export class HopTracer {
     span.end(hrTime(endMs ?? nowMs()));
   }
 
-  async flush() {
-    await Promise.all([...this.providers.values()].map((e) => e.provider.forceFlush()));
+  /** Export what is queued (one run's spans, or every run's). */
+  async flush(runId) {
+    const entries = runId == null ? [...this.providers.values()] : [this.providers.get(runId)].filter(Boolean);
+    await Promise.all(entries.map((e) => e.provider.forceFlush()));
   }
 }
 

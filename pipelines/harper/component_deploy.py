@@ -1,11 +1,13 @@
 """Deploy the hopscope Harper component to every node, only when it changed.
 
 The component folder (`component/`) is staged together with the JS trace
-helper (`instrumentation/js/`, copied to `lib/`) and a `settings.json` naming
-the collector's OTLP/HTTP endpoint, hashed, and deployed with Harper's
-`deploy_component` when the hash differs from the last deployed one (or the
-component does not answer). Each node installs the pinned npm packages itself
-(`npm install` from `package-lock.json`); node_modules is never shipped.
+helper (`instrumentation/js/`, copied to `lib/`), hashed, and deployed with
+Harper's `deploy_component` when some node does not serve that hash. The
+`settings.json` shipped with it names the collector's OTLP/HTTP endpoint and
+the hash, which the component reports back (`GET /HopscopeTelemetry/…`): a
+deploy is done when every node's *restarted* worker serves the new hash, not
+when the old worker still answers. Each node installs the pinned npm packages
+itself (`npm install` from `package-lock.json`); node_modules is never shipped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,11 +30,13 @@ COMPONENT_DIR = Path(__file__).resolve().parent / "component"
 JS_HELPER_DIR = Path(__file__).resolve().parents[2] / "instrumentation" / "js"
 #: REST path every node must answer once the component is loaded.
 READY_PATH = "Notify/"
+#: the component's own account, which names the digest it was deployed with
+DIGEST_PATH = "HopscopeTelemetry/deploy-check"
 _SKIP = {"node_modules", ".git", "__pycache__"}
 
 
-def stage(dest: Path, otlp_traces_url: str) -> Path:
-    """Write the deployable folder into `dest` and return it."""
+def stage(dest: Path, otlp_traces_url: str) -> str:
+    """Write the deployable folder into `dest`; returns its digest (also in settings.json)."""
     for item in sorted(COMPONENT_DIR.iterdir()):
         if item.name in _SKIP or item.name.endswith(".md"):
             continue
@@ -42,23 +47,46 @@ def stage(dest: Path, otlp_traces_url: str) -> Path:
     (dest / "lib").mkdir(exist_ok=True)
     for js in sorted(JS_HELPER_DIR.glob("*.js")):
         shutil.copy2(js, dest / "lib" / js.name)
-    (dest / "settings.json").write_text(json.dumps({"otlp_traces_url": otlp_traces_url}, indent=2) + "\n")
-    return dest
+    digest = folder_hash(dest, extra=otlp_traces_url.encode())
+    settings = {"otlp_traces_url": otlp_traces_url, "digest": digest}
+    (dest / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return digest
 
 
-def folder_hash(folder: Path) -> str:
-    digest = hashlib.sha256()
+def folder_hash(folder: Path, extra: bytes = b"") -> str:
+    digest = hashlib.sha256(extra)
     for item in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(item.relative_to(folder)).encode() + b"\0" + item.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def component_answers(client: HarperClient) -> bool:
-    try:
-        with client.http(timeout=5) as http:
-            return all(http.get(f"{node.rest_url}/{READY_PATH}").status_code < 404 for node in client.nodes)
-    except httpx.HTTPError:
-        return False
+def served_digests(client: HarperClient) -> dict[str, str | None]:
+    """Node name -> digest of the component its worker serves (None: no component, or no answer)."""
+    out: dict[str, str | None] = {}
+    with client.http(timeout=5) as http:
+        for node in client.nodes:
+            try:
+                resp = http.get(f"{node.rest_url}/{DIGEST_PATH}")
+                out[node.name] = resp.json().get("component_digest") if resp.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError):
+                out[node.name] = None
+    return out
+
+
+def wait_serving(client: HarperClient, digest: str, timeout: float) -> None:
+    """Wait until every node's worker serves `digest`; HarperError naming the nodes that do not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        served = served_digests(client)
+        behind = {name: d for name, d in served.items() if d != digest}
+        if not behind:
+            return
+        if time.monotonic() >= deadline:
+            raise HarperError(
+                f"after {timeout:.0f}s these nodes still do not serve component {digest[:12]}: "
+                + ", ".join(f"{name} serves {(d or 'nothing')[:12]}" for name, d in behind.items())
+            )
+        time.sleep(0.5)
 
 
 def ensure_component(
@@ -90,15 +118,15 @@ def _ensure_locked(
     with tempfile.TemporaryDirectory(prefix="hopscope-harper-component-") as tmp:
         folder = Path(tmp) / PROJECT
         folder.mkdir()
-        stage(folder, otlp_traces_url)
-        digest = folder_hash(folder)
-        previous = state_file.read_text().strip() if state_file.is_file() else None
-        if not force and previous == digest and component_answers(client):
+        digest = stage(folder, otlp_traces_url)
+        if not force and set(served_digests(client).values()) == {digest}:
+            state_file.write_text(digest + "\n")
             return "unchanged"
         if before_deploy is not None:
             before_deploy()
         try:
             client.deploy_component(folder, project=PROJECT, ready_path=READY_PATH, timeout=240.0)
+            wait_serving(client, digest, timeout=120.0)
         except HarperError as exc:
             raise HarperError(f"deploying the hopscope component from {COMPONENT_DIR}: {exc}") from exc
     state_file.write_text(digest + "\n")

@@ -82,6 +82,33 @@ class _Counters:
     bad_examples: list[str] = field(default_factory=list)
 
 
+#: the component's per-run span account (pipelines/harper/component/resources.js)
+TELEMETRY = "HopscopeTelemetry"
+#: counters of the account that mean spans or commits went missing
+_LOSS_COUNTERS = ("spans_failed", "spans_pending", "commits_open", "commits_unwatched")
+
+
+def summarize_component_telemetry(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over nodes and one line per problem (empty when every span reached the collector)."""
+    totals = {
+        k: sum(int(n.get(k) or 0) for n in nodes) for k in ("spans_ended", "spans_exported", *_LOSS_COUNTERS)
+    }
+    problems = [f"{n['node']}: telemetry not readable: {n['error']}" for n in nodes if "error" in n]
+    for n in nodes:
+        if "error" in n:
+            continue
+        lost = {k: int(n.get(k) or 0) for k in _LOSS_COUNTERS if int(n.get(k) or 0) > 0}
+        if lost:
+            detail = ", ".join(f"{k}={v}" for k, v in lost.items())
+            error = f" (last export error: {n['last_error']})" if n.get("last_error") else ""
+            problems.append(f"{n['node']}: {detail}{error}")
+        if n.get("worker_restarted_during_run"):
+            problems.append(
+                f"{n['node']}: the Harper worker restarted during the run; its queued spans are lost"
+            )
+    return {"nodes": nodes, **totals, "problems": problems}
+
+
 def _harper_client() -> HarperClient:
     from hopscope.deploy.base import Context
     from hopscope.deploy.config import load_config
@@ -121,6 +148,9 @@ class HarperDriver(Driver):
         self._last_receipt = 0.0
         self._counters = _Counters()
         self._fairness: dict[str, Any] = {}
+        self._setup_wall_ms = 0.0
+        self._tracing = True
+        self._component_telemetry: dict[str, Any] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def preflight(self, workload: Workload) -> None:
@@ -170,13 +200,15 @@ class HarperDriver(Driver):
 
     async def setup(self, workload: Workload, run: RunContext) -> None:
         self.workload, self._run = workload, run
+        self._setup_wall_ms = time.time() * 1000
+        self._tracing = run.tracer_provider is not False
         cfg = self.config
         self._provider = setup_tracing(
             "harper.subscribers",
             "harper",
             run.run_id,
             endpoint=self.otlp_endpoint or _collector_endpoint(),
-            enabled=run.tracer_provider is not False,
+            enabled=self._tracing,
         )
         self._tracer = self._provider.get_tracer("hopscope.pipelines.harper")
         limits = httpx.Limits(
@@ -264,9 +296,33 @@ class HarperDriver(Driver):
             with contextlib.suppress(Exception):
                 await self._publisher.__aexit__(None, None, None)
         if self._http is not None:
+            if self._tracing and self._run is not None:
+                self._component_telemetry = await self._read_component_telemetry()
             await self._http.aclose()
         if self._provider is not None:
             shutdown_tracing(self._provider)
+
+    async def _read_component_telemetry(self) -> dict[str, Any]:
+        """Flush the component's queued spans on every node and keep its own account of them.
+
+        The component counts the run's spans as they end, are exported or fail, and the commits
+        Harper has not resolved; a worker that started after `setup` lost what it had queued.
+        """
+        assert self._http is not None and self._run is not None
+        nodes: list[dict[str, Any]] = []
+        for node in self.client.nodes:
+            url = f"{node.rest_url}/{TELEMETRY}/{self._run.run_id}"
+            try:
+                resp = await self._http.post(url, timeout=30.0)
+                resp.raise_for_status()
+                entry = dict(resp.json())
+            except (httpx.HTTPError, ValueError) as exc:
+                nodes.append({"node": node.name, "error": f"POST {url}: {type(exc).__name__}: {exc}"})
+                continue
+            entry["node"] = node.name
+            entry["worker_restarted_during_run"] = entry.get("worker_started_ms", 0) > self._setup_wall_ms
+            nodes.append(entry)
+        return summarize_component_telemetry(nodes)
 
     # --- sending --------------------------------------------------------------------------
     def send(self, event: Event) -> asyncio.Future[Ack]:
@@ -513,4 +569,5 @@ class HarperDriver(Driver):
             "unusable_messages": self._counters.bad_messages,
             "unusable_examples": self._counters.bad_examples,
             "cluster": self._fairness,
+            "component_telemetry": self._component_telemetry,
         }

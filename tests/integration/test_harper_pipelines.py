@@ -9,6 +9,7 @@ with the largest share of the p99 tail.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -215,6 +216,11 @@ def test_workload_is_traced_through_every_hop(
     assert counts.get("duplicated", 0) == 0, counts
     assert counts.get("misdelivered", 0) == 0, counts
     assert result.ledger.unknown_receipts == 0
+
+    # the component's own account: every span it ended reached the collector, every commit resolved
+    account = json.loads((run_dir / "manifest.json").read_text())["driver"]["component_telemetry"]
+    assert account["problems"] == [], account
+    assert account["spans_exported"] == account["spans_ended"] > 0, account
 
     _wait_for_spans(run_dir)
     analyze_run(run_dir, console=Console(stderr=True, quiet=True))

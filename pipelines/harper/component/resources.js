@@ -25,8 +25,9 @@ const MAX_PAYLOAD = 65536;
 const RECENT_EVENTS = 16;
 
 function loadSettings() {
-  // written by the deploy step (deploy/services/harper.py); defaults match hopscope's collector
-  const defaults = { otlp_traces_url: 'http://127.0.0.1:24318/v1/traces' };
+  // written by the deploy step (component_deploy.py); defaults match hopscope's collector.
+  // `digest` names the deployed folder, so the deploy step can tell the new workers are serving.
+  const defaults = { otlp_traces_url: 'http://127.0.0.1:24318/v1/traces', digest: null };
   try {
     return { ...defaults, ...JSON.parse(readFileSync(new URL('./settings.json', import.meta.url), 'utf8')) };
   } catch {
@@ -141,25 +142,39 @@ function watchCommit(ctx, { onLocal, onDone }) {
   return true;
 }
 
-/** Spans for the commit and the replica confirmation, ended where they really end. */
+/**
+ * Spans for the commit and the replica confirmation, ended where they really end. The commit
+ * span goes out as soon as the local commit is known, not with the confirmation: a confirmation
+ * that never comes must not take the commit hop with it. Every watched commit is counted until
+ * Harper resolved it (`commits_open` in the run's telemetry), so a lost one is visible.
+ */
 function traceCommit(ctx, ev, putSpan, commitSpanId, confirmSpanId, handlerEndMs) {
   const confirm = confirmationOf(ctx);
-  watchCommit(ctx, {
+  const common = { eventId: ev.eventId, workload: ev.workload, parent: putSpan.spanContext() };
+  let commit = null;
+  const emitCommit = (committedMs, { hooked, error }) => {
+    if (commit) return commit;
+    commit = tracer.startHop(ev.runId, 'harper.commit', {
+      ...common,
+      spanId: commitSpanId,
+      startMs: handlerEndMs,
+      attributes: { 'harper.node': NODE, 'harper.commit.local_hook': hooked },
+    });
+    tracer.end(commit, committedMs, error);
+    return commit;
+  };
+  const watched = watchCommit(ctx, {
+    onLocal: (localMs) => emitCommit(localMs, { hooked: true }),
     onDone: (error, localCommitMs) => {
+      tracer.count(ev.runId, 'commits_open', -1);
       const doneMs = nowMs();
       const committedMs = localCommitMs ?? doneMs;
-      const common = { eventId: ev.eventId, workload: ev.workload, parent: putSpan.spanContext() };
-      const commit = tracer.startHop(ev.runId, 'harper.commit', {
-        ...common,
-        spanId: commitSpanId,
-        startMs: handlerEndMs,
-        attributes: { 'harper.node': NODE, 'harper.commit.local_hook': localCommitMs != null },
-      });
-      tracer.end(commit, committedMs, localCommitMs == null ? error : undefined);
+      // without the local hook the commit ends when Harper resolved it (and fails with it)
+      const span = emitCommit(committedMs, { hooked: localCommitMs != null, error: localCommitMs == null ? error : null });
       if (confirm > 0) {
         const conf = tracer.startHop(ev.runId, 'harper.confirm', {
           ...common,
-          parent: commit.spanContext(),
+          parent: span.spanContext(),
           spanId: confirmSpanId,
           startMs: committedMs,
           attributes: { 'harper.node': NODE, 'harper.replicated_confirmation': confirm },
@@ -168,6 +183,7 @@ function traceCommit(ctx, ev, putSpan, commitSpanId, confirmSpanId, handlerEndMs
       }
     },
   });
+  tracer.count(ev.runId, watched ? 'commits_open' : 'commits_unwatched', 1);
 }
 
 /**
@@ -420,5 +436,27 @@ export class Fanout extends db.FanoutMessage {
       tracer.end(span, nowMs(), e);
       throw e;
     }
+  }
+}
+
+// --- telemetry: GET /HopscopeTelemetry/<run id>; POST exports the run's queued spans first ------
+// The driver reads this from every node after a run: spans that ended but never reached the
+// collector, commits Harper never resolved and a worker that restarted mid-run are reported,
+// not silently missing from the traces.
+export class HopscopeTelemetry extends Resource {
+  static loadAsInstance = false;
+  get(target) {
+    return { ...tracer.telemetry(idOf(target, 'HopscopeTelemetry')), component_digest: SETTINGS.digest };
+  }
+  async post(target) {
+    const runId = idOf(target, 'HopscopeTelemetry');
+    await tracer.flush(runId);
+    return { ...tracer.telemetry(runId), component_digest: SETTINGS.digest };
+  }
+  put() {
+    throw new HttpError(405, 'HopscopeTelemetry is read-only (POST flushes)');
+  }
+  delete() {
+    throw new HttpError(405, 'HopscopeTelemetry is read-only');
   }
 }
