@@ -52,7 +52,7 @@ def run_bench(
     root_spans: str = "live",
 ) -> tuple[Path, LoadResult]:
     console = console or Console(stderr=True)
-    driver = create_driver(stack, **(driver_options or {}))
+    driver = create_driver(stack, tracing=tracing, otlp_endpoint=otlp_endpoint, **(driver_options or {}))
     driver.preflight(workload)  # before any load, before the run dir exists
     run_dir, run_id = create_run_dir(out, prefix=f"bench-{stack}-{workload.name}")
     if driver.simulation:

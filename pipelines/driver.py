@@ -153,8 +153,13 @@ def get_driver_factory(stack: str) -> DriverFactory:
     return factory
 
 
-def create_driver(stack: str, **options: Any) -> Driver:
-    return get_driver_factory(stack)(**options)
+def create_driver(
+    stack: str, *, tracing: bool = True, otlp_endpoint: str | None = None, **options: Any
+) -> Driver:
+    """Every driver takes `tracing` (False: the tracing-off half of the overhead A/B — no
+    spans anywhere, services included) and `otlp_endpoint` (where its services send spans;
+    None = the deployed collector), plus its own options."""
+    return get_driver_factory(stack)(tracing=tracing, otlp_endpoint=otlp_endpoint, **options)
 
 
 # --- the loopback simulation ---------------------------------------------------------------
@@ -192,7 +197,14 @@ class LoopbackDriver(Driver):
     stack = "loopback"
     simulation = True
 
-    def __init__(self, config: LoopbackConfig | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        config: LoopbackConfig | None = None,
+        tracing: bool = True,
+        otlp_endpoint: str | None = None,
+        **options: Any,
+    ) -> None:
+        # nothing of its own is traced: the generator's root spans are the only spans
         self.config = config or LoopbackConfig(**options)
         self._rng = random.Random(self.config.seed)
         self._pending = 0

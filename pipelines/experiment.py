@@ -35,7 +35,6 @@ from rich.console import Console
 
 from hopscope.rundir import base_manifest, create_run_dir, update_manifest
 
-from .driver import get_driver_factory
 from .phase_stats import phase_figures
 from .workload import WORKLOADS_DIR, Workload, load_workload
 
@@ -172,18 +171,6 @@ def workload_for(profile: Profile, name: str, workloads_dir: Path = WORKLOADS_DI
     return load_workload(name, overrides, workloads_dir)
 
 
-def driver_options(stack: str, tracing: bool) -> dict[str, Any]:
-    """Pass the tracing switch to drivers that take one (`tracing=` in their constructor)."""
-    import inspect
-
-    factory = get_driver_factory(stack)
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {"tracing": tracing} if "tracing" in params else {}
-
-
 def run_phase(
     phase: Phase, workload: Workload, phases_dir: Path, run_token: str, console: Console
 ) -> PhaseResult:
@@ -193,7 +180,6 @@ def run_phase(
     out = phases_dir / phase_id
     t0 = time.monotonic()
     try:
-        opts = driver_options(phase.stack, phase.tracing)
         run_dir, _result = run_bench(
             phase.stack,
             workload,
@@ -202,7 +188,6 @@ def run_phase(
             otlp_endpoint=collector_endpoint(),
             progress=True,
             console=console,
-            driver_options=opts,
         )
     except Exception as exc:  # a failing stack is recorded for its phase; the others still run
         console.print(f"[red]phase {phase.label} failed:[/] {type(exc).__name__}: {exc}")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -41,6 +42,8 @@ class AnalyzeResult:
     outputs: list[Path]
     ingested: bool
     problems: list[str] = field(default_factory=list)
+    #: the analysed run (hopscope.analysis.Run), for callers that pass it on (e.g. to Postgres)
+    run: Any = None
 
 
 def _needs_ingest(run_dir: Path) -> bool:
@@ -135,7 +138,7 @@ def analyze_run(
             ctx, run_dir, on_done=lambda title: progress.update(sec, advance=1, description=f"  {title}")
         )
         progress.update(steps, advance=1, description="done")
-    return AnalyzeResult(files, [*outputs, files.html, files.markdown], ingested, quality_problems(ctx))
+    return AnalyzeResult(files, [*outputs, files.html, files.markdown], ingested, quality_problems(ctx), run)
 
 
 __all__ = ["AnalyzeError", "AnalyzeResult", "Mode", "analyze_run"]

@@ -131,11 +131,14 @@ class HarperDriver(Driver):
         client: HarperClient | None = None,
         config: HarperDriverConfig | None = None,
         otlp_endpoint: str | None = None,
+        tracing: bool = True,
         **options: Any,
     ) -> None:
         self.config = config or HarperDriverConfig(**options)
         self.client = client or _harper_client()
         self.otlp_endpoint = otlp_endpoint
+        #: off: no traceparent goes out, so the component and the subscribers make no spans
+        self.tracing = tracing
         self.workload: Workload | None = None
         self._run: RunContext | None = None
         self._subs: list[_Sub] = []
@@ -149,7 +152,6 @@ class HarperDriver(Driver):
         self._counters = _Counters()
         self._fairness: dict[str, Any] = {}
         self._setup_wall_ms = 0.0
-        self._tracing = True
         self._component_telemetry: dict[str, Any] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -201,14 +203,13 @@ class HarperDriver(Driver):
     async def setup(self, workload: Workload, run: RunContext) -> None:
         self.workload, self._run = workload, run
         self._setup_wall_ms = time.time() * 1000
-        self._tracing = run.tracer_provider is not False
         cfg = self.config
         self._provider = setup_tracing(
             "harper.subscribers",
             "harper",
             run.run_id,
             endpoint=self.otlp_endpoint or _collector_endpoint(),
-            enabled=self._tracing,
+            enabled=self.tracing,
         )
         self._tracer = self._provider.get_tracer("hopscope.pipelines.harper")
         limits = httpx.Limits(
@@ -248,6 +249,8 @@ class HarperDriver(Driver):
                 protocol=aiomqtt.ProtocolVersion.V5,
                 max_inflight_messages=1000,
             )
+            # QoS 1 publishes in flight are the open loop working as meant, not a concern to log
+            self._publisher.pending_calls_threshold = max(1000, self.config.max_connections)
             await self._publisher.__aenter__()
         await asyncio.sleep(0.5)  # subscriptions reach the other nodes' routing
 
@@ -296,7 +299,7 @@ class HarperDriver(Driver):
             with contextlib.suppress(Exception):
                 await self._publisher.__aexit__(None, None, None)
         if self._http is not None:
-            if self._tracing and self._run is not None:
+            if self.tracing and self._run is not None:
                 self._component_telemetry = await self._read_component_telemetry()
             await self._http.aclose()
         if self._provider is not None:

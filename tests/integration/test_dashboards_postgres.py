@@ -9,6 +9,7 @@ exactly the columns its panel declares, and the numbers must be the truth.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -163,3 +164,49 @@ def test_the_attribution_variables_offer_the_written_run(written: dict) -> None:
     assert written["run_id"] in found["run_id"]
     assert found["stack"] == {"kafka", "harper"}
     assert found["workload"] == {written["workload"]}
+
+
+def test_analyze_to_postgres_writes_the_runs_own_statistics(postgres_ctx: Context, tmp_path: Path) -> None:
+    """`hopscope analyze RUN --to-postgres DSN` (the CLI, as a user types it): the rows in Postgres
+    are the run's hop statistics; a Postgres that refuses is a clear error and exit 1."""
+    import json
+    import subprocess
+    import sys
+
+    from hopscope.analysis import load
+
+    run_dir = tmp_path / "synth-run"
+    cli = [sys.executable, "-m", "hopscope.cli"]
+    subprocess.run([*cli, "synth", "--out", str(run_dir), "--events", "300"], check=True, capture_output=True)
+    dsn = Postgres(postgres_ctx).dsn()
+    done = subprocess.run(
+        [*cli, "analyze", str(run_dir), "--to-postgres", dsn], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_id = json.loads((run_dir / "manifest.json").read_text()).get("run_id") or run_dir.name
+    assert f"postgres: run {run_id}" in done.stdout
+    stats = load(run_dir).hop_stats()
+    try:
+        with psycopg.connect(dsn) as conn:
+            rows = conn.execute(
+                "SELECT stack, workload, hop, count, p99_ms FROM hopscope_hop_stats WHERE run_id = %s",
+                (run_id,),
+            ).fetchall()
+        assert len(rows) == len(stats)
+        want = {(r.stack, r.workload, r.hop): (r.count, r.p99_ms) for r in stats.itertuples()}
+        for stack, workload, hop, count, p99 in rows:
+            assert want[(stack, workload, hop)][0] == count
+            assert want[(stack, workload, hop)][1] == pytest.approx(p99, rel=1e-9)
+    finally:
+        with psycopg.connect(dsn) as conn:
+            for table in TABLES:
+                conn.execute(f"DELETE FROM {table.name} WHERE run_id = %s", (run_id,))
+
+    refused = subprocess.run(
+        [*cli, "analyze", str(run_dir), "--to-postgres", "postgresql://u:p@127.0.0.1:1/none"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "writing results to Postgres 127.0.0.1:1/none failed" in refused.stderr

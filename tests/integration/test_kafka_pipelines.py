@@ -242,6 +242,5 @@ def test_service_down_fails_preflight(
             out=out,
             otlp_endpoint="http://127.0.0.1:1",
             progress=False,
-            driver_options={"otlp_endpoint": "http://127.0.0.1:1"},
         )
     assert not out.exists()
