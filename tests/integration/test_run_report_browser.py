@@ -2,8 +2,8 @@
 without a JavaScript error, and plotly draws every plot.
 
 Which report: the `hopscope run` integration run (`runs/artifacts/integration-run/`, from
-test_run.py) when it is there, else a synthetic run built here (`hopscope synth` +
-`hopscope analyze`). The screenshot is kept at `runs/artifacts/report-browser/report.png`
+test_run.py, which pytest runs first: this file's name sorts after it) when it is there, else
+a synthetic run built here (`hopscope synth` + `hopscope analyze`). The screenshot is kept at `runs/artifacts/report-browser/report.png`
 (with the DOM dump and Chromium's console log beside it).
 
 Chromium is a Debian package (`chromium`); on a fresh machine the fixture installs it.
