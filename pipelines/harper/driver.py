@@ -529,6 +529,7 @@ class HarperDriver(Driver):
                 attributes={
                     "messaging.system": "mqtt",
                     "messaging.destination.name": str(message.topic),
+                    "messaging.destination.template": topics.destination_template(str(message.topic)),
                     "harper.node": node.name,
                     "hopscope.subscriber_locality": "same-node"
                     if sub.node == self.config.write_node

@@ -39,3 +39,10 @@ def fanout_filters(workload: Workload, subscriber: SubscriberSpec) -> list[str]:
     filters = ["/".join([FANOUT, *combo, "#"]) for combo in itertools.product(*levels)]
     # "+/+/#" over every field is the same as "#": one filter is enough and cheaper for Harper
     return [f"{FANOUT}/#"] if not subscriber.filter else filters
+
+
+def destination_template(topic: str) -> str:
+    """The topic with its last level (the event id) as `{id}`: OTel's low-cardinality
+    `messaging.destination.template`, used for metrics where the topic itself is per event."""
+    head, sep, _ = str(topic).rpartition("/")
+    return f"{head}/{{id}}" if sep else str(topic)

@@ -83,7 +83,11 @@ class RedisSubscriber(threading.Thread):
                 parent=env.parent,
                 subscriber=self.sub_name,
                 start_time=received,
-                attributes={"messaging.system": "redis", "messaging.destination.name": self.channel},
+                attributes={
+                    "messaging.system": "redis",
+                    "messaging.destination.name": self.channel,
+                    "messaging.destination.template": self.channel,  # fixed channels: the same
+                },
             )
             span.end()
             self.received += 1
@@ -179,6 +183,7 @@ class AggregateReader(threading.Thread):
             attributes={
                 "messaging.system": "kafka",
                 "messaging.destination.name": self.topic,
+                "messaging.destination.template": self.topic,
                 "hopscope.aggregate.count": int(agg.get("count", 0)),
             },
         )

@@ -194,6 +194,23 @@ def _wait_for_spans(run_dir: Path, settle_s: float = 3.0, timeout_s: float = 60.
     raise AssertionError(f"spans in {run_dir / 'spans'} never settled (last size {last})")
 
 
+def _assert_span_metrics_cardinality_is_bounded(ctx: Context, run_id: str, events: int) -> None:
+    """The collector's span metrics for this run: series per hop, never per event (a per-event
+    label, e.g. a topic ending in the event id, made Prometheus scrape tens of MB every 5 s)."""
+    port = ctx.config.collector.prometheus_port
+    needle = f'hopscope_run_id="{run_id}"'
+    deadline = time.monotonic() + 15
+    series: list[str] = []
+    while time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        series = [line for line in text.splitlines() if "calls_total{" in line and needle in line]
+        if series:
+            break
+        time.sleep(1)
+    assert series, f"no span metrics for {run_id} at :{port}/metrics"
+    assert len(series) < min(60, events), f"{len(series)} calls_total series for {events} events: {series[:3]}"
+
+
 @pytest.mark.parametrize("name", list(RUNS))
 def test_workload_is_traced_through_every_hop(
     name: str, harper: Harper, runs_root: Path, capsys: pytest.CaptureFixture[str]
@@ -223,6 +240,7 @@ def test_workload_is_traced_through_every_hop(
     assert account["spans_exported"] == account["spans_ended"] > 0, account
 
     _wait_for_spans(run_dir)
+    _assert_span_metrics_cardinality_is_bounded(harper.ctx, run_id, result.target_events)
     analyze_run(run_dir, console=Console(stderr=True, quiet=True))
     run = load(run_dir)
     quality = run.quality()["pairs"]

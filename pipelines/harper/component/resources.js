@@ -425,7 +425,12 @@ export class Fanout extends db.FanoutMessage {
       parent,
       kind: SpanKind.CONSUMER,
       startMs,
-      attributes: { 'harper.node': NODE, 'messaging.destination.name': `${where}/${target?.id ?? target}` },
+      attributes: {
+        'harper.node': NODE,
+        'messaging.destination.name': `${where}/${target?.id ?? target}`,
+        // the topic ends in the event id; metrics group by the template (the collector's dimension)
+        'messaging.destination.template': `${where}/{id}`,
+      },
     });
     try {
       const carried = formatTraceparent(span.spanContext());
