@@ -38,6 +38,22 @@ def resolve_bench(
     return workload
 
 
+#: Above this many events/s the root spans are built after the run: live ones cost ~100 µs of
+#: the generator's CPU per event (benchmarks/loadgen_bench.py), which at 10k/s is a whole core.
+LIVE_ROOT_SPANS_MAX_RATE = 2000.0
+
+
+def resolve_root_spans(mode: str, workload: Workload) -> str:
+    """`auto` → live at modest rates (spans reach the collector while the run goes on), deferred
+    above LIVE_ROOT_SPANS_MAX_RATE (same spans, same ids and times, built after the run)."""
+    if mode not in ("auto", "live", "deferred"):
+        raise WorkloadError(f"root spans must be 'auto', 'live' or 'deferred', got {mode!r}")
+    if mode != "auto":
+        return mode
+    peak = max(r for r, _ in workload.phases()) + (workload.point_read_rate or 0.0)
+    return "deferred" if peak > LIVE_ROOT_SPANS_MAX_RATE else "live"
+
+
 def run_bench(
     stack: str,
     workload: Workload,
@@ -49,9 +65,10 @@ def run_bench(
     progress: bool = True,
     console: Console | None = None,
     driver_options: dict[str, Any] | None = None,
-    root_spans: str = "live",
+    root_spans: str = "auto",
 ) -> tuple[Path, LoadResult]:
     console = console or Console(stderr=True)
+    root_spans = resolve_root_spans(root_spans, workload)
     driver = create_driver(stack, tracing=tracing, otlp_endpoint=otlp_endpoint, **(driver_options or {}))
     driver.preflight(workload)  # before any load, before the run dir exists
     run_dir, run_id = create_run_dir(out, prefix=f"bench-{stack}-{workload.name}")
@@ -157,9 +174,10 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--root-spans",
-                help="live: root span per event in the send path; deferred: built after the run (cheaper)",
+                help="live: root span per event in the send path; deferred: built after the run "
+                f"(cheaper); auto: deferred above {LIVE_ROOT_SPANS_MAX_RATE:.0f} events/s",
             ),
-        ] = "live",
+        ] = "auto",
         workloads_dir: Annotated[Path, typer.Option("--workloads-dir")] = WORKLOADS_DIR,
     ) -> None:
         """Run one workload open-loop against one stack; writes ledger.parquet and manifest.json."""
@@ -180,8 +198,6 @@ def register(app: typer.Typer) -> None:
             otlp_endpoint = load_config().collector.otlp_grpc_endpoint
         try:
             resolved = resolve_bench(stack, workload, overrides, workloads_dir)
-            if root_spans not in ("live", "deferred"):
-                raise WorkloadError(f"--root-spans must be 'live' or 'deferred', got {root_spans!r}")
             run_dir, result = run_bench(
                 stack,
                 resolved,

@@ -283,3 +283,18 @@ def test_cli_bench_writes_ledger_and_manifest(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "greater than 0" in bad.output
     bad = runner.invoke(app, ["bench", "--stack", "nats", "--workload", "fanout"])
     assert bad.exit_code == 2 and "unknown stack 'nats'" in bad.output
+
+
+def test_root_spans_auto_defers_only_at_high_rates() -> None:
+    from hopscope.pipelines.cli import LIVE_ROOT_SPANS_MAX_RATE, resolve_root_spans
+    from hopscope.pipelines.workload import WorkloadError
+
+    slow = load_workload("write_notify", {"rate": 100.0, "duration_s": 1.0})
+    fast = load_workload("write_notify", {"rate": LIVE_ROOT_SPANS_MAX_RATE * 2, "duration_s": 1.0})
+    sweep = load_workload("ingest", {"rate_sweep": [100.0, LIVE_ROOT_SPANS_MAX_RATE + 1], "duration_s": 1.0})
+    assert resolve_root_spans("auto", slow) == "live"
+    assert resolve_root_spans("auto", fast) == "deferred"
+    assert resolve_root_spans("auto", sweep) == "deferred"  # the sweep's peak step decides
+    assert resolve_root_spans("live", fast) == "live"  # an explicit choice is kept
+    with pytest.raises(WorkloadError, match="'auto', 'live' or 'deferred'"):
+        resolve_root_spans("sometimes", slow)
