@@ -549,6 +549,8 @@ class HarperDriver(Driver):
         return {
             "stack": self.stack,
             "simulation": False,
+            # off: no traceparent is sent, so neither the component nor the subscribers make spans
+            "tracing": self.tracing,
             "config": asdict(self.config),
             "write_confirmation": {
                 "replicas": replicas,
