@@ -104,6 +104,8 @@ def test_report_sections_have_data_for_each_stack(run_dir: Path) -> None:
     for w in WORKLOADS:
         for s in STACKS:
             assert f"| {w} | {s} |" in overhead, f"no overhead row for {s} × {w}"
+    # tracing off must switch off the stacks' own spans too, not only the generator's
+    assert "generator only" not in overhead, overhead
     html = (run_dir / "report.html").read_text()
     assert html.count('class="plot"') >= 4 * 4  # CDF, breakdown, growth, shares per workload at least
 
