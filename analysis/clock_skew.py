@@ -22,7 +22,6 @@ import numpy as np
 
 from .critical_path import event_parent
 from .spans import CONSUMER, PRODUCER, SpanArrays
-from .tree import levels
 
 
 @dataclass
@@ -37,7 +36,7 @@ def correct(sa: SpanArrays) -> SkewResult:
     parent = event_parent(sa)
     delta = np.zeros(sa.n, np.int64)
     corrected = np.zeros(sa.n, bool)
-    for d, c in enumerate(levels(parent, np.ones(sa.n, dtype=bool))):
+    for d, c in enumerate(sa.event_levels):
         if d == 0:
             continue
         p = parent[c]

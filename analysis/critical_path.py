@@ -20,6 +20,7 @@ per-trace implementations the tests compare the vectorised walk with.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ class Sections:
 
 def event_parent(sa: SpanArrays) -> np.ndarray:
     """Parent in the event tree: the parent span, else a same-trace linked span."""
-    return np.where(sa.parent >= 0, sa.parent, sa.link_parent)
+    return sa.event_parent
 
 
 def jaeger_tree(
@@ -77,7 +78,7 @@ def event_tree(
     cs = start.copy()
     ce = end.copy()
     reach = np.zeros(sa.n, dtype=bool)
-    for d, level in enumerate(levels(parent, np.ones(sa.n, dtype=bool))):
+    for d, level in enumerate(sa.event_levels):
         reach[level] = True
         if d:
             cs[level] = np.maximum(cs[level], cs[parent[level]])
@@ -100,6 +101,9 @@ def _sync_children(
     return children_csr(parent, sync, end, -start)
 
 
+Sink = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+
+
 def walk(
     parent: np.ndarray,
     start: np.ndarray,
@@ -110,8 +114,14 @@ def walk(
     init: np.ndarray,
     *,
     split_gaps: bool,
-) -> Sections:
-    """Run the last-finishing-child walk for every walker in `init` at once."""
+    sink: Sink | None = None,
+) -> Sections | None:
+    """Run the last-finishing-child walk for every walker in `init` at once.
+
+    Sections are returned, or, with `sink`, handed to it step by step as
+    sink(walker, span, start, end, label); one call never names a walker twice, and a
+    walker's later calls hold earlier sections.
+    """
     child_end = end[kids.order]
     order_ext = np.append(kids.order, -1)  # so an empty child list still indexes
     w = np.arange(len(init), dtype=np.int64)
@@ -120,35 +130,45 @@ def walk(
     incl = np.ones(len(cur), dtype=bool)
     prev_label = np.full(len(cur), -1, np.int32)
     out: list[tuple[np.ndarray, ...]] = []
+    emit_to = sink if sink is not None else (lambda *cols: out.append(cols))
     while len(cur):
         lo, hi = kids.lo[cur], kids.hi[cur]
-        pos = np.where(
-            incl,
-            segmented_search(child_end, lo, hi, t, side="right"),
-            segmented_search(child_end, lo, hi, t, side="left"),
-        )
+        if incl.all():
+            pos = segmented_search(child_end, lo, hi, t, side="right")
+        else:
+            pos = np.empty(len(cur), np.int64)
+            i_in, i_ex = np.flatnonzero(incl), np.flatnonzero(~incl)
+            pos[i_in] = segmented_search(child_end, lo[i_in], hi[i_in], t[i_in], side="right")
+            pos[i_ex] = segmented_search(child_end, lo[i_ex], hi[i_ex], t[i_ex], side="left")
         has = pos > lo
         lfc = np.where(has, order_ext[np.maximum(pos - 1, 0)], -1)
+        end_cur = end[cur]
         a = np.where(has, end[np.maximum(lfc, 0)], start[cur])
         b = t
         if split_gaps:
-            own_b = np.minimum(b, end[cur])
+            own_b = np.minimum(b, end_cur)
             emit = own_b > a
-            gap_a = np.maximum(a, end[cur])
+            gap_a = np.maximum(a, end_cur)
             gap = b > gap_a
             gi = np.flatnonzero(gap)
-            out.append((w[gi], np.full(len(gi), -1), gap_a[gi], b[gi], n_hops + prev_label[gi]))
+            if len(gi):
+                emit_to(w[gi], np.full(len(gi), -1), gap_a[gi], b[gi], n_hops + prev_label[gi])
             ei = np.flatnonzero(emit)
-            out.append((w[ei], cur[ei], a[ei], own_b[ei], hop[cur[ei]]))
-            prev_label[ei] = hop[cur[ei]]
+            if len(ei):
+                hop_ei = hop[cur[ei]]
+                emit_to(w[ei], cur[ei], a[ei], own_b[ei], hop_ei)
+                prev_label[ei] = hop_ei
         else:
             ei = np.flatnonzero(b > a)
-            out.append((w[ei], cur[ei], a[ei], b[ei], hop[cur[ei]]))
+            if len(ei):
+                emit_to(w[ei], cur[ei], a[ei], b[ei], hop[cur[ei]])
         nxt = np.where(has, lfc, parent[cur])
-        t = np.where(has, end[np.maximum(lfc, 0)], start[cur])
+        t = a  # the child's end where one was followed, else this span's start
         incl = has
         alive = nxt >= 0
         w, cur, t, incl, prev_label = w[alive], nxt[alive], t[alive], incl[alive], prev_label[alive]
+    if sink is not None:
+        return None
     if not out:
         z = np.zeros(0, np.int64)
         return Sections(z, z, z, z, z.astype(np.int32))
@@ -174,18 +194,24 @@ def jaeger_paths(
     roots = np.flatnonzero(kept & (sa.parent < 0))
     roots = roots[np.lexsort((cs[roots], sa.trace[roots]))]
     sec = walk(sa.parent, cs, ce, kids, sa.hop, len(sa.hop_names), roots, split_gaps=False)
+    assert sec is not None
     return sec, roots
 
 
 def event_paths(
-    sa: SpanArrays, targets: np.ndarray, start: np.ndarray | None = None, end: np.ndarray | None = None
-) -> Sections:
+    sa: SpanArrays,
+    targets: np.ndarray,
+    start: np.ndarray | None = None,
+    end: np.ndarray | None = None,
+    sink: Sink | None = None,
+) -> Sections | None:
     """Event-mode critical paths ending at each target span (one walker per target)."""
     start = sa.start if start is None else start
     end = sa.end if end is None else end
     parent, cs, ce, reach = event_tree(sa, start, end)
     kids = _sync_children(sa, parent, cs, ce, reach)
-    return walk(parent, cs, ce, kids, sa.hop, len(sa.hop_names), targets, split_gaps=True)
+    del reach
+    return walk(parent, cs, ce, kids, sa.hop, len(sa.hop_names), targets, split_gaps=True, sink=sink)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
-import pyarrow as pa
 
 from .critical_path import event_parent, event_paths
 from .spans import SpanArrays
-from .tree import levels, top_of
+from .tree import top_of
 
 WAIT_PREFIX = "wait:"
 
@@ -68,7 +66,7 @@ def find_deliveries(sa: SpanArrays, pair_of_trace: np.ndarray, n_pairs: int, end
     target = np.concatenate([sub_targets, last_targets]).astype(np.int64)
     target.sort()
     parent = event_parent(sa)
-    top = top_of(parent, levels(parent, np.ones(sa.n, dtype=bool)))
+    top = top_of(parent, sa.event_levels)
     root = top[target]
     valid = (root >= 0) & ~sa.has_parent_id[np.maximum(root, 0)]
     names = np.append(sa.subscriber_names, None).astype(object)
@@ -79,35 +77,76 @@ def find_deliveries(sa: SpanArrays, pair_of_trace: np.ndarray, n_pairs: int, end
 def hop_values(sa: SpanArrays, dl: Deliveries, start: np.ndarray, end: np.ndarray) -> HopValues:
     """Walk every valid delivery's event path at once and sum sections per (delivery, label)."""
     walkers = np.flatnonzero(dl.valid)
-    sec = event_paths(sa, dl.target[walkers], start, end)
     label_names = np.concatenate(
         [sa.hop_names, np.char.add(WAIT_PREFIX, sa.hop_names.astype(str)).astype(object)]
     )
-    delivery = walkers[sec.walker]
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar=false")
-    tbl = pa.table(
-        {
-            "d": delivery,
-            "l": sec.label,
-            "a": sec.start,
-            "dur": sec.end - sec.start,
-        }
-    )
-    con.register("sec", tbl)
-    agg = con.sql("SELECT d, l, sum(dur)::BIGINT AS v, min(a) AS a0 FROM sec GROUP BY d, l").to_arrow_table()
-    con.close()
-    d = agg.column("d").to_numpy()
+    sums = PathSums(len(walkers), len(label_names))
+    event_paths(sa, dl.target[walkers], start, end, sink=sums.add)
+    d, label, value, first = sums.result()
+    d = walkers[d]
     root_start = start[np.maximum(dl.root, 0)]
-    # float64 sums are exact here: a delivery's total stays far below 2**53 ns (104 days)
-    e2e = np.rint(np.bincount(d, weights=agg.column("v").to_numpy(), minlength=len(dl.target))).astype(
-        np.int64
-    )
+    e2e = np.bincount(d, weights=value, minlength=len(dl.target))
     return HopValues(
         delivery=d,
-        label=agg.column("l").to_numpy().astype(np.int32),
-        value_ns=agg.column("v").to_numpy(),
-        offset_ns=agg.column("a0").to_numpy() - root_start[d],
+        label=label,
+        value_ns=value,
+        offset_ns=first - root_start[d],
         label_names=label_names,
-        e2e_ns=e2e,
+        # float64 sums are exact here: a delivery's total stays far below 2**53 ns (104 days)
+        e2e_ns=np.rint(e2e).astype(np.int64),
     )
+
+
+class PathSums:
+    """Per (walker, label): total time on the path and first section start, summed as the walk goes.
+
+    A walkers × labels table when it is small enough (no section is kept); otherwise the
+    sections are kept and summed by sorting at the end.
+    """
+
+    #: largest table (cells of 16 bytes)
+    DENSE_CELLS = 1 << 25
+
+    def __init__(self, n_walkers: int, n_labels: int) -> None:
+        self.n_labels = n_labels
+        self.dense = n_walkers * n_labels <= self.DENSE_CELLS
+        if self.dense:
+            self.total = np.zeros(n_walkers * n_labels, np.int64)
+            self.first = np.full(n_walkers * n_labels, _NONE, np.int64)
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(
+        self, walker: np.ndarray, span: np.ndarray, a: np.ndarray, b: np.ndarray, label: np.ndarray
+    ) -> None:
+        if not self.dense:
+            self.parts.append((walker, label, a, b))
+            return
+        # one call names each walker once, so the keys are unique and fancy updates are exact;
+        # a walker's later sections are earlier, so the last start written is the first one
+        key = walker * self.n_labels + label
+        self.total[key] += b - a
+        self.first[key] = a
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(walker, label int32, total ns, first start ns), ordered by walker then label."""
+        if self.dense:
+            hit = np.flatnonzero(self.first != _NONE)
+            value, first = self.total[hit], self.first[hit]
+            self.total = self.first = np.zeros(0, np.int64)
+            return hit // self.n_labels, (hit % self.n_labels).astype(np.int32), value, first
+        if not self.parts:
+            z = np.zeros(0, np.int64)
+            return z, z.astype(np.int32), z, z
+        walker, label, a, b = (np.concatenate([p[i] for p in self.parts]) for i in range(4))
+        self.parts = []
+        key = walker.astype(np.int64) * self.n_labels + label
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(ks)) + 1])
+        hit = ks[starts]
+        value = np.add.reduceat((b - a)[order], starts)
+        first = np.minimum.reduceat(a[order], starts)
+        return hit // self.n_labels, (hit % self.n_labels).astype(np.int32), value, first
+
+
+_NONE = np.iinfo(np.int64).max  # "no section": a section never starts there

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import clock_skew, graph, quality
+from . import allocator, clock_skew, graph, quality
 from .hops import Deliveries, HopValues, find_deliveries, hop_values, pair_codes
 from .spans import NEEDED_COLUMNS, ParquetColumns, SpanArrays, prepare
 from .stats import NS_PER_MS, PairMatrix, build_matrix, growth_rows, hop_rows
@@ -131,6 +131,7 @@ class Run:
     @cached_property
     def _core(self) -> _Core:
         assert self._table is not None
+        allocator.keep_freed_memory()
         sa = prepare(self._table)
         self._table = None  # the arrays hold what the analysis needs; free the Arrow copy
         pair_of_trace, pairs = pair_codes(sa)

@@ -7,12 +7,16 @@ CSR child lists. No Python loop runs over traces or spans.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .tree import levels
 
 KIND_CODES = {"UNSPECIFIED": 0, "INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 PRODUCER = KIND_CODES["PRODUCER"]
@@ -49,7 +53,8 @@ class SpanArrays:
     trace_id_arrow: pa.Array  # trace id string per dense trace code
     trace_lo: np.ndarray  # first span index of each trace code
     trace_hi: np.ndarray  # one past the last span index
-    span_id_source: tuple[pa.ChunkedArray, np.ndarray]  # (file column, file row per span)
+    # (file column, file row per span), or (None, int64 span id keys in span order) for lower-case hex ids
+    span_id_source: tuple[pa.ChunkedArray | None, np.ndarray]
     parent: np.ndarray  # int64 index of the parent span in the same trace, -1 if none found
     has_parent_id: np.ndarray  # bool: the span names a parent (so -1 there means orphan)
     link_parent: np.ndarray  # int64 index of a same-trace linked span, -1 if none
@@ -73,7 +78,19 @@ class SpanArrays:
     def span_ids(self) -> np.ndarray:
         """Span id strings in span order (materialised only when asked for)."""
         col, keep = self.span_id_source
+        if col is None:  # lower-case hex ids: spelled again from their 64-bit keys (span order)
+            return _hex_strings(keep.view(np.uint64)).to_numpy(zero_copy_only=False).astype(object)
         return col.take(pa.array(keep)).to_numpy(zero_copy_only=False).astype(object)
+
+    @cached_property
+    def event_parent(self) -> np.ndarray:
+        """Parent in the event tree: the parent span, else a same-trace linked span (-1: none)."""
+        return np.where(self.parent >= 0, self.parent, self.link_parent)
+
+    @cached_property
+    def event_levels(self) -> list[np.ndarray]:
+        """Spans by depth in the event tree (computed once: skew, deliveries and paths all walk it)."""
+        return levels(self.event_parent, np.ones(self.n, dtype=bool))
 
     @cached_property
     def trace_ids(self) -> np.ndarray:
@@ -95,52 +112,261 @@ def _codes(arr: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _codes_arrow(arr: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
-    """Like _codes, with the dictionary left as an Arrow array (for columns with millions of values)."""
-    enc = pc.dictionary_encode(arr)
+    """Like _codes, with the dictionary left as an Arrow array (for columns with millions of values).
+
+    Codes number the values by first appearance; a column read dictionary-encoded keeps its codes.
+    """
+    if isinstance(arr, pa.ChunkedArray) and arr.num_chunks == 1:
+        arr = arr.chunk(0)
+    enc = arr if pa.types.is_dictionary(arr.type) else pc.dictionary_encode(arr)
     if isinstance(enc, pa.ChunkedArray):
         enc = enc.unify_dictionaries()
         dictionary = enc.chunk(0).dictionary if enc.num_chunks else pa.array([], pa.string())
-        indices = pa.chunked_array([c.indices for c in enc.chunks], type=pa.int32())
+        indices = pa.chunked_array([c.indices for c in enc.chunks], type=enc.type.index_type)
         indices = indices.combine_chunks() if indices.num_chunks else pa.array([], pa.int32())
     else:
         dictionary, indices = enc.dictionary, enc.indices
-    codes = indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    if indices.null_count:
+        indices = indices.fill_null(-1)
+    codes = indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
     return codes, dictionary
 
 
-def _hex_u64(arr: pa.Array) -> np.ndarray | None:
-    """Parse 16-char lower-case hex ids to uint64 without a Python loop; None if not all are."""
+_SIGN = np.uint64(1 << 63)
+
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _hex_strings(words: np.ndarray) -> pa.Array:
+    """Lower-case hex strings of uint64 values (16 digits), or of rows of words (16 per word)."""
+    words = words.reshape(len(words), -1)
+    n, width = len(words), 16 * words.shape[1]
+    shifts = np.arange(60, -4, -4, dtype=np.uint64)
+    chars = _HEX_DIGITS[((words[:, :, None] >> shifts) & np.uint64(15)).astype(np.intp)]
+    offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * width).tobytes())
+    return pa.StringArray.from_buffers(n, offsets, pa.py_buffer(np.ascontiguousarray(chars).tobytes()))
+
+
+@dataclass
+class HexWords:
+    """Hex ids parsed to big-endian 64-bit words (one row per id of the full width)."""
+
+    words: np.ndarray  # uint64, shape (rows with an id, n_words)
+    present: np.ndarray | None  # bool per input row: it holds an id (None: every row does)
+    has_upper: bool  # some id was written with upper-case hex digits
+
+
+def _string_array(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    if arr.null_count or len(arr) == 0:
-        return None
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
-    if not np.all(np.diff(offsets) == 16):
-        return None
-    raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    # bytes.fromhex parses the whole buffer in C; it skips ASCII whitespace, which the length check catches.
-    try:
-        packed = bytes.fromhex(raw.tobytes().decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if len(packed) != 8 * len(arr):
-        return None
-    return np.frombuffer(packed, dtype=">u8").astype(np.uint64)
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    return arr
 
 
-def _id_keys(ids: pa.ChunkedArray, parents: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Integer keys for span ids and parent ids, comparable with each other; True if hex-parsed."""
-    ids_c = ids.combine_chunks()
-    u = _hex_u64(ids_c)
-    par_c = parents.combine_chunks()
-    if u is not None:
-        filled = pc.fill_null(par_c, "0000000000000000")
-        pu = _hex_u64(filled)
-        if pu is not None:
-            return u.view(np.int64), pu.view(np.int64), True
+def _hex_words(arr: pa.Array | pa.ChunkedArray, n_words: int, *, lower_only: bool = False) -> HexWords | None:
+    """Parse ids of exactly 16 * n_words hex digits with numpy (no Python loop over rows).
+
+    Null rows hold no id (`present`); any other spelling (empty, wrong length, a non-hex
+    digit, upper case when `lower_only`) returns None and the caller takes the general path.
+    """
+    arr = _string_array(arr)
+    n = len(arr)
+    if n == 0:
+        return None
+    width = 16 * n_words
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + n + 1]
+    lengths = np.diff(offsets)
+    present = None
+    if arr.null_count:
+        present = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        if np.any(lengths[present] != width):
+            return None
+        if np.any(lengths[~present] != 0):
+            # null slots that still hold bytes: parse a filled copy, keep the present rows
+            hw = _hex_words(pc.fill_null(arr, "0" * width), n_words, lower_only=lower_only)
+            if hw is None:
+                return None
+            return HexWords(hw.words[present], present, hw.has_upper)
+        rows = int(np.count_nonzero(present))
+    else:
+        if np.any(lengths != width):
+            return None
+        rows = n
+    if rows == 0:
+        return None
+    data = arr.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    packed = _unhex(raw, lower_only)
+    if packed is None:
+        return None
+    has_upper = (not lower_only) and bool(np.any((raw - np.uint8(65)) <= 5))
+    words = packed.view(">u8").astype(np.uint64).reshape(rows, n_words)
+    return HexWords(words, present, has_upper)
+
+
+_UNHEX_BLOCK = 1 << 18  # bytes per step: the temporaries stay in the CPU cache
+
+
+def _unhex(raw: np.ndarray, lower_only: bool) -> np.ndarray | None:
+    """Bytes from hex digits (even count), block by block; None if any byte is not a hex digit."""
+    out = np.empty(len(raw) // 2, np.uint8)
+    digit = np.empty(min(len(raw), _UNHEX_BLOCK), np.uint8)
+    letter = np.empty_like(digit)
+    ok = np.empty(len(digit), dtype=bool)
+    bad = np.empty_like(ok)
+    for lo in range(0, len(raw), _UNHEX_BLOCK):
+        r = raw[lo : lo + _UNHEX_BLOCK]
+        m = len(r)
+        d, e, k, b = digit[:m], letter[:m], ok[:m], bad[:m]
+        # '0'-'9' -> 0-9 and 'a'-'f' (and 'A'-'F') -> 10-15 by wrapping uint8 arithmetic; the other
+        # reading of each byte wraps to >= 217, so the smaller one is the digit
+        np.subtract(r, np.uint8(48), out=d)
+        if lower_only:
+            np.subtract(r, np.uint8(87), out=e)
+        else:
+            np.bitwise_or(r, np.uint8(0x20), out=e)
+            np.subtract(e, np.uint8(87), out=e)
+        np.less_equal(d, np.uint8(9), out=k)
+        np.subtract(e, np.uint8(10), out=b.view(np.uint8))
+        np.less_equal(b.view(np.uint8), np.uint8(5), out=b)
+        np.logical_or(k, b, out=k)
+        if not k.all():
+            return None
+        np.minimum(d, e, out=d)
+        o = out[lo // 2 : (lo + m) // 2]
+        np.left_shift(d[0::2], np.uint8(4), out=o)
+        np.bitwise_or(o, d[1::2], out=o)
+    return out
+
+
+def _hex_u64(arr: pa.Array) -> np.ndarray | None:
+    """Parse 16-char hex ids (any case) to uint64 without a Python loop; None if not all are."""
+    hw = _hex_words(arr, 1)
+    if hw is None or hw.present is not None:
+        return None
+    return hw.words[:, 0]
+
+
+def _id_keys(ids: pa.ChunkedArray, parents: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, bool, bool]:
+    """Integer keys for span ids and parent ids, comparable with each other.
+
+    Returns (span keys, parent keys, hex-parsed, some span id had upper-case digits).
+    """
+    hw = _hex_words(ids, 1)
+    if hw is not None and hw.present is None:
+        u = hw.words[:, 0]
+        n = len(u)
+        pw = _hex_words(parents, 1)
+        if pw is not None or pc.all(pc.is_null(parents)).as_py() is not False:
+            pu = np.zeros(n, np.uint64)
+            if pw is not None:
+                if pw.present is None:
+                    pu = pw.words[:, 0]
+                else:
+                    pu[pw.present] = pw.words[:, 0]
+            return u.view(np.int64), pu.view(np.int64), True, hw.has_upper
     # Non-hex ids (conformance cases, foreign readers): a shared dictionary gives codes.
-    codes, _values = _codes(pa.concat_arrays([ids_c.cast(pa.string()), par_c.cast(pa.string())]))
+    ids_c = _string_array(ids)
+    par_c = _string_array(parents)
+    codes, _values = _codes(pa.concat_arrays([ids_c, par_c]))
     n = len(ids_c)
-    return codes[:n].astype(np.int64), codes[n:].astype(np.int64), False
+    return codes[:n].astype(np.int64), codes[n:].astype(np.int64), False, True
+
+
+def _trace_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array, np.ndarray | None]:
+    """(int32 code per row by first appearance, trace id per code, hex words per code or None).
+
+    Lower-case 32-digit hex ids (what every reader writes) are parsed to two 64-bit words and
+    numbered by hashing the low word (random in W3C ids, the whole id in padded 64-bit ones);
+    the high word is then checked to be one per code. Anything else is dictionary-encoded.
+    """
+    if not pa.types.is_dictionary(col.type) and len(col):
+        hw = _hex_words(col, 2, lower_only=True)
+        if hw is not None and hw.present is None:
+            import pandas as pd
+
+            codes, lo = pd.factorize(hw.words[:, 1])  # numbered by first appearance
+            hi = np.empty(len(lo), np.uint64)
+            hi[codes] = hw.words[:, 0]
+            if np.array_equal(hi[codes], hw.words[:, 0]):
+                words = np.column_stack([hi, np.asarray(lo, dtype=np.uint64)])
+                return codes.astype(np.int32), _hex_strings(words), words
+    codes, names = _codes_arrow(col)
+    names = names.cast(pa.string())
+    hw = _hex_words(names, 2, lower_only=True) if len(names) and not names.null_count else None
+    return codes, names, (hw.words if hw is not None and hw.present is None else None)
+
+
+def _sort_spans(
+    trace: np.ndarray, n_traces: int, span_key: np.ndarray, hex_ids: bool
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """The order of np.lexsort((span_key, trace)) (stable), and the sorted composite keys.
+
+    For hex span ids one 64-bit key (trace code in the high bits, the span key's top bits
+    below) is sorted instead of two; rows whose composite keys tie are put in exact order
+    afterwards. Returns (order, sorted composite keys or None, bits taken by the trace code).
+    """
+    if not hex_ids:
+        return np.lexsort((span_key, trace)), None, 0
+    bits = max(int(n_traces - 1).bit_length(), 1)
+    comp = _composite(trace, span_key, bits)
+    order = np.argsort(comp)
+    comp = comp[order]
+    ties = comp[1:] == comp[:-1]
+    if ties.any():
+        mark = np.zeros(len(comp), dtype=bool)
+        mark[1:] |= ties
+        mark[:-1] |= ties
+        at = np.flatnonzero(mark)
+        sub = order[at]
+        order[at] = sub[np.lexsort((sub, span_key[sub], comp[at]))]
+    return order, comp, bits
+
+
+def _composite(trace: np.ndarray, span_key: np.ndarray, bits: int) -> np.ndarray:
+    """trace code in the top `bits` bits, the order-preserving top bits of the signed span key below."""
+    comp = trace.astype(np.uint64) << np.uint64(64 - bits)
+    comp |= (span_key.view(np.uint64) ^ _SIGN) >> np.uint64(bits)
+    return comp
+
+
+def _find_in_trace(
+    comp_sorted: np.ndarray | None,
+    bits: int,
+    sk: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    trace: np.ndarray,
+    query: np.ndarray,
+) -> np.ndarray:
+    """Index of the span with key `query` in the span's trace (rows sorted by trace, key), -1 if none.
+
+    `trace`, `query` are per query; lo/hi the trace segments per trace code.
+    """
+    n = len(sk)
+    if len(query) == 0 or n == 0:
+        return np.full(len(query), -1, np.int64)
+    if comp_sorted is None:
+        pos = segmented_search(sk, lo[trace], hi[trace], query)
+        ok = pos < hi[trace]
+        ok[ok] = sk[pos[ok]] == query[ok]
+        return np.where(ok, pos, -1)
+    q = _composite(trace, query, bits)
+    pos = np.searchsorted(comp_sorted, q)
+    pos_c = np.minimum(pos, n - 1)
+    same_comp = (pos < n) & (comp_sorted[pos_c] == q)
+    exact = same_comp & (sk[pos_c] == query)
+    out = np.where(exact, pos_c, -1).astype(np.int64)
+    # The composite drops the key's low bits: where they differ, search the trace exactly.
+    amb = np.flatnonzero(same_comp & ~exact)
+    if len(amb):
+        t = trace[amb]
+        p = segmented_search(sk, lo[t], hi[t], query[amb])
+        ok = p < hi[t]
+        ok[ok] = sk[p[ok]] == query[amb][ok]
+        out[amb] = np.where(ok, p, -1)
+    return out
 
 
 def segmented_search(
@@ -164,26 +390,49 @@ def segmented_search(
 
 
 def _lookup_codes(col: pa.ChunkedArray, key: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Codes (-1 where absent) and dictionary of a map<string,string> column's value under `key`."""
+    """Codes (-1 where absent) and dictionary of a map<string,string> column's value under `key`.
+
+    Map keys may be dictionary-encoded (as ParquetColumns reads them): then the key is found
+    once in the dictionary and the rows by comparing int32 indices.
+    """
     none = (np.full(n, -1, np.int32), np.asarray([], dtype=object))
     if n == 0 or col.null_count == n:
         return none
-    arr = col.combine_chunks()
-    off = np.asarray(arr.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
-    keys, items = arr.keys, arr.items
-    if len(keys) != off[-1] - off[0]:
-        keys, items = keys.slice(off[0], off[-1] - off[0]), items.slice(off[0], off[-1] - off[0])
-    if len(keys) == 0:
+    rows_parts: list[np.ndarray] = []
+    value_parts: list[pa.Array] = []
+    base = 0
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    for arr in chunks:
+        m = len(arr)
+        off = np.asarray(arr.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+        keys, items = arr.keys, arr.items
+        if len(keys) != off[-1] - off[0]:
+            keys, items = keys.slice(off[0], off[-1] - off[0]), items.slice(off[0], off[-1] - off[0])
+        if len(keys):
+            if pa.types.is_dictionary(keys.type):
+                at = pc.index(keys.dictionary.cast(pa.string()), key).as_py()
+                hit_np = (
+                    keys.indices.to_numpy(zero_copy_only=False) == at
+                    if at >= 0
+                    else np.zeros(len(keys), dtype=bool)
+                )
+                if keys.null_count:
+                    hit_np &= np.asarray(keys.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            else:
+                hit_np = np.asarray(
+                    pc.equal(keys, key).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool
+                )
+            if hit_np.any():
+                # Row of each hit by binary search in the offsets: no per-entry row array is built.
+                hit_pos = np.flatnonzero(hit_np) + off[0]
+                rows_parts.append(np.searchsorted(off, hit_pos, side="right") - 1 + base)
+                value_parts.append(items.filter(pa.array(hit_np)).cast(pa.string()))
+        base += m
+    if not rows_parts:
         return none
-    hit = pc.equal(keys, key).fill_null(False)
-    if not pc.any(hit).as_py():
-        return none
-    # Row of each hit by binary search in the offsets: no per-entry row array is built.
-    hit_pos = np.flatnonzero(hit.to_numpy(zero_copy_only=False)) + off[0]
-    rows = np.searchsorted(off, hit_pos, side="right") - 1
-    vcodes, names = _codes(items.filter(hit))
+    vcodes, names = _codes(pa.concat_arrays(value_parts))
     codes = np.full(n, -1, np.int32)
-    codes[rows] = vcodes
+    codes[np.concatenate(rows_parts)] = vcodes
     return codes, names
 
 
@@ -209,9 +458,20 @@ def _merged_codes(primary: pa.ChunkedArray, fallback: pa.ChunkedArray) -> tuple[
 
 
 class ParquetColumns:
-    """A span Parquet file read one column at a time, so only one Arrow column is alive at once."""
+    """A span Parquet file read one column at a time, so only a column or two are alive at once.
 
-    DICTIONARY = ("trace_id", "name", "kind", "service", "stack", "workload", "hop", "event_id")
+    `prefetch(names)` reads the columns in that order on a background thread, one ahead of
+    the caller: Parquet decoding releases the GIL, so it overlaps the numpy work on the
+    column before.
+    """
+
+    #: strings read dictionary-encoded (their codes are what prepare() needs; trace ids are
+    #: read plain and parsed as hex)
+    DICTIONARY = ("name", "kind", "service", "stack", "workload", "hop", "event_id")
+    #: map columns whose keys and values are read dictionary-encoded
+    MAPS = ("attributes", "resource")
+    #: columns read ahead of the one asked for
+    AHEAD = 1
 
     def __init__(self, path: str) -> None:
         import pyarrow.parquet as pq
@@ -220,45 +480,136 @@ class ParquetColumns:
         self.column_names = self._file.schema_arrow.names
         self.num_rows = self._file.metadata.num_rows
         self.path = path
+        self._queue: list[str] = []
+        self._ahead: dict[str, Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def prefetch(self, names: Sequence[str]) -> None:
+        self._queue = [n for n in names if n in self.column_names]
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-columns")
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._pool is not None and self._queue and len(self._ahead) < self.AHEAD:
+            name = self._queue.pop(0)
+            self._ahead[name] = self._pool.submit(self._read, name)
+        if self._pool is not None and not self._queue and not self._ahead:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def column(self, name: str) -> pa.ChunkedArray:
-        import pyarrow.parquet as pq
-
         from hopscope.collector.schema import SPAN_SCHEMA
 
         if name not in self.column_names:
             f = SPAN_SCHEMA.field(name)
             return pa.chunked_array([pa.nulls(self.num_rows, f.type)])
-        dictionary = [name] if name in self.DICTIONARY else []
-        return pq.read_table(self.path, columns=[name], read_dictionary=dictionary).column(0)
+        fut = self._ahead.pop(name, None)
+        if fut is None and name in self._queue:
+            self._queue.remove(name)
+        self._fill()
+        return fut.result() if fut is not None else self._read(name)
+
+    def _read(self, name: str) -> pa.ChunkedArray:
+        import pyarrow.parquet as pq
+
+        if name in self.DICTIONARY:
+            dictionary = [name]
+        elif name in self.MAPS:
+            dictionary = [f"{name}.key_value.key", f"{name}.key_value.value"]
+        else:
+            dictionary = []
+        try:
+            return pq.read_table(self.path, columns=[name], read_dictionary=dictionary).column(0)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
+            return pq.read_table(self.path, columns=[name]).column(0)
+
+
+#: the order in which prepare() asks for columns (for ParquetColumns.prefetch)
+PREPARE_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "start_ns",
+    "end_ns",
+    "kind",
+    "hop",
+    "name",
+    "service",
+    "resource",
+    "derived",
+    "attributes",
+    "links",
+    "stack",
+    "workload",
+    "event_id",
+)
+
+
+def _non_empty(col: pa.ChunkedArray) -> np.ndarray:
+    """bool per row: a non-null, non-empty string."""
+    arr = _string_array(col)
+    if len(arr) == 0:
+        return np.zeros(0, dtype=bool)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    out = np.diff(offsets) > 0
+    if arr.null_count:
+        out &= np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return out
+
+
+def _trace_events(col: pa.ChunkedArray, keep: np.ndarray, trace_lo: np.ndarray, n_traces: int) -> pa.Array:
+    """The event id of each trace: of its kept spans' values, the one with the largest code."""
+    n = len(keep)
+    ev_c, ev_n = _codes_arrow(col)
+    ev_best = np.maximum.reduceat(ev_c[keep], trace_lo) if n else np.zeros(0, np.int32)
+    trace_event = (
+        pc.take(ev_n, pa.array(np.where(ev_best >= 0, ev_best, 0)))
+        if len(ev_n)
+        else pa.nulls(n_traces, pa.string())
+    )
+    if len(ev_n):
+        trace_event = pc.if_else(pa.array(ev_best >= 0), trace_event, pa.scalar(None, trace_event.type))
+    return trace_event.cast(pa.string())
 
 
 def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     """Sort, deduplicate and index the span table; count what is broken per trace.
 
-    Columns are dictionary-encoded once in file order and then reordered as integer
-    codes, so no string column is ever sorted or gathered.
+    Hex ids (what every reader writes) are parsed to 64-bit integers with numpy; spans
+    are sorted once by one composite integer key (trace code, span id) and parents and
+    links are found by one binary search in it. Other columns are dictionary-encoded
+    once in file order and then reordered as integer codes, so no string column is ever
+    sorted or gathered. Any other id spelling takes the general (string-coded) path,
+    which gives the same arrays.
     """
     n0 = table.num_rows
-    trace_codes, trace_names = _codes_arrow(table.column("trace_id"))
+    if isinstance(table, ParquetColumns):
+        table.prefetch(PREPARE_COLUMNS)
+    trace_codes, trace_names, trace_words = _trace_codes(table.column("trace_id"))
+    n_traces0 = len(trace_names)
     span_id_col = table.column("span_id")
     parent_col = table.column("parent_span_id")
-    span_key, parent_key, hex_ids = _id_keys(span_id_col, parent_col)
-    has_pid = np.asarray(
-        pc.fill_null(pc.not_equal(parent_col, ""), False).to_numpy(zero_copy_only=False), dtype=bool
-    )
+    span_key, parent_key, hex_ids, upper_ids = _id_keys(span_id_col, parent_col)
+    has_pid = _non_empty(parent_col)
     del parent_col
+    if not upper_ids:
+        span_id_col = None  # lower-case hex: the ids are re-spelled from their keys when asked for
 
-    order = np.lexsort((span_key, trace_codes))
-    tr = trace_codes[order].astype(np.int64)
+    order, comp, bits = _sort_spans(
+        trace_codes, n_traces0, span_key, hex_ids and n_traces0 and trace_codes.min() >= 0
+    )
+    tr = trace_codes[order]
     sk = span_key[order]
     dup = np.zeros(n0, dtype=bool)
     if n0 > 1:
         dup[1:] = (tr[1:] == tr[:-1]) & (sk[1:] == sk[:-1])
-    keep = order[~dup]
-    dup_per_trace = np.bincount(tr[dup], minlength=len(trace_names))
-    tr = tr[~dup]
-    sk = sk[~dup]
+    any_dup = bool(dup.any())
+    keep = order[~dup] if any_dup else order
+    dup_per_trace = np.bincount(tr[dup], minlength=n_traces0) if any_dup else np.zeros(n_traces0, np.int64)
+    if any_dup:
+        tr = tr[~dup]
+        sk = sk[~dup]
+        comp = comp[~dup] if comp is not None else None
     n = len(keep)
     pk = parent_key[keep]
     hp = has_pid[keep]
@@ -267,18 +618,24 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     del order, span_key, parent_key, has_pid, trace_codes, dup  # 10M-row temporaries: keep the peak low
 
     # Dense trace codes in sorted order; every trace keeps at least one span after dedup.
-    uniq = np.unique(tr)
-    seg_of = np.searchsorted(uniq, tr)
-    bounds = np.flatnonzero(np.diff(tr)) + 1
+    bounds = np.flatnonzero(tr[1:] != tr[:-1]) + 1
     trace_lo = np.concatenate([[0], bounds]).astype(np.int64) if n else np.zeros(0, np.int64)
     trace_hi = np.concatenate([bounds, [n]]).astype(np.int64) if n else np.zeros(0, np.int64)
-    pos = segmented_search(sk, trace_lo[seg_of], trace_hi[seg_of], pk)
-    pos_ok = pos < trace_hi[seg_of]
-    found = np.zeros(n, dtype=bool)
-    found[pos_ok] = sk[pos[pos_ok]] == pk[pos_ok]
+    del bounds
+    uniq = tr[trace_lo]
+    dense_codes = len(uniq) == n_traces0  # codes are 0..T-1 already (the usual case)
+    if dense_codes:
+        seg_of = tr
+    else:
+        seg_of = np.zeros(n, np.int64)
+        if n:
+            seg_of[trace_lo[1:]] = 1
+            np.cumsum(seg_of, out=seg_of)
+    pos = _find_in_trace(comp, bits, sk, trace_lo, trace_hi, seg_of, pk)
+    found = pos >= 0
     parent = np.where(found & hp, pos, -1).astype(np.int64)
     orphan = hp & ~found
-    del pos, pos_ok, found, pk
+    del pos, found, pk
 
     start = table.column("start_ns").to_numpy().astype(np.int64, copy=False)[keep]
     end = table.column("end_ns").to_numpy().astype(np.int64, copy=False)[keep]
@@ -313,16 +670,23 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     flat = pc.list_flatten(links)
     if len(flat):
         rows_file = pc.list_parent_indices(links).to_numpy()
-        ltr = pc.index_in(flat.field("trace_id"), value_set=trace_names.cast(pa.string()))
-        ltr = ltr.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         rows = where[rows_file]
-        same = (rows >= 0) & (ltr == tr[np.maximum(rows, 0)])
+        lt_words = _hex_words(flat.field("trace_id"), 2, lower_only=True) if trace_words is not None else None
+        if lt_words is not None and lt_words.present is None:
+            # same trace: the link's trace id equals its span's (lower-case hex: words compare as strings)
+            tw = trace_words[tr[np.maximum(rows, 0)]] if n else np.zeros((len(rows), 2), np.uint64)
+            same = (rows >= 0) & (lt_words.words[:, 0] == tw[:, 0]) & (lt_words.words[:, 1] == tw[:, 1])
+            del tw
+        else:
+            ltr = pc.index_in(flat.field("trace_id"), value_set=trace_names.cast(pa.string()))
+            ltr = ltr.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            same = (rows >= 0) & (ltr == tr[np.maximum(rows, 0)])
         if same.any():
             rows = rows[same]
             lk_arr = flat.field("span_id").filter(pa.array(same))
             lk = _hex_u64(lk_arr) if hex_ids else None
             if lk is None:
-                span_strs = span_id_col.to_numpy(zero_copy_only=False)[keep]
+                span_strs = _string_array(table.column("span_id")).to_numpy(zero_copy_only=False)[keep]
                 for r, sid in zip(rows.tolist(), lk_arr.to_pylist(), strict=True):
                     lo_, hi_ = trace_lo[seg_of[r]], trace_hi[seg_of[r]]
                     hits = np.flatnonzero(span_strs[lo_:hi_] == sid)
@@ -330,25 +694,16 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
                         link_parent[r] = lo_ + hits[0]
             else:
                 lk = lk.view(np.int64)
-                lpos = segmented_search(sk, trace_lo[seg_of[rows]], trace_hi[seg_of[rows]], lk)
-                ok = lpos < trace_hi[seg_of[rows]]
-                ok[ok] = sk[lpos[ok]] == lk[ok]
-                ok &= lpos != rows
+                lpos = _find_in_trace(comp, bits, sk, trace_lo, trace_hi, seg_of[rows], lk)
+                ok = (lpos >= 0) & (lpos != rows)
                 # a span's first link wins: write in reverse so earlier links overwrite later ones
                 link_parent[rows[ok][::-1]] = lpos[ok][::-1]
+    del links, flat
 
     dense = seg_of
     stack_c, stack_n = _codes(table.column("stack"))
     work_c, work_n = _codes(table.column("workload"))
-    ev_c, ev_n = _codes_arrow(table.column("event_id"))
-    ev_best = np.maximum.reduceat(ev_c[keep], trace_lo) if n else np.zeros(0, np.int32)
-    trace_event = (
-        pc.take(ev_n, pa.array(np.where(ev_best >= 0, ev_best, 0)))
-        if len(ev_n)
-        else pa.nulls(len(uniq), pa.string())
-    )
-    if len(ev_n):
-        trace_event = pc.if_else(pa.array(ev_best >= 0), trace_event, pa.scalar(None, trace_event.type))
+    trace_event = _trace_events(table.column("event_id"), keep, trace_lo, len(uniq))
 
     counts = {
         "duplicate_span_ids": dup_per_trace[uniq],
@@ -358,10 +713,10 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     }
     return SpanArrays(
         trace=dense.astype(np.int64),
-        trace_id_arrow=trace_names.take(pa.array(uniq)).cast(pa.string()),
+        trace_id_arrow=trace_names if dense_codes else trace_names.take(pa.array(uniq)).cast(pa.string()),
         trace_lo=trace_lo,
         trace_hi=trace_hi,
-        span_id_source=(span_id_col, keep),
+        span_id_source=(span_id_col, keep if span_id_col is not None else sk),
         parent=parent,
         has_parent_id=hp,
         link_parent=link_parent,
@@ -378,6 +733,6 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
         subscriber_names=subscriber_names,
         trace_stack=_per_trace_name(stack_c[keep], stack_n, trace_lo),
         trace_workload=_per_trace_name(work_c[keep], work_n, trace_lo),
-        trace_event_arrow=trace_event.cast(pa.string()),
+        trace_event_arrow=trace_event,
         counts=counts,
     )

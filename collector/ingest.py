@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from .errors import MAX_MESSAGES, MalformedInput, NoUsableSpans, Problems, UnknownFormat
 from .readers import read_file
+from .readers.otlp_arrow import PARSE_THREADS
 from .schema import SPAN_SCHEMA
 
 SPANS_FILE = "spans.parquet"
@@ -83,36 +89,100 @@ def expand(sources: Sequence[Path | str], ignored: list[str] | None = None) -> l
     return files
 
 
+#: spans.parquet: zstd; dictionary pages only for the low-cardinality columns (for ids the
+#: writer would build a dictionary only to give it up: CPU for nothing, a larger file)
+PARQUET_OPTIONS: dict = {
+    "compression": "zstd",
+    "use_dictionary": [
+        "name",
+        "kind",
+        "status",
+        "service",
+        "stack",
+        "workload",
+        "hop",
+        "derived",
+        "attributes",
+        "resource",
+        "source",
+    ],
+}
+
+#: files read at once when a folder holds several (this machine has 2 cores; pyarrow.json and the
+#: Arrow kernels release the GIL, so threads overlap one file's parsing with another's conversion)
+READ_WORKERS = min(2, os.cpu_count() or 1)
+
+
+def _read_one(
+    f: Path, strict: bool, fmt: str | None, parse_threads: bool = True
+) -> tuple[pa.Table | None, Problems]:
+    """One file with its own problem ledger (merged in file order by the caller)."""
+    PARSE_THREADS.set(parse_threads)
+    problems = Problems(strict=strict)
+    try:
+        t = read_file(f, problems, fmt)
+    except OSError as e:
+        problems.skip(str(f), None, None, f"cannot read: {e}", "unreadable_file")
+        t = None
+    except UnknownFormat as e:
+        if strict:
+            raise MalformedInput(str(f), None, None, str(e), "unknown_format") from None
+        problems.skip(str(f), None, None, str(e), "unknown_format")
+        t = None
+    return (t if t is not None and t.num_rows else None), problems
+
+
+def iter_tables(
+    files: Sequence[Path], problems: Problems, *, fmt: str | None = None, console: Console | None = None
+) -> Iterator[pa.Table]:
+    """Each file's spans in file order, under a progress bar (bytes); unreadable files are counted.
+
+    With several files, READ_WORKERS of them are read at once; results, problem counts and
+    messages still come in file order, and in strict mode the first problem in file order is raised.
+    """
+    sizes = [f.stat().st_size for f in files]
+    workers = READ_WORKERS if len(files) > 1 else 1
+    with (
+        Progress(
+            TextColumn("[bold]ingest[/] {task.fields[name]}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=True,
+        ) as progress,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool,
+    ):
+        task = progress.add_task("ingest", total=sum(sizes), name="")
+        # at most `workers` files in flight: memory stays at a few files' worth
+        pending: deque[Future] = deque()
+        queue = iter(range(len(files)))
+        for i in islice(queue, workers):
+            pending.append(pool.submit(_read_one, files[i], problems.strict, fmt, workers == 1))
+        done = 0
+        try:
+            while pending:
+                progress.update(task, name=files[done].name)
+                table, got = pending.popleft().result()
+                for i in islice(queue, 1):
+                    # the last file, alone, may use every core again
+                    alone = workers == 1 or i == len(files) - 1
+                    pending.append(pool.submit(_read_one, files[i], problems.strict, fmt, alone))
+                problems.merge(got)
+                progress.advance(task, sizes[done])
+                done += 1
+                if table is not None:
+                    yield table
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
 def read_all(
     files: Sequence[Path], problems: Problems, *, fmt: str | None = None, console: Console | None = None
 ) -> pa.Table:
-    """Read every file under a progress bar (bytes); files that cannot be read at all are counted."""
-    tables: list[pa.Table] = []
-    total = sum(f.stat().st_size for f in files)
-    with Progress(
-        TextColumn("[bold]ingest[/] {task.fields[name]}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=console or Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("ingest", total=total, name="")
-        for f in files:
-            progress.update(task, name=f.name)
-            try:
-                t = read_file(f, problems, fmt)
-            except OSError as e:
-                problems.skip(str(f), None, None, f"cannot read: {e}", "unreadable_file")
-                t = None
-            except UnknownFormat as e:
-                if problems.strict:
-                    raise MalformedInput(str(f), None, None, str(e), "unknown_format") from None
-                problems.skip(str(f), None, None, str(e), "unknown_format")
-                t = None
-            if t is not None and t.num_rows:
-                tables.append(t)
-            progress.advance(task, f.stat().st_size)
+    """Every file's spans as one table (see iter_tables)."""
+    tables = list(iter_tables(files, problems, fmt=fmt, console=console))
     if not tables:
         return SPAN_SCHEMA.empty_table()
     return pa.concat_tables(tables)
@@ -130,6 +200,8 @@ def ingest(
 
     Bad lines/records/spans are skipped and counted (or raised as MalformedInput when
     `strict`). Raises NoUsableSpans when there is no input file or no usable span.
+    Each file's spans are written to Parquet as soon as they are read (row groups in file
+    order) while the next files are parsed.
     """
     t0 = time.perf_counter()
     problems = Problems(strict=strict)
@@ -137,21 +209,58 @@ def ingest(
     files = expand(sources, ignored)
     if not files:
         raise NoUsableSpans(f"no span files in {', '.join(str(s) for s in sources)}")
-    table = read_all(files, problems, fmt=fmt, console=console)
-    return write_outputs(table, problems, Path(out_dir), files=len(files), t0=t0, ignored=ignored)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / (SPANS_FILE + ".partial")
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for table in iter_tables(files, problems, fmt=fmt, console=console):
+            if writer is None:
+                writer = pq.ParquetWriter(partial, SPAN_SCHEMA, **PARQUET_OPTIONS)
+            writer.write_table(table)
+            rows += table.num_rows
+        if writer is not None:
+            writer.close()
+            writer = None
+    finally:
+        if writer is not None:
+            writer.close()
+        if rows == 0 or sys.exc_info()[0] is not None:
+            partial.unlink(missing_ok=True)
+    return _finish(rows, problems, out_dir, partial, files=len(files), t0=t0, ignored=ignored)
+
+
+def _finish(
+    rows: int,
+    problems: Problems,
+    out_dir: Path,
+    written: Path | None,
+    *,
+    files: int,
+    t0: float,
+    ignored: Sequence[str] = (),
+) -> IngestResult:
+    """Put spans.parquet in place (from `written`) and write ingest_report.json; NoUsableSpans if empty."""
+    result = IngestResult(files, rows, 0.0, out_dir, problems, list(ignored))
+    if rows == 0:
+        (out_dir / REPORT_FILE).write_text(json.dumps(result.report(), indent=2))
+        detail = f"; skipped {dict(problems.skipped)}" if problems.skipped else ""
+        raise NoUsableSpans(f"no usable span in {files} input(s){detail} (see {out_dir / REPORT_FILE})")
+    if written is not None:
+        os.replace(written, out_dir / SPANS_FILE)
+    result.seconds = time.perf_counter() - t0
+    (out_dir / REPORT_FILE).write_text(json.dumps(result.report(), indent=2))
+    return result
 
 
 def write_outputs(
     table: pa.Table, problems: Problems, out_dir: Path, *, files: int, t0: float, ignored: Sequence[str] = ()
 ) -> IngestResult:
     """Write spans.parquet (zstd) and ingest_report.json; NoUsableSpans (after writing the report) if empty."""
-    result = IngestResult(files, table.num_rows, 0.0, out_dir, problems, list(ignored))
     out_dir.mkdir(parents=True, exist_ok=True)
-    if table.num_rows == 0:
-        (out_dir / REPORT_FILE).write_text(json.dumps(result.report(), indent=2))
-        detail = f"; skipped {dict(problems.skipped)}" if problems.skipped else ""
-        raise NoUsableSpans(f"no usable span in {files} input(s){detail} (see {out_dir / REPORT_FILE})")
-    pq.write_table(table, out_dir / SPANS_FILE, compression="zstd")
-    result.seconds = time.perf_counter() - t0
-    (out_dir / REPORT_FILE).write_text(json.dumps(result.report(), indent=2))
-    return result
+    partial = None
+    if table.num_rows:
+        partial = out_dir / (SPANS_FILE + ".partial")
+        pq.write_table(table, partial, **PARQUET_OPTIONS)
+    return _finish(table.num_rows, problems, out_dir, partial, files=files, t0=t0, ignored=ignored)

@@ -176,8 +176,13 @@ def _decode_envelope(doc: object, rows: SpanRows, problems: Problems, where: str
     otlp_dict.decode_traces_data(doc, rows, problems, where)
 
 
-def read_bytes(raw: bytes, source: str, problems: Problems, fmt: str | None = None) -> pa.Table:
-    """Every span of one file or HTTP body as a SPAN_SCHEMA table; bad parts counted in `problems`."""
+def read_bytes(
+    raw: bytes, source: str, problems: Problems, fmt: str | None = None, *, fast_tried: bool = False
+) -> pa.Table:
+    """Every span of one file or HTTP body as a SPAN_SCHEMA table; bad parts counted in `problems`.
+
+    `fast_tried`: the caller already ran the pyarrow fast path on these bytes and it declined.
+    """
     if fmt is not None and fmt not in FORMATS:
         raise UnknownFormat(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     try:
@@ -190,8 +195,8 @@ def read_bytes(raw: bytes, source: str, problems: Problems, fmt: str | None = No
         # (isspace stops at the first other byte; strip() would copy the whole buffer.)
         return SPAN_SCHEMA.empty_table()
     with gc_paused():
-        tried_fast = fmt is None and _likely_collector_jsonl(data, source)
-        if tried_fast:
+        tried_fast = fast_tried or (fmt is None and _likely_collector_jsonl(data, source))
+        if tried_fast and not fast_tried:
             # detect() would orjson-parse the whole first line (a ~2 MB request) only to read its first
             # key. When pyarrow reads every line as an object and the first starts with resourceSpans,
             # detect() would have answered OTLP_JSONL anyway; anything else falls back to detect().
@@ -229,4 +234,16 @@ def read_bytes(raw: bytes, source: str, problems: Problems, fmt: str | None = No
 
 
 def read_file(path: Path, problems: Problems, fmt: str | None = None) -> pa.Table:
-    return read_bytes(Path(path).read_bytes(), str(path), problems, fmt)
+    path = Path(path)
+    if fmt is None and not ({s.lower() for s in path.suffixes} & _PROTO_SUFFIXES):
+        with path.open("rb") as fh:
+            head = fh.read(len(_COLLECTOR_LINE_START))
+        if head == _COLLECTOR_LINE_START:
+            # The collector's own files (the bulk of any run): parsed straight from a memory map,
+            # no copy into a bytes object. Anything else takes read_bytes below.
+            try:
+                with pa.memory_map(str(path)) as mm, gc_paused():
+                    return read_json_lines(mm.read_buffer(), str(path))
+            except NeedsSlowPath:
+                return read_bytes(path.read_bytes(), str(path), problems, fmt, fast_tried=True)
+    return read_bytes(path.read_bytes(), str(path), problems, fmt)

@@ -9,7 +9,7 @@ the file again line by line (otlp_dict.py), which names every bad line and field
 
 from __future__ import annotations
 
-import io
+from contextvars import ContextVar
 
 import numpy as np
 import pyarrow as pa
@@ -68,6 +68,12 @@ _STATUS_NAMES = pa.array(STATUSES)
 _MIN_BLOCK = 16 << 20
 
 
+#: parse one file's blocks on Arrow's thread pool; ingest turns it off in a worker that reads
+#: one of several files at once (the files are then the parallelism, and a block-parallel parse
+#: on top of it costs more CPU for nothing on 2 cores)
+PARSE_THREADS: ContextVar[bool] = ContextVar("hopscope_parse_threads", default=True)
+
+
 class NeedsSlowPath(Exception):
     """The file is not in the collector's canonical spelling (the message says why)."""
 
@@ -82,19 +88,36 @@ def _offsets(lengths: np.ndarray) -> pa.Array:
     return pa.array(out)
 
 
+def _id_bytes(arr: pa.Array, hex_len: int) -> np.ndarray | None:
+    """The non-null ids' characters as an (ids, hex_len) uint8 matrix; None unless each has hex_len chars."""
+    if arr.null_count:
+        arr = arr.drop_null()
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + n + 1]
+    if offsets[-1] - offsets[0] != n * hex_len or np.any(np.diff(offsets) != hex_len):
+        return None
+    raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return raw.reshape(n, hex_len)
+
+
 def _check_ids(arr: pa.Array, hex_len: int, what: str, allow_null: bool = False) -> pa.Array:
     """Lower-cased ids; anything but canonical hex sends the file to the slow path."""
     if not allow_null and arr.null_count:
         raise NeedsSlowPath(f"missing {what}")
-    # The collector writes lower-case hex: one regex pass proves it, and lower-casing is skipped.
-    lower_ok = pc.fill_null(pc.match_substring_regex(arr, f"^[0-9a-f]{{{hex_len}}}$"), True)
-    lower = bool(pc.all(lower_ok).as_py())
-    if not lower:
-        ok = pc.match_substring_regex(arr, f"^[0-9a-fA-F]{{{hex_len}}}$")
-        if not pc.all(pc.fill_null(ok, True)).as_py():
-            raise NeedsSlowPath(f"non-hex {what}")
-    # Lengths are exact here, so "all zeros" is one string comparison.
-    if pc.any(pc.fill_null(pc.equal(arr, "0" * hex_len), False)).as_py():
+    if len(arr) == 0 or arr.null_count == len(arr):
+        return arr
+    chars = _id_bytes(arr, hex_len)
+    if chars is None:
+        raise NeedsSlowPath(f"non-hex {what}")
+    # The collector writes lower-case hex: one pass over the bytes proves it (wrapping uint8
+    # arithmetic: '0'-'9' -> 0-9, 'a'-'f' -> 0-5), and lower-casing is skipped.
+    lower = bool(np.all(((chars - np.uint8(48)) <= 9) | ((chars - np.uint8(97)) <= 5)))
+    if not lower and not np.all(
+        ((chars - np.uint8(48)) <= 9) | (((chars | np.uint8(0x20)) - np.uint8(97)) <= 5)
+    ):
+        raise NeedsSlowPath(f"non-hex {what}")
+    # all zeros: every character of a row is '0'
+    if np.any(np.all(chars == 48, axis=1)):
         raise NeedsSlowPath(f"all-zero {what}")
     return arr if lower else pc.utf8_lower(arr)
 
@@ -106,41 +129,87 @@ def _enum(codes: pa.Array, names: pa.Array, what: str) -> pa.Array:
     return pc.take(names, codes)
 
 
-def _kv_map(kv_lists: pa.Array, lifted: frozenset[str]) -> tuple[pa.MapArray, pa.MapArray]:
-    """(full map for lookups, map without the lifted keys) from a list<{key, value: AnyValue}>."""
+def _kv_split(kv_lists: pa.Array, lifted: frozenset[str]) -> tuple[dict[str, pa.Array], pa.MapArray]:
+    """From a list<{key, value: AnyValue}> per row: the lifted keys' values per row (null where absent;
+    the last one where a key repeats, as the slow path's dict keeps it) and the map of the other keys.
+
+    The keys are dictionary-encoded once (a few distinct keys over millions of entries), so
+    finding the lifted ones is integer work and no full attribute map is built.
+    """
+    rows = len(kv_lists)
     lengths = _lengths(kv_lists)
     flat = pc.list_flatten(kv_lists)
     keys = pc.struct_field(flat, "key")
     v = pc.struct_field(flat, "value")
-    vals = pc.coalesce(
-        pc.struct_field(v, "stringValue"),
-        pc.struct_field(v, "intValue"),
-        pc.cast(pc.struct_field(v, "doubleValue"), pa.string()),
-        pc.cast(pc.struct_field(v, "boolValue"), pa.string()),
-        pc.struct_field(v, "bytesValue"),
-    )
-    if keys.null_count or vals.null_count:
+    # AnyValue as text; kinds no entry uses are left out of the coalesce
+    parts = []
+    for name, to_text in (
+        ("stringValue", False),
+        ("intValue", False),
+        ("doubleValue", True),
+        ("boolValue", True),
+        ("bytesValue", False),
+    ):
+        f = pc.struct_field(v, name)
+        if f.null_count < len(f):
+            parts.append(pc.cast(f, pa.string()) if to_text else f)
+    if keys.null_count or (len(flat) and not parts):
         raise NeedsSlowPath("attribute value of a type the fast path does not read (array/kvlist/empty)")
-    full = pa.MapArray.from_arrays(_offsets(lengths), keys, vals)
-    keep = pc.invert(pc.is_in(keys, value_set=pa.array(sorted(lifted))))
-    keep_np = keep.to_numpy(zero_copy_only=False).astype(np.int64)
-    kept_before = np.concatenate([[0], np.cumsum(keep_np)])
-    new_offsets = kept_before[np.concatenate([[0], np.cumsum(lengths)])]
-    rest = pa.MapArray.from_arrays(
-        pa.array(new_offsets.astype(np.int32)), pc.filter(keys, keep), pc.filter(vals, keep)
-    )
-    return full, rest
-
-
-def _lookup(m: pa.MapArray, key: str) -> pa.Array:
-    # "last" matches the dict semantics of the slow path when a key repeats.
-    return pc.map_lookup(m, pa.scalar(key), "last")
+    vals = (pc.coalesce(*parts) if len(parts) > 1 else parts[0]) if parts else pa.array([], pa.string())
+    if vals.null_count:
+        raise NeedsSlowPath("attribute value of a type the fast path does not read (array/kvlist/empty)")
+    offsets = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    enc = pc.dictionary_encode(keys)
+    names = enc.dictionary.to_pylist()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    found = {k: i for i, k in enumerate(names) if k in lifted}
+    out: dict[str, pa.Array] = {}
+    keep = np.ones(len(codes), dtype=bool)
+    if found:
+        row_of = np.repeat(np.arange(rows, dtype=np.int64), lengths)
+        for key, code in found.items():
+            hit = np.flatnonzero(codes == code)
+            keep[hit] = False
+            hit_rows = row_of[hit]
+            last = np.ones(len(hit), dtype=bool)
+            last[:-1] = hit_rows[1:] != hit_rows[:-1]
+            idx = np.full(rows, -1, np.int64)
+            idx[hit_rows[last]] = hit[last]
+            out[key] = vals.take(pa.array(idx, mask=idx < 0))
+        del row_of
+    if keep.all():
+        rest = pa.MapArray.from_arrays(pa.array(offsets.astype(np.int32)), keys, vals)
+    else:
+        kept_before = np.zeros(len(keep) + 1, dtype=np.int64)
+        np.cumsum(keep, out=kept_before[1:])
+        mask = pa.array(keep)
+        rest = pa.MapArray.from_arrays(
+            pa.array(kept_before[offsets].astype(np.int32)), keys.filter(mask), vals.filter(mask)
+        )
+    for key in lifted:
+        if key not in out:
+            out[key] = pa.nulls(rows, pa.string())
+    return out, rest
 
 
 def read_json_lines(data: bytes, source: str) -> pa.Table:
-    """Parse a whole OTLP JSON-lines buffer; raise NeedsSlowPath if any part is not canonical."""
+    """Parse a whole OTLP JSON-lines buffer; raise NeedsSlowPath if any part is not canonical.
+
+    pyarrow.json parses blocks in parallel; each block's chunk is converted on its own (no
+    copy of the parsed nested data into one array).
+    """
     t = _parse(data)
-    rs_col = t.column("resourceSpans").combine_chunks()
+    chunks = t.column("resourceSpans").chunks
+    del t
+    tables = [_convert(c, source) for c in chunks]
+    if not tables:
+        return SPAN_SCHEMA.empty_table()
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def _convert(rs_col: pa.Array, source: str) -> pa.Table:
+    """One parsed chunk (list<ResourceSpans> per line) as a SPAN_SCHEMA table."""
     if rs_col.null_count:
         raise NeedsSlowPath("a line without resourceSpans")
     rs = pc.list_flatten(rs_col)
@@ -184,12 +253,13 @@ def read_json_lines(data: bytes, source: str) -> pa.Table:
     )
     links = pa.ListArray.from_arrays(_offsets(_lengths(links_l)), link_struct)
 
-    attrs_full, attrs = _kv_map(pc.struct_field(spans, "attributes"), SPAN_LIFTED)
-    res_full, res_rest = _kv_map(
+    attr_lifted, attrs = _kv_split(pc.struct_field(spans, "attributes"), SPAN_LIFTED)
+    res_lifted, res_rest = _kv_split(
         pc.struct_field(pc.struct_field(rs, "resource"), "attributes"), RESOURCE_LIFTED
     )
-    derived_text = pc.utf8_lower(pc.utf8_trim_whitespace(_lookup(attrs_full, ATTR_DERIVED)))
+    derived_text = pc.utf8_lower(pc.utf8_trim_whitespace(attr_lifted[ATTR_DERIVED]))
     derived = pc.fill_null(pc.is_in(derived_text, value_set=pa.array(["true", "1", "yes"])), False)
+    span_rs_np = span_rs.to_numpy(zero_copy_only=False)
 
     columns = {
         "trace_id": trace_id,
@@ -201,16 +271,14 @@ def read_json_lines(data: bytes, source: str) -> pa.Table:
         "start_ns": start,
         "end_ns": end,
         "status": status,
-        "service": pc.take(_lookup(res_full, ATTR_SERVICE), span_rs),
-        "stack": pc.take(_lookup(res_full, ATTR_STACK), span_rs),
-        "workload": pc.coalesce(
-            _lookup(attrs_full, ATTR_WORKLOAD), pc.take(_lookup(res_full, ATTR_WORKLOAD), span_rs)
-        ),
-        "event_id": _lookup(attrs_full, ATTR_EVENT_ID),
-        "hop": _lookup(attrs_full, ATTR_HOP),
+        "service": res_lifted[ATTR_SERVICE].take(span_rs_np),
+        "stack": res_lifted[ATTR_STACK].take(span_rs_np),
+        "workload": pc.coalesce(attr_lifted[ATTR_WORKLOAD], res_lifted[ATTR_WORKLOAD].take(span_rs_np)),
+        "event_id": attr_lifted[ATTR_EVENT_ID],
+        "hop": attr_lifted[ATTR_HOP],
         "derived": derived,
         "attributes": attrs,
-        "resource": pc.take(res_rest, span_rs),
+        "resource": res_rest.take(span_rs_np),
         "source": pc.take(pa.array([source]), pa.array(np.zeros(n, dtype=np.int32))),
     }
     return pa.Table.from_arrays([columns[f.name].cast(f.type) for f in SPAN_SCHEMA], schema=SPAN_SCHEMA)
@@ -222,8 +290,8 @@ def _parse(data: bytes) -> pa.Table:
     while True:
         try:
             return pj.read_json(
-                io.BytesIO(data),
-                read_options=pj.ReadOptions(block_size=block),
+                pa.BufferReader(data),
+                read_options=pj.ReadOptions(block_size=block, use_threads=PARSE_THREADS.get()),
                 parse_options=pj.ParseOptions(
                     explicit_schema=_FILE_SCHEMA, unexpected_field_behavior="ignore"
                 ),
