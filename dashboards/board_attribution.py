@@ -7,7 +7,7 @@ and checks the result has exactly those columns.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import barchart, dashboard, table, timeseries
+from grafana_foundation_sdk.builders import barchart, dashboard, nodegraph, table, timeseries
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
@@ -46,6 +46,21 @@ SQL_E2E_HISTORY = (
     "SELECT r.written_at AS time, e.stack || ' / ' || e.workload || ' p99' AS metric, e.p99_ms AS value\n"
     "FROM hopscope_e2e_summary e JOIN hopscope_runs r USING (run_id)\n"
     "WHERE $__timeFilter(r.written_at) AND e.stack IN ($stack) AND e.workload IN ($workload)\nORDER BY 1"
+)
+
+# The node graph takes nodes (id, title, subtitle) and edges (id, source, target, mainstat,
+# secondarystat) as two frames; ids carry stack and workload so several pairs can be shown.
+_PAIR = "stack || ' · ' || workload"
+SQL_GRAPH_NODES = (
+    f"SELECT DISTINCT {_PAIR} || ' · ' || v.node AS id, v.node AS title, {_PAIR} AS subtitle\n"
+    "FROM hopscope_hop_graph, LATERAL (VALUES (source), (target)) AS v(node)\n"
+    f"WHERE {RUN_FILTER}\nORDER BY id"
+)
+SQL_GRAPH_EDGES = (
+    f"SELECT {_PAIR} || ' · ' || hop AS id, {_PAIR} || ' · ' || source AS source,\n"
+    f"       {_PAIR} || ' · ' || target AS target, hop AS detail__hop, p50_ms AS mainstat,\n"
+    "       p99_ms AS secondarystat, crit_share AS detail__crit_share\n"
+    f"FROM hopscope_hop_graph WHERE {RUN_FILTER}\nORDER BY id"
 )
 
 HEADERS = {
@@ -219,6 +234,24 @@ def build() -> dashboard.Dashboard:
         .span(12)
         .height(14)
     )
+    graph = (
+        nodegraph.Panel()
+        .title("Hop graph")
+        .description(
+            "The analysis' hop graph of each stack × workload: checkpoints as nodes, hops as edges "
+            "(main stat p50, secondary p99, ms). Built per run by `hopscope analyze`, not a live "
+            "service graph (the collector's servicegraph connector is not available to this build)."
+        )
+        .datasource(POSTGRES.ref())
+        .unit("ms")
+        .edges(nodegraph.EdgeOptions().main_stat_unit("ms").secondary_stat_unit("ms"))
+        # refIds name the frames: Grafana reads the one with a `source` field as the edges
+        .with_target(SQL(SQL_GRAPH_NODES, ref_id="nodes"))
+        .with_target(SQL(SQL_GRAPH_EDGES, ref_id="edges"))
+        .span(24)
+        .height(12)
+    )
+    board = board.with_panel(graph)
     board = board.with_row(dashboard.Row("Across runs")).with_panel(history)
     board = board.with_row(dashboard.Row("Runs")).with_panel(
         _sql_table(

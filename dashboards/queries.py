@@ -42,6 +42,7 @@ class Query:
     target: dict[str, Any]
     #: Columns the panel's `organize` transformation names (SQL tables/bars), else None.
     expected_columns: tuple[str, ...] | None
+    panel_type: str = ""
 
     @property
     def where(self) -> str:
@@ -79,7 +80,10 @@ def iter_queries(name: str, doc: Mapping[str, Any]) -> Iterator[Query]:
                 raise QueryError(
                     f"{name} panel {panel.get('id')} {panel.get('title')!r}: unknown datasource {ds}"
                 )
-            yield Query(name, panel["id"], panel["title"], found[0], found[1], ds["uid"], target, expected)
+            yield Query(
+                name, panel["id"], panel["title"], found[0], found[1], ds["uid"], target, expected,
+                panel.get("type", ""),
+            )  # fmt: skip
 
 
 def variables(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import networkx as nx
 import numpy as np
 import pandas as pd
 import psycopg
@@ -29,6 +30,8 @@ class AnalysisRun(Protocol):
     def e2e(self) -> pd.DataFrame: ...
     def tail_growth(self) -> pd.DataFrame: ...
     def quality(self) -> Any: ...
+    def pairs(self) -> list[tuple[str, str]]: ...
+    def graph(self, stack: str, workload: str) -> nx.DiGraph: ...
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,23 @@ E2E_SUMMARY = Table(
     ),
     ("run_id", "stack", "workload"),
 )
-TABLES: tuple[Table, ...] = (RUNS, HOP_STATS, TAIL_GROWTH, E2E_SUMMARY)
+#: The analysis' hop graph (`run.graph(stack, workload)`): checkpoints as nodes, each hop the
+#: edge between them. The servicegraph connector is not obtainable here, so the dashboards'
+#: node graph of a run is this one.
+HOP_GRAPH = Table(
+    "hopscope_hop_graph",
+    (
+        *_KEY,
+        _c("hop", "text NOT NULL"),
+        _c("source", "text NOT NULL"),
+        _c("target", "text NOT NULL"),
+        _c("p50_ms", "double precision"),
+        _c("p99_ms", "double precision"),
+        _c("crit_share", "double precision"),
+    ),
+    ("run_id", "stack", "workload", "hop"),
+)
+TABLES: tuple[Table, ...] = (RUNS, HOP_STATS, TAIL_GROWTH, E2E_SUMMARY, HOP_GRAPH)
 
 
 def create_tables(conn: psycopg.Connection) -> None:
@@ -131,6 +150,7 @@ def write_results(run: AnalysisRun, dsn: str, run_id: str, run_dir: str | None =
     hop_rows = _rows(HOP_STATS, run.hop_stats(), run_id, "hop_stats()")
     growth_rows = _rows(TAIL_GROWTH, run.tail_growth(), run_id, "tail_growth()")
     e2e_rows = e2e_summary(run.e2e(), run_id)
+    graph_rows = _rows(HOP_GRAPH, hop_graph_edges(run), run_id, "graph()")
     stacks = sorted({r[1] for r in [*hop_rows, *e2e_rows]})
     workloads = sorted({r[2] for r in [*hop_rows, *e2e_rows]})
     run_row = (run_id, run_dir, stacks, workloads, json.dumps(_jsonable(run.quality()), allow_nan=False))
@@ -144,10 +164,38 @@ def write_results(run: AnalysisRun, dsn: str, run_id: str, run_dir: str | None =
             run_row,
         )
         written[RUNS.name] = 1
-        for table, rows in ((HOP_STATS, hop_rows), (TAIL_GROWTH, growth_rows), (E2E_SUMMARY, e2e_rows)):
+        for table, rows in (
+            (HOP_STATS, hop_rows),
+            (TAIL_GROWTH, growth_rows),
+            (E2E_SUMMARY, e2e_rows),
+            (HOP_GRAPH, graph_rows),
+        ):
             _insert(conn, table, rows)
             written[table.name] = len(rows)
     return written
+
+
+def hop_graph_edges(run: AnalysisRun) -> pd.DataFrame:
+    """One row per hop edge of every stack × workload's hop graph."""
+    rows = []
+    for stack, workload in run.pairs():
+        try:
+            g = run.graph(stack, workload)
+        except KeyError:  # a pair with spans but no analysed delivery has no graph
+            continue
+        for source, target, attrs in g.edges(data=True):
+            rows.append(
+                {
+                    "stack": stack,
+                    "workload": workload,
+                    "hop": attrs["hop"],
+                    "source": source,
+                    "target": target,
+                    **{k: attrs.get(k) for k in ("p50_ms", "p99_ms", "crit_share")},
+                }
+            )
+    columns = ["stack", "workload", "hop", "source", "target", "p50_ms", "p99_ms", "crit_share"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _insert(conn: psycopg.Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -210,3 +210,36 @@ def test_analyze_to_postgres_writes_the_runs_own_statistics(postgres_ctx: Contex
     )
     assert refused.returncode == 1
     assert "writing results to Postgres 127.0.0.1:1/none failed" in refused.stderr
+
+
+def test_hop_graph_panel_draws_the_runs_path_with_its_statistics(written: dict) -> None:
+    """The node graph's two frames for the known run: nodes are the checkpoints, edges chain
+    event start → after each hop in path order, with each hop's true p50 / p99 as stats."""
+    doc = build.dashboards()["attribution.json"]
+    values = q.sql_values(
+        doc, {"run_id": written["run_id"], "stack": "kafka", "workload": written["workload"]}
+    )
+    frames = {
+        x.target["refId"]: q.interpolate_sql(x.text, values, x.where)
+        for x in q.iter_queries("attribution.json", doc)
+        if x.panel_type == "nodeGraph"
+    }
+    with psycopg.connect(written["dsn"]) as conn:
+        nodes_cur = conn.execute(frames["nodes"])
+        node_cols = [d.name for d in nodes_cur.description]
+        nodes = {r[node_cols.index("id")] for r in nodes_cur.fetchall()}
+        edges_cur = conn.execute(frames["edges"])
+        edge_cols = [d.name for d in edges_cur.description]
+        edges = [dict(zip(edge_cols, r, strict=True)) for r in edges_cur.fetchall()]
+    assert {"id", "title"} <= set(node_cols) and {"id", "source", "target", "mainstat"} <= set(edge_cols)
+    pair = f"kafka · {written['workload']} · "
+    chain = [f"{pair}event.start", *(f"{pair}after:{h}" for h in HOPS)]
+    assert nodes == set(chain)
+    by_hop = {e["detail__hop"]: e for e in edges}
+    assert set(by_hop) == set(HOPS)
+    durs = written["truth"]["kafka"]
+    for j, hop in enumerate(HOPS):
+        e = by_hop[hop]
+        assert (e["source"], e["target"]) == (chain[j], chain[j + 1]), hop
+        assert e["mainstat"] == pytest.approx(np.quantile(durs[:, j], 0.5), abs=1e-3), hop
+        assert e["secondarystat"] == pytest.approx(np.quantile(durs[:, j], 0.99), abs=1e-3), hop

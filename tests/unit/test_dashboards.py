@@ -147,8 +147,22 @@ def test_sql_panels_declare_their_columns() -> None:
     sql = [x for x in q.iter_queries("attribution.json", DOCS["attribution.json"]) if x.language == q.SQL]
     assert sql
     for query in sql:
+        if query.panel_type == "nodeGraph":
+            continue  # two frames, no organize: the frame contract is checked below
         if query.target["format"] == "table":
             assert query.expected_columns, query.where
+
+
+def test_node_graph_panel_has_a_nodes_and_an_edges_frame() -> None:
+    graphs = {}
+    for query in q.iter_queries("attribution.json", DOCS["attribution.json"]):
+        if query.panel_type == "nodeGraph":
+            graphs.setdefault(query.panel_id, {})[query.target["refId"]] = query.text
+    assert len(graphs) == 1
+    frames = next(iter(graphs.values()))
+    assert set(frames) == {"nodes", "edges"}
+    assert " AS source" in frames["edges"] and " AS target" in frames["edges"]
+    assert " AS source" not in frames["nodes"]  # else Grafana would read the nodes as edges
 
 
 def test_readme_documents_import_with_tempo_and_jaeger() -> None:
