@@ -22,7 +22,9 @@ class PrometheusConfig(BaseModel):
 class Prometheus(Service):
     name = "prometheus"
     depends_on = ("collector",)
-    start_timeout = 30.0
+    # Prometheus answers 503 until it has replayed its WAL: 34 s here after days of runs'
+    # series, so 30 s failed an `up` on a healthy store.
+    start_timeout = 180.0
 
     @property
     def cfg(self) -> PrometheusConfig:
