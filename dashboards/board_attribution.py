@@ -236,7 +236,7 @@ def build() -> dashboard.Dashboard:
     )
     graph = (
         nodegraph.Panel()
-        .title("Hop graph")
+        .title("Hop graph (from the analysis)")
         .description(
             "The analysis' hop graph of each stack × workload: checkpoints as nodes, hops as edges "
             "(main stat p50, secondary p99, ms). Built per run by `hopscope analyze`, not a live "

@@ -9,7 +9,7 @@ as Grafana would send them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,16 @@ LANGUAGE_OF = {"prometheus": PROMQL, "grafana-postgresql-datasource": SQL}
 
 # Grafana's interval macros, as the duration a short test window uses.
 PROM_MACROS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
+#: Grafana's Node Graph data API: a panel gets a nodes frame and an edges frame (told apart by a
+#: `source` field) and reads these fields by name; `detail__*` (context menu) and `arc__*` (node
+#: ring) are prefixes. Any other column is silently ignored, so a misnamed one is an error here.
+NODE_GRAPH_REQUIRED = {"nodes": ("id",), "edges": ("id", "source", "target")}
+NODE_GRAPH_FIELDS = {
+    "nodes": ("id", "title", "subtitle", "mainstat", "secondarystat", "color", "icon", "nodeRadius", "highlighted"),
+    "edges": ("id", "source", "target", "mainstat", "secondarystat", "thickness", "color", "highlighted",
+              "strokeDasharray"),
+}  # fmt: skip
+NODE_GRAPH_PREFIXES = {"nodes": ("detail__", "arc__"), "edges": ("detail__",)}
 _VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 _TIME_FILTER = re.compile(r"\$__timeFilter\(([^)]+)\)")
 
@@ -84,6 +94,23 @@ def iter_queries(name: str, doc: Mapping[str, Any]) -> Iterator[Query]:
                 name, panel["id"], panel["title"], found[0], found[1], ds["uid"], target, expected,
                 panel.get("type", ""),
             )  # fmt: skip
+
+
+def node_graph_frame_problems(frame: str, columns: Sequence[str]) -> list[str]:
+    """What keeps `columns` (a query's result) from being Grafana's node graph `frame` ("nodes"/"edges")."""
+    if frame not in NODE_GRAPH_REQUIRED:
+        return [f"refId {frame!r} is neither 'nodes' nor 'edges'"]
+    problems = [f"{frame} frame lacks {c!r}" for c in NODE_GRAPH_REQUIRED[frame] if c not in columns]
+    if frame == "nodes" and "source" in columns:
+        problems.append("nodes frame has a 'source' field: Grafana would read it as edges")
+    problems += [
+        f"{frame} frame column {c!r} is no Node Graph field"
+        for c in columns
+        if c not in NODE_GRAPH_FIELDS[frame] and not c.startswith(NODE_GRAPH_PREFIXES[frame])
+    ]
+    if len(set(columns)) != len(columns):
+        problems.append(f"{frame} frame repeats a column: {list(columns)}")
+    return problems
 
 
 def variables(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -136,6 +136,7 @@ def test_every_attribution_sql_query_runs_and_returns_the_panel_columns(written:
     )
     queries = [x for x in q.iter_queries("attribution.json", doc) if x.language == q.SQL]
     assert len(queries) >= 5
+    graph_frames: set[str] = set()
     with psycopg.connect(written["dsn"]) as conn:
         for query in queries:
             sql = q.interpolate_sql(query.text, values, query.where)
@@ -144,7 +145,14 @@ def test_every_attribution_sql_query_runs_and_returns_the_panel_columns(written:
                 columns = tuple(d.name for d in cur.description)
                 rows = cur.fetchall()
             assert rows, f"{query.where}: no rows for run {written['run_id']}\n{sql}"
-            if query.expected_columns is not None:
+            if query.panel_type == "nodeGraph":
+                # Two frames, no organize: the contract is Grafana's Node Graph field names.
+                frame = query.target["refId"]
+                assert not q.node_graph_frame_problems(frame, columns), (
+                    f"{query.where} {frame}: {q.node_graph_frame_problems(frame, columns)}"
+                )
+                graph_frames.add(frame)
+            elif query.expected_columns is not None:
                 assert columns == query.expected_columns, f"{query.where}: columns {columns}"
             elif query.target["format"] == "time_series":
                 assert columns == ("time", "metric", "value"), (
@@ -152,6 +160,7 @@ def test_every_attribution_sql_query_runs_and_returns_the_panel_columns(written:
                 )
             if "stack IN" in sql and "stack" in columns:
                 assert {r[columns.index("stack")] for r in rows} == {"kafka"}, f"{query.where} ignores $stack"
+    assert graph_frames == {"nodes", "edges"}, "the Hop graph's frames must go through this check"
 
 
 def test_the_attribution_variables_offer_the_written_run(written: dict) -> None:
@@ -231,12 +240,21 @@ def test_hop_graph_panel_draws_the_runs_path_with_its_statistics(written: dict) 
         edges_cur = conn.execute(frames["edges"])
         edge_cols = [d.name for d in edges_cur.description]
         edges = [dict(zip(edge_cols, r, strict=True)) for r in edges_cur.fetchall()]
-    assert {"id", "title"} <= set(node_cols) and {"id", "source", "target", "mainstat"} <= set(edge_cols)
+    assert node_cols == ["id", "title", "subtitle"]
+    assert edge_cols == [
+        "id",
+        "source",
+        "target",
+        "detail__hop",
+        "mainstat",
+        "secondarystat",
+        "detail__crit_share",
+    ]
     pair = f"kafka · {written['workload']} · "
     chain = [f"{pair}event.start", *(f"{pair}after:{h}" for h in HOPS)]
     assert nodes == set(chain)
     by_hop = {e["detail__hop"]: e for e in edges}
-    assert set(by_hop) == set(HOPS)
+    assert len(edges) == len(HOPS) and set(by_hop) == set(HOPS)  # harper's edges are filtered out
     durs = written["truth"]["kafka"]
     for j, hop in enumerate(HOPS):
         e = by_hop[hop]

@@ -163,6 +163,29 @@ def test_node_graph_panel_has_a_nodes_and_an_edges_frame() -> None:
     assert set(frames) == {"nodes", "edges"}
     assert " AS source" in frames["edges"] and " AS target" in frames["edges"]
     assert " AS source" not in frames["nodes"]  # else Grafana would read the nodes as edges
+    (panel,) = [p for p in DOCS["attribution.json"]["panels"] if p["type"] == "nodeGraph"]
+    assert panel["title"] == "Hop graph (from the analysis)"
+    assert panel["options"]["edges"] == {"mainStatUnit": "ms", "secondaryStatUnit": "ms"}
+    assert {t["format"] for t in panel["targets"]} == {"table"}
+
+
+def test_node_graph_frame_contract_rejects_what_grafana_would_misread() -> None:
+    assert q.node_graph_frame_problems("nodes", ("id", "title", "subtitle", "detail__x", "arc__ok")) == []
+    assert q.node_graph_frame_problems("edges", ("id", "source", "target", "mainstat", "secondarystat")) == []
+    assert q.node_graph_frame_problems("edges", ("id", "source", "mainstat")) == [
+        "edges frame lacks 'target'"
+    ]
+    assert q.node_graph_frame_problems("nodes", ("id", "source")) == [
+        "nodes frame has a 'source' field: Grafana would read it as edges",
+        "nodes frame column 'source' is no Node Graph field",
+    ]
+    assert q.node_graph_frame_problems("edges", ("id", "source", "target", "main_stat")) == [
+        "edges frame column 'main_stat' is no Node Graph field"
+    ]
+    assert q.node_graph_frame_problems("edges", ("id", "source", "target", "arc__x")) == [
+        "edges frame column 'arc__x' is no Node Graph field"
+    ]
+    assert q.node_graph_frame_problems("A", ("id",)) == ["refId 'A' is neither 'nodes' nor 'edges'"]
 
 
 def test_readme_documents_import_with_tempo_and_jaeger() -> None:
