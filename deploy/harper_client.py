@@ -170,6 +170,9 @@ class HarperClient:
             # the worker restarts: wait for that gap first, or a ready check would pass too early.
             self._wait_restart_gap(timeout=min(30.0, timeout))
             self.wait_rest_ready(ready_path, timeout=timeout)
+            # restarted workers reconnect replication afterwards; a confirmed write sent before
+            # that waits for a confirmation that does not come (seen as a 15 s timeout in CI)
+            self.wait_replicating(timeout=timeout)
         return answer if isinstance(answer, dict) else {"message": answer}
 
     def _wait_restart_gap(self, *, timeout: float) -> None:
@@ -202,6 +205,30 @@ class HarperClient:
                     if time.monotonic() >= deadline:
                         raise HarperError(f"node {node.name}: {url} not ready after {timeout:.0f}s ({last})")
                     time.sleep(0.5)
+
+    def wait_replicating(self, *, timeout: float = 60.0) -> None:
+        """Wait until every node reports every peer's replication sockets connected."""
+        if len(self.nodes) < 2:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            down: dict[str, list[str]] = {}
+            for node in self.nodes:
+                try:
+                    peers = self.peers(node)
+                except (HarperError, httpx.HTTPError) as exc:
+                    down[node.name] = [f"cluster_status failed: {exc}"]
+                    continue
+                missing = [p for p, ok in peers.items() if not ok]
+                if len(peers) < len(self.nodes) - 1:
+                    missing.append(f"{len(self.nodes) - 1 - len(peers)} peer(s) not listed")
+                if missing:
+                    down[node.name] = missing
+            if not down:
+                return
+            if time.monotonic() >= deadline:
+                raise HarperError(f"replication not connected after {timeout:.0f}s: {down}")
+            time.sleep(0.5)
 
     # --- cluster state -----------------------------------------------------------
     def peers(self, which: int | HarperNode) -> dict[str, bool]:
