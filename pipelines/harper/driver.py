@@ -219,18 +219,8 @@ class HarperDriver(Driver):
             headers=self.client.auth_headers(), timeout=cfg.request_timeout_s, limits=limits
         )
         self._subs = self._plan_subscribers(workload)
-        user, password = self.client.auth()
         for sub in self._subs:
-            node = self.client.node(sub.node)
-            sub.client = aiomqtt.Client(
-                node.mqtt_host,
-                node.mqtt_port,
-                username=user,
-                password=password,
-                identifier=f"{run.run_id}-{sub.name}"[:64],
-                protocol=aiomqtt.ProtocolVersion.V5,
-                max_queued_incoming_messages=0,
-            )
+            sub.client = self._mqtt(sub.node, f"{run.run_id}-{sub.name}", max_queued_incoming_messages=0)
             await sub.client.__aenter__()
             # retainHandling=2: a table subscription would first replay every stored record
             for flt in sub.filters:
@@ -239,20 +229,27 @@ class HarperDriver(Driver):
                 )
             sub.task = asyncio.create_task(self._consume(sub))
         if workload.name == "fanout":
-            node = self.client.node(cfg.write_node)
-            self._publisher = aiomqtt.Client(
-                node.mqtt_host,
-                node.mqtt_port,
-                username=user,
-                password=password,
-                identifier=f"{run.run_id}-publisher"[:64],
-                protocol=aiomqtt.ProtocolVersion.V5,
-                max_inflight_messages=1000,
+            self._publisher = self._mqtt(
+                cfg.write_node, f"{run.run_id}-publisher", max_inflight_messages=1000
             )
             # QoS 1 publishes in flight are the open loop working as meant, not a concern to log
             self._publisher.pending_calls_threshold = max(1000, self.config.max_connections)
             await self._publisher.__aenter__()
         await asyncio.sleep(0.5)  # subscriptions reach the other nodes' routing
+
+    def _mqtt(self, node_index: int, identifier: str, **options: Any) -> aiomqtt.Client:
+        """An MQTT 5 client of one node, with the cluster's credentials (not yet connected)."""
+        node = self.client.node(node_index)
+        user, password = self.client.auth()
+        return aiomqtt.Client(
+            node.mqtt_host,
+            node.mqtt_port,
+            username=user,
+            password=password,
+            identifier=identifier[:64],
+            protocol=aiomqtt.ProtocolVersion.V5,
+            **options,
+        )
 
     def _plan_subscribers(self, workload: Workload) -> list[_Sub]:
         n = len(self.client.nodes)
