@@ -310,6 +310,8 @@ class Run:
                 "traces": int(sel.sum()),
                 "complete_traces": int((complete & sel).sum()),
                 "spans": int(np.sum(sel[sa.trace])),
+                # contrib-instrumentation spans inside a hop (see fold.py): detail, not hops
+                "library_spans_folded": int(counts["folded_library_spans"][sel].sum()),
                 "orphan_spans": int(counts["orphan_spans"][sel].sum()),
                 "duplicate_span_ids": int(counts["duplicate_span_ids"][sel].sum()),
                 "negative_durations": int(counts["negative_durations"][sel].sum()),

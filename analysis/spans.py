@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .fold import fold_library_spans
 from .tree import levels
 
 KIND_CODES = {"UNSPECIFIED": 0, "INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
@@ -445,8 +446,11 @@ def _per_trace_name(codes: np.ndarray, names: np.ndarray, trace_lo: np.ndarray) 
     return lookup[np.where(best >= 0, best, len(names))]
 
 
-def _merged_codes(primary: pa.ChunkedArray, fallback: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of coalesce(primary, fallback) over one merged dictionary (-1 where both are null)."""
+def _merged_codes(
+    primary: pa.ChunkedArray, fallback: pa.ChunkedArray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes of coalesce(primary, fallback) over one merged dictionary (-1 where both are null),
+    and where the primary had the value."""
     pc_, pn = _codes(primary)
     fc, fn = _codes(fallback)
     names = np.asarray(sorted(set(pn.tolist()) | set(fn.tolist())), dtype=object)
@@ -454,7 +458,7 @@ def _merged_codes(primary: pa.ChunkedArray, fallback: pa.ChunkedArray) -> tuple[
     pmap = np.array([index[v] for v in pn.tolist()] + [-1], dtype=np.int32)
     fmap = np.array([index[v] for v in fn.tolist()] + [-1], dtype=np.int32)
     out = np.where(pc_ >= 0, pmap[pc_], fmap[fc])
-    return out.astype(np.int32), names
+    return out.astype(np.int32), names, pc_ >= 0
 
 
 class ParquetColumns:
@@ -646,8 +650,9 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     kind_map = np.array([KIND_CODES.get(str(k).upper(), 0) for k in kind_names] + [1], dtype=np.int8)
     kind = kind_map[np.where(kind_codes >= 0, kind_codes, len(kind_names))][keep]
 
-    hop, hop_names = _merged_codes(table.column("hop"), table.column("name"))
+    hop, hop_names, hop_attr = _merged_codes(table.column("hop"), table.column("name"))
     hop = np.where(hop >= 0, hop, len(hop_names)).astype(np.int32)[keep]
+    hop_attr = hop_attr[keep]
     hop_names = np.append(hop_names, "(unnamed)").astype(object)
 
     service, service_names = _codes(table.column("service"))
@@ -711,7 +716,7 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
         "negative_durations": np.bincount(dense[negative], minlength=len(uniq)),
         "true_roots": np.bincount(dense[~hp], minlength=len(uniq)),
     }
-    return SpanArrays(
+    arrays = SpanArrays(
         trace=dense.astype(np.int64),
         trace_id_arrow=trace_names if dense_codes else trace_names.take(pa.array(uniq)).cast(pa.string()),
         trace_lo=trace_lo,
@@ -736,3 +741,4 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
         trace_event_arrow=trace_event,
         counts=counts,
     )
+    return fold_library_spans(arrays, hop_attr)

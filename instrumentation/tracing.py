@@ -7,14 +7,19 @@ code runs with tracing off: that is one side of the tracing-overhead A/B.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Literal
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 
-from .conventions import ATTR_RUN_ID, ATTR_SERVICE, ATTR_STACK
+from .conventions import ATTR_HOP, ATTR_RUN_ID, ATTR_SERVICE, ATTR_STACK
 
 #: Env vars read when no endpoint/protocol is passed (OTel's own names first).
 ENDPOINT_ENV = ("HOPSCOPE_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -56,6 +61,32 @@ def make_otlp_exporter(endpoint: str | None = None, protocol: str | None = None)
     return HttpExporter(endpoint=url)
 
 
+class HopRoots(Sampler):
+    """Starts a trace only for a hop span (one that names `hopscope.hop` when it starts).
+
+    Behind `ParentBased`: a span with a parent follows the parent's sampled flag. A
+    library span (contrib instrumentation) made outside any hop — connection set-up,
+    housekeeping queries — would otherwise be a trace of its own with no event.
+    """
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if attributes and ATTR_HOP in attributes:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+        return SamplingResult(Decision.DROP, None, trace_state)
+
+    def get_description(self) -> str:
+        return "HopRoots"
+
+
 def setup_tracing(
     service_name: str,
     stack: str,
@@ -84,7 +115,9 @@ def setup_tracing(
             ATTR_RUN_ID: run_id,
         }
         attributes.update(extra_resource or {})
-        sdk_provider = TracerProvider(resource=Resource.create(attributes))
+        sdk_provider = TracerProvider(
+            resource=Resource.create(attributes), sampler=ParentBased(root=HopRoots())
+        )
         sdk_provider.add_span_processor(
             BatchSpanProcessor(
                 exporter if exporter is not None else make_otlp_exporter(endpoint, protocol),

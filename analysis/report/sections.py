@@ -354,7 +354,7 @@ def workload_sections(ctx: ReportContext) -> Iterable[Section]:
 #: Quality columns that describe the data rather than count a problem with it.
 INFORMATIONAL = {
     "stack", "workload", "traces", "complete_traces", "spans", "deliveries", "deliveries_analysed", "events",
-    "clock_skew_corrections",
+    "clock_skew_corrections", "library_spans_folded",
 }  # fmt: skip
 
 

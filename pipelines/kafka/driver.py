@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 
 import orjson
 
+from hopscope.instrumentation.libraries import trace_client, within_traceparent
 from hopscope.instrumentation.tracing import ENDPOINT_ENV, setup_tracing, shutdown_tracing
 
 from ..driver import Ack, Driver, Event, PreflightError, RunContext
@@ -100,6 +101,7 @@ class KafkaDriver(Driver):
         self._procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self._threads: list[Any] = []
         self._providers: list[Any] = []
+        self._client: Any = None
         self._topics_made: list[str] = []
         self._streams: StreamsApp | None = None
         self._producer: Any = None
@@ -243,6 +245,12 @@ class KafkaDriver(Driver):
             # The load generator calls teardown only after a successful setup: stop what was started.
             await self.teardown()
             raise
+
+    def _client_provider(self) -> Any:
+        """The client side's library spans (psycopg INSERT, httpx GET) in this process."""
+        if self._client is None:
+            self._client = self._provider("kafka.client")
+        return self._client
 
     def _provider(self, service: str) -> Any:
         provider = setup_tracing(
@@ -405,7 +413,9 @@ class KafkaDriver(Driver):
         reader.start()
         self._threads.append(reader)
         self._warm_up_streams(reader)
-        self._http = httpx.AsyncClient(base_url=self._streams.url, timeout=10)
+        self._http = trace_client(
+            httpx.AsyncClient(base_url=self._streams.url, timeout=10), self._client_provider()
+        )
 
     def _warm_up_streams(self, reader: AggregateReader, count: int = STREAMS_WARMUP) -> None:
         """Push untraced records through the Streams app until the reader has seen them all.
@@ -549,16 +559,18 @@ class KafkaDriver(Driver):
         if self._pg_free is None:
             self._pg_free = asyncio.Queue()
             for _ in range(PG_POOL):
-                self._pg_free.put_nowait(await psycopg.AsyncConnection.connect(self._dsn(), autocommit=True))
+                conn = await psycopg.AsyncConnection.connect(self._dsn(), autocommit=True)
+                self._pg_free.put_nowait(trace_client(conn, self._client_provider()))
         conn = await self._pg_free.get()
         try:
             sent = now_ns()
             body = self._payload(event, sent).encode().decode()
-            await conn.execute(
-                f"INSERT INTO {WN_TABLE} (run_id, event_id, key, traceparent, payload, sent_ns) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                (self.run.run_id, event.event_id, event.key, traceparent, body, sent),
-            )
+            with within_traceparent(traceparent):  # the INSERT's library span joins the event's trace
+                await conn.execute(
+                    f"INSERT INTO {WN_TABLE} (run_id, event_id, key, traceparent, payload, sent_ns) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (self.run.run_id, event.event_id, event.key, traceparent, body, sent),
+                )
             return Ack("ok", now_ns())
         except psycopg.Error as exc:
             return Ack("error", now_ns(), f"INSERT failed: {exc}")
@@ -574,7 +586,10 @@ class KafkaDriver(Driver):
             "hopscope-workload": POINT_READ,
         }
         try:
-            r = await self._http.get(f"/aggregates/{event.key}", headers=headers)
+            # With tracing on, the httpx span is current and its inject replaces `traceparent`:
+            # the Streams app's server span becomes its child (the analysis folds it into the hop).
+            with within_traceparent(traceparent):
+                r = await self._http.get(f"/aggregates/{event.key}", headers=headers)
         except httpx.HTTPError as exc:
             return Ack("error", now_ns(), f"interactive query failed: {exc}")
         # 404 is a valid answer: the key has no aggregate yet.

@@ -38,6 +38,7 @@ from hopscope.instrumentation.carriers import (
 )
 from hopscope.instrumentation.derived import NS_PER_MS, DerivedHop, derived_chain, us_to_ns
 from hopscope.instrumentation.hops import hop_span
+from hopscope.instrumentation.libraries import trace_client
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 
 from .common import READY, EventPayload, consumer_config, now_ns, receipt_line
@@ -243,7 +244,7 @@ def _redis(url: str) -> Any:
 
 def run_notifier(cfg: GlueConfig) -> None:
     glue = Glue(cfg)
-    r = _redis(cfg.redis_url)
+    r = trace_client(_redis(cfg.redis_url), glue.provider)
     channel = f"{cfg.channel_prefix}notify"
 
     def handle(msgs: list[Any]) -> None:
@@ -289,7 +290,7 @@ def _publish_one(glue: Glue, r: Any, inc: Incoming, consume_hop: str, channels: 
 
 def run_router(cfg: GlueConfig) -> None:
     glue = Glue(cfg)
-    r = _redis(cfg.redis_url)
+    r = trace_client(_redis(cfg.redis_url), glue.provider)
 
     def matching(filters: dict[bytes, bytes], fields: dict[str, str]) -> list[str]:
         out = []
@@ -341,7 +342,7 @@ def run_ingest(cfg: GlueConfig) -> None:
     import psycopg
 
     glue = Glue(cfg)
-    conn = psycopg.connect(cfg.dsn, autocommit=False)
+    conn = trace_client(psycopg.connect(cfg.dsn, autocommit=False), glue.provider)
     insert = f"INSERT INTO {cfg.table} (run_id, event_id, key, payload, sent_ns) VALUES (%s, %s, %s, %s, %s)"
     out = sys.stdout
 
@@ -360,20 +361,10 @@ def run_ingest(cfg: GlueConfig) -> None:
             return
         start = now_ns()
         # One transaction per fetched batch: the consumer's natural unit; every row's
-        # pg.insert span covers the statement and the commit it waited for.
-        with conn.cursor() as cur:
-            cur.executemany(
-                insert,
-                [
-                    (cfg.run_id, i.event_id, i.payload.key, raw.decode(), i.payload.sent_ns)
-                    for i, _, raw in batch
-                ],
-            )
-        conn.commit()
-        done = now_ns()
-        lines = []
-        for inc, consume, _ in batch:
-            span = glue.tracer.start_span(
+        # pg.insert span covers the statement and the commit it waited for. The
+        # statement's own (psycopg) span nests under the first row's.
+        spans = [
+            glue.tracer.start_span(
                 "pg.insert",
                 context=trace.set_span_in_context(consume),
                 kind=SpanKind.CLIENT,
@@ -389,6 +380,20 @@ def run_ingest(cfg: GlueConfig) -> None:
                     "db.operation.batch.size": len(batch),
                 },
             )
+            for inc, consume, _ in batch
+        ]
+        with trace.use_span(spans[0]), conn.cursor() as cur:
+            cur.executemany(
+                insert,
+                [
+                    (cfg.run_id, i.event_id, i.payload.key, raw.decode(), i.payload.sent_ns)
+                    for i, _, raw in batch
+                ],
+            )
+        conn.commit()
+        done = now_ns()
+        lines = []
+        for (inc, _, _), span in zip(batch, spans, strict=True):
             span.end(end_time=done)
             lines.append(receipt_line(inc.event_id, "sink", done))
         out.write("".join(lines))

@@ -141,7 +141,9 @@ def _servicegraph_built() -> bool:
 
 
 SERVICEGRAPH = _servicegraph_built()
-NO_SERVICEGRAPH = "servicegraph connector not in the collector build: the module proxy serves no release of it"
+NO_SERVICEGRAPH = (
+    "servicegraph connector not in the collector build: the module proxy serves no release of it"
+)
 
 
 def _is_servicegraph(promql: str) -> bool:

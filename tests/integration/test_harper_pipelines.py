@@ -208,7 +208,9 @@ def _assert_span_metrics_cardinality_is_bounded(ctx: Context, run_id: str, event
             break
         time.sleep(1)
     assert series, f"no span metrics for {run_id} at :{port}/metrics"
-    assert len(series) < min(60, events), f"{len(series)} calls_total series for {events} events: {series[:3]}"
+    assert len(series) < min(60, events), (
+        f"{len(series)} calls_total series for {events} events: {series[:3]}"
+    )
 
 
 @pytest.mark.parametrize("name", list(RUNS))

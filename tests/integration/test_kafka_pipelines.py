@@ -88,6 +88,27 @@ def _bench(ctx: Context, workload: str, **overrides: Any) -> tuple[Path, Any]:
     return run_dir, result
 
 
+#: The contrib instrumentations' spans each workload must show (prefixes of span names).
+LIBRARY_SPANS = {
+    "write_notify": ("INSERT", "PUBLISH"),  # bench's psycopg INSERT, notifier's redis PUBLISH
+    "fanout": ("HGETALL", "PUBLISH"),  # router: filters read, then a pipeline of PUBLISHes
+    "aggregate": ("GET",),  # point reads through httpx
+    "ingest": ("INSERT",),  # the ingest consumer's batch INSERT
+}
+
+
+def _check_library_spans(run_dir: Path, workload: str, quality: dict[str, Any], hops: pd.DataFrame) -> None:
+    """Library spans are in the run (with a parent: nested in a hop) and folded, never hops."""
+    spans = pd.read_parquet(run_dir / "spans.parquet", columns=["name", "hop", "parent_span_id"])
+    library = spans[spans["hop"].isna()]
+    names = set(library["name"])
+    for prefix in LIBRARY_SPANS[workload]:
+        assert any(n.startswith(prefix) for n in names), (prefix, names)
+    assert library["parent_span_id"].notna().all(), "a library span outside any hop was exported"
+    assert quality["library_spans_folded"] > 0, quality
+    assert not names & set(hops["hop"]), names & set(hops["hop"])
+
+
 def _check_run(run_dir: Path, workload: str) -> dict[str, Any]:
     from hopscope.analysis import load
 
@@ -121,6 +142,7 @@ def _check_run(run_dir: Path, workload: str) -> dict[str, Any]:
     hops = hops[hops["workload"] == workload]
     expected = json.loads((run_dir / "manifest.json").read_text())["expected_hops"]["kafka"][workload]
     assert set(expected) <= set(hops["hop"]), set(expected) - set(hops["hop"])
+    _check_library_spans(run_dir, workload, quality, hops)
     top = hops.sort_values("tail_share_p99", ascending=False).head(3)
     summary = {
         "e2e_p50_ms": round(p50_ledger, 2),

@@ -30,6 +30,7 @@ WORKLOADS = ["write_notify", "fanout", "aggregate", "ingest"]
 #: Smoke rates are low (50 ev/s); a healthy stack delivers essentially everything.
 MIN_DELIVERED = 0.95
 
+
 @pytest.fixture(scope="module")
 def run_dir(deployed: Context) -> Path:
     if RUN_DIR.exists():

@@ -218,7 +218,7 @@ def test_setup_tracing_resource_and_disabled_path() -> None:
     exporter = InMemorySpanExporter()
     provider = setup_tracing("kafka.notifier", "kafka", "run-1", exporter=exporter)
     assert tracing_enabled(provider)
-    provider.get_tracer("t").start_span("a").end()
+    provider.get_tracer("t").start_span("a", attributes={conventions.ATTR_HOP: "a"}).end()
     shutdown_tracing(provider)
     (span,) = exporter.get_finished_spans()
     attrs = span.resource.attributes

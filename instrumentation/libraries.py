@@ -1,0 +1,69 @@
+"""Contrib instrumentations on the clients of the Kafka stack's Python services.
+
+Each client object is instrumented on its own (psycopg connection, redis client,
+httpx client) rather than by patching the library for the whole process: the
+load-generator process also holds other stacks' clients and the services' health
+checks, which must stay untraced.
+
+The library spans (`INSERT`, `PUBLISH`, `GET` …) become children of the hop span
+that is current when the call is made; the analysis folds them into that hop
+(`analysis/fold.py`). Outside any hop they are dropped by `HopRoots`.
+
+Not used: the confluent-kafka instrumentation. Its PRODUCER span covers only the
+enqueue into librdkafka's buffer, its consumer side starts a new trace per record
+(joined only by a link), and it appends a second `traceparent` header; hopscope's
+hop spans keep one trace per event across the broker instead (`hops.py`).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from opentelemetry import context, trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from .tracing import tracing_enabled
+
+C = TypeVar("C")
+
+_W3C = TraceContextTextMapPropagator()
+
+
+def trace_client(client: C, provider: trace.TracerProvider) -> C:
+    """`client` with its library's contrib instrumentation bound to `provider` (as is with tracing off)."""
+    if not tracing_enabled(provider):
+        return client
+    module = type(client).__module__.split(".")[0]
+    if module == "psycopg":
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+        return PsycopgInstrumentor.instrument_connection(client, tracer_provider=provider)  # type: ignore[type-var]
+    if module == "redis":
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        RedisInstrumentor.instrument_client(client, tracer_provider=provider)  # type: ignore[arg-type]
+        return client
+    if module == "httpx":
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)  # type: ignore[arg-type]
+        return client
+    raise TypeError(f"no contrib instrumentation for {type(client).__module__}.{type(client).__name__}")
+
+
+class within_traceparent:
+    """Makes an event's carried context current, so library spans nest under its hop.
+
+    Plain object (not contextlib) so it nests in async code: attach/detach stay in
+    the task that entered it.
+    """
+
+    def __init__(self, traceparent: str) -> None:
+        self._ctx = _W3C.extract({"traceparent": traceparent})
+        self._token: object | None = None
+
+    def __enter__(self) -> None:
+        self._token = context.attach(self._ctx)
+
+    def __exit__(self, *exc: object) -> None:
+        context.detach(self._token)  # type: ignore[arg-type]
