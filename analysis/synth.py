@@ -207,6 +207,18 @@ def default_pairs() -> list[PairSpec]:
         return [st(W, dist=wait), st(S, hop, svc, "CONSUMER", _ln(0.08, 0.3))]
 
     kafka_fetch = _spiky(_ln(1.5, 0.6), 0.01, _ln(40.0, 0.4))  # consumer fetch / poll
+    # the client's REST write and, inside it, the node's commit
+    harper_put = st(
+        R,
+        "http.put",
+        "harper.client",
+        "CLIENT",
+        _ln(0.4, 0.3),
+        server_hop="harper.commit",
+        server_service="harper.node1",
+        server_dist=_ln(1.2, 0.4),
+        load=0.2,
+    )
     debezium_poll = _spiky(Dist("exponential", mean_ms=4.0), 0.02, _ln(80.0, 0.3))
     pairs = [
         PairSpec(
@@ -239,17 +251,7 @@ def default_pairs() -> list[PairSpec]:
             "harper",
             "write_notify",
             [
-                st(
-                    R,
-                    "http.put",
-                    "harper.client",
-                    "CLIENT",
-                    _ln(0.4, 0.3),
-                    server_hop="harper.commit",
-                    server_service="harper.node1",
-                    server_dist=_ln(1.2, 0.4),
-                    load=0.2,
-                ),
+                harper_put,
                 st(W, dist=Dist("exponential", mean_ms=0.3)),
                 st(S, "harper.publish", "harper.node1", "PRODUCER", _ln(0.2, 0.3)),
             ],
@@ -311,17 +313,7 @@ def default_pairs() -> list[PairSpec]:
             "harper",
             "aggregate",
             [
-                st(
-                    R,
-                    "http.put",
-                    "harper.client",
-                    "CLIENT",
-                    _ln(0.4, 0.3),
-                    server_hop="harper.commit",
-                    server_service="harper.node1",
-                    server_dist=_ln(1.2, 0.4),
-                    load=0.2,
-                ),
+                harper_put,
                 st(S, "component.aggregate", "harper.node1", "INTERNAL", _ln(0.5, 0.4)),
             ],
             Fanout(

@@ -13,7 +13,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from .dataqueries import SQL
 from .datasources import POSTGRES
-from .panels import legend, nav_links, sql_variable, tooltip
+from .panels import board, legend, sql_variable, tooltip
 
 UID = "hopscope-attribution"
 RUN_FILTER = "run_id = '$run_id' AND stack IN ($stack) AND workload IN ($workload)"
@@ -173,21 +173,16 @@ def build() -> dashboard.Dashboard:
         .span(24)
         .height(8)
     )
-    board = (
-        dashboard.Dashboard("hopscope: attribution")
-        .uid(UID)
-        .description(
-            "Per-hop statistics, variance and tail shares, tail growth: `hopscope analyze --to-postgres`."
-        )
-        .tags(["hopscope", "generated"])
-        .time("now-30d", "now")
-        .timezone("browser")
-        .links(nav_links())
+    out = board(
+        "hopscope: attribution",
+        UID,
+        "Per-hop statistics, variance and tail shares, tail growth: `hopscope analyze --to-postgres`.",
+        _variables(),
+        time_from="now-30d",
+        refresh=None,
     )
-    for var in _variables():
-        board = board.with_variable(var)
-    board = board.with_row(dashboard.Row("Run $run_id"))
-    board = board.with_panel(
+    out = out.with_row(dashboard.Row("Run $run_id"))
+    out = out.with_panel(
         _sql_table(
             "End-to-end latency",
             "Per stack × workload: client intent to subscriber receipt, from the analysis (exact, not bucketed).",
@@ -198,7 +193,7 @@ def build() -> dashboard.Dashboard:
         .span(24)
         .height(7)
     )
-    board = board.with_panel(
+    out = out.with_panel(
         _sql_table(
             "Per-hop statistics and attribution",
             "Each hop's latency distribution and its share of e2e variance, of the p99 / p99.9 tail excess "
@@ -210,7 +205,7 @@ def build() -> dashboard.Dashboard:
         .span(24)
         .height(12)
     )
-    board = board.with_panel(
+    out = out.with_panel(
         _bars(
             "Where variance and tail come from",
             "Share of Var(e2e) and of the p99 / p99.9 tail excess per hop.",
@@ -222,7 +217,7 @@ def build() -> dashboard.Dashboard:
         .span(12)
         .height(14)
     )
-    board = board.with_panel(
+    out = out.with_panel(
         _bars(
             "Tail growth along the path",
             "p50 / p99 / p99.9 of the partial sum of hops: where the tail opens up.",
@@ -251,9 +246,9 @@ def build() -> dashboard.Dashboard:
         .span(24)
         .height(12)
     )
-    board = board.with_panel(graph)
-    board = board.with_row(dashboard.Row("Across runs")).with_panel(history)
-    board = board.with_row(dashboard.Row("Runs")).with_panel(
+    out = out.with_panel(graph)
+    out = out.with_row(dashboard.Row("Across runs")).with_panel(history)
+    out = out.with_row(dashboard.Row("Runs")).with_panel(
         _sql_table(
             "Analysed runs",
             "Runs written to the results tables, newest first.",
@@ -264,4 +259,4 @@ def build() -> dashboard.Dashboard:
         .span(24)
         .height(8)
     )
-    return board
+    return out

@@ -13,8 +13,8 @@ from .datasources import PROMETHEUS, TEMPO
 from .panels import (
     QUANTILES,
     SPAN_FILTER,
+    board,
     link,
-    nav_links,
     prom,
     quantile_expr,
     span_variables,
@@ -143,23 +143,17 @@ def build() -> dashboard.Dashboard:
         .span(12)
         .height(12)
     )
-    board = (
-        dashboard.Dashboard("hopscope: per-hop breakdown")
-        .uid(UID)
-        .description("Per-hop latency quantiles and distributions, the service graph, links to slow traces.")
-        .tags(["hopscope", "generated"])
-        .refresh("30s")
-        .time("now-30m", "now")
-        .timezone("browser")
-        .links(nav_links())
+    out = board(
+        "hopscope: per-hop breakdown",
+        UID,
+        "Per-hop latency quantiles and distributions, the service graph, links to slow traces.",
+        span_variables(),
     )
-    for var in span_variables():
-        board = board.with_variable(var)
-    board = board.with_row(dashboard.Row("Hop latency"))
+    out = out.with_row(dashboard.Row("Hop latency"))
     for panel in quantiles:
-        board = board.with_panel(panel)
-    board = board.with_panel(hop_table).with_panel(calls).with_panel(_heatmap())
-    return board.with_row(dashboard.Row("Service graph")).with_panel(service_graph).with_panel(edges)
+        out = out.with_panel(panel)
+    out = out.with_panel(hop_table).with_panel(calls).with_panel(_heatmap())
+    return out.with_row(dashboard.Row("Service graph")).with_panel(service_graph).with_panel(edges)
 
 
 def _unit(unit: str) -> dm.DynamicConfigValue:

@@ -14,7 +14,7 @@ from grafana_foundation_sdk.models import common as cm
 
 from . import metrics as m
 from .datasources import PROMETHEUS
-from .panels import QUANTILES, SPAN_FILTER, nav_links, prom, quantile_expr, span_variables, timeseries_panel
+from .panels import QUANTILES, SPAN_FILTER, board, prom, quantile_expr, span_variables, timeseries_panel
 
 UID = "hopscope-overview"
 BY = f"{m.STACK}, {m.WORKLOAD}"
@@ -105,26 +105,20 @@ def build() -> dashboard.Dashboard:
         .span(6)
         .height(8)
     )
-    board = (
-        dashboard.Dashboard("hopscope: pipelines overview")
-        .uid(UID)
-        .description("Latency, throughput and errors per stack × workload from the collector's span metrics.")
-        .tags(["hopscope", "generated"])
-        .refresh("30s")
-        .time("now-30m", "now")
-        .timezone("browser")
-        .links(nav_links())
+    out = board(
+        "hopscope: pipelines overview",
+        UID,
+        "Latency, throughput and errors per stack × workload from the collector's span metrics.",
+        span_variables(),
     )
-    for var in span_variables():
-        board = board.with_variable(var)
-    board = board.with_row(dashboard.Row("Latency"))
+    out = out.with_row(dashboard.Row("Latency"))
     for panel in latency:
-        board = board.with_panel(panel)
-    board = board.with_panel(mean_sum).with_panel(throughput)
-    board = (
-        board.with_row(dashboard.Row("Errors"))
+        out = out.with_panel(panel)
+    out = out.with_panel(mean_sum).with_panel(throughput)
+    out = (
+        out.with_row(dashboard.Row("Errors"))
         .with_panel(total)
         .with_panel(errors_total)
         .with_panel(error_ratio)
     )
-    return board
+    return out

@@ -15,7 +15,7 @@ from grafana_foundation_sdk.models.tempo import MetricsQueryType, TempoQueryType
 from . import metrics as m
 from .dataqueries import JaegerSearch
 from .datasources import JAEGER, TEMPO
-from .panels import nav_links, prom_variable
+from .panels import board, prom_variable
 
 UID = "hopscope-traces"
 
@@ -149,20 +149,15 @@ def build() -> dashboard.Dashboard:
         "Jaeger search on the hop's service with the hop tag and the bound as minimum duration.",
         JAEGER.ref(),
     ).with_target(JaegerSearch("$service", JAEGER_HOP_TAGS, "$hop_bound", limit=50))
-    board = (
-        dashboard.Dashboard("hopscope: traces")
-        .uid(UID)
-        .description("Slow events and slow hops as trace searches, for Tempo (TraceQL) and Jaeger.")
-        .tags(["hopscope", "generated"])
-        .refresh("1m")
-        .time("now-30m", "now")
-        .timezone("browser")
-        .links(nav_links())
+    out = board(
+        "hopscope: traces",
+        UID,
+        "Slow events and slow hops as trace searches, for Tempo (TraceQL) and Jaeger.",
+        _variables(),
+        refresh="1m",
     )
-    for var in _variables():
-        board = board.with_variable(var)
-    board = board.with_row(dashboard.Row("Tempo (TraceQL)"))
-    board = board.with_panel(tempo_slow.span(12).height(10)).with_panel(tempo_hop.span(12).height(10))
-    board = board.with_panel(tempo_p99)
-    board = board.with_row(dashboard.Row("Jaeger"))
-    return board.with_panel(jaeger_slow.span(12).height(10)).with_panel(jaeger_hop.span(12).height(10))
+    out = out.with_row(dashboard.Row("Tempo (TraceQL)"))
+    out = out.with_panel(tempo_slow.span(12).height(10)).with_panel(tempo_hop.span(12).height(10))
+    out = out.with_panel(tempo_p99)
+    out = out.with_row(dashboard.Row("Jaeger"))
+    return out.with_panel(jaeger_slow.span(12).height(10)).with_panel(jaeger_hop.span(12).height(10))

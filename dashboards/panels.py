@@ -6,6 +6,8 @@ SDK otherwise emits `"options": null`, which Grafana's own model rejects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard, prometheus, table, timeseries
 from grafana_foundation_sdk.models import common as cm
@@ -125,3 +127,29 @@ def nav_links() -> list[dashboard.DashboardLink]:
         .include_vars(True)
         .keep_time(True)
     ]
+
+
+def board(
+    title: str,
+    uid: str,
+    description: str,
+    variables: Sequence[dashboard.QueryVariable | dashboard.CustomVariable],
+    *,
+    time_from: str = "now-30m",
+    refresh: str | None = "30s",
+) -> dashboard.Dashboard:
+    """A hopscope board: its tags, time zone, the links to the other boards and its variables."""
+    out = (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["hopscope", "generated"])
+        .time(time_from, "now")
+        .timezone("browser")
+        .links(nav_links())
+    )
+    if refresh is not None:
+        out = out.refresh(refresh)
+    for var in variables:
+        out = out.with_variable(var)
+    return out
