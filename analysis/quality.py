@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from .hops import WAIT_PREFIX
@@ -79,13 +81,14 @@ def span_source_problems(manifest: dict) -> list[str]:
     restarted worker): the `problems` of every `component_telemetry` account in the manifest,
     prefixed with where it was found (a bench run's driver, an experiment's phase)."""
     out: list[str] = []
-    seen: set[int] = set()  # an experiment's manifest repeats a phase's driver under `drivers`
+    seen: set[str] = set()  # an experiment's manifest repeats a phase's driver under `drivers`
 
     def walk(node: object, where: str) -> None:
         if isinstance(node, dict):
             account = node.get(SOURCE_ACCOUNT_KEY)
-            if isinstance(account, dict) and hash(repr(account)) not in seen:
-                seen.add(hash(repr(account)))
+            ident = json.dumps(account, sort_keys=True, default=str) if isinstance(account, dict) else ""
+            if ident and ident not in seen:
+                seen.add(ident)
                 out.extend(f"{where or 'run'}: {line}" for line in account.get("problems") or [])
             for key, value in node.items():
                 if key != SOURCE_ACCOUNT_KEY:

@@ -99,6 +99,9 @@ def ensure_component(
 ) -> str:
     """Deploy when changed; returns 'deployed' or 'unchanged'. Raises HarperError on failure.
 
+    "Changed" is decided by the digest every node's worker serves, not by `state_file`:
+    that file only records the digest last seen deployed (for people and `hopscope logs`).
+
     Holds a file lock next to `state_file`: two `up`s deploying at once made Harper's
     npm installs trip over each other.
     """
