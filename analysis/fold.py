@@ -45,6 +45,8 @@ def library_spans(parent: np.ndarray, hop_attr: np.ndarray) -> tuple[np.ndarray,
 
 def fold_library_spans(sa: SpanArrays, hop_attr: np.ndarray) -> SpanArrays:
     """`sa` without its library spans; parents and links that named one name its anchor."""
+    from .spans import PER_SPAN_VALUES  # spans imports this module: resolve at call time
+
     folded, anchor = library_spans(sa.parent, hop_attr)
     per_trace = np.bincount(sa.trace[folded], minlength=sa.n_traces)
     counts = {**sa.counts, "folded_library_spans": per_trace}
@@ -63,21 +65,7 @@ def fold_library_spans(sa: SpanArrays, hop_attr: np.ndarray) -> SpanArrays:
     sizes = np.bincount(sa.trace[kept], minlength=sa.n_traces)
     trace_hi = np.cumsum(sizes).astype(np.int64)
     col, key = sa.span_id_source
-    per_span = {
-        name: getattr(sa, name)[kept]
-        for name in (
-            "trace",
-            "has_parent_id",
-            "start",
-            "end",
-            "kind",
-            "hop",
-            "host",
-            "service",
-            "derived",
-            "subscriber",
-        )
-    }
+    per_span = {name: getattr(sa, name)[kept] for name in PER_SPAN_VALUES}
     return dataclasses.replace(
         sa,
         **per_span,

@@ -46,6 +46,22 @@ NEEDED_COLUMNS = (
 )
 
 
+#: SpanArrays fields with one value per span that need no re-indexing when spans are dropped
+#: (`parent` and `link_parent` hold span indices and do)
+PER_SPAN_VALUES = (
+    "trace",
+    "has_parent_id",
+    "start",
+    "end",
+    "kind",
+    "hop",
+    "host",
+    "service",
+    "derived",
+    "subscriber",
+)
+
+
 @dataclass
 class SpanArrays:
     """Spans sorted by (trace, span id), duplicates removed, as parallel numpy arrays."""

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from hopscope.analysis import Run, hops, spans
-from hopscope.analysis.spans import prepare
+from hopscope.analysis.spans import PER_SPAN_VALUES, prepare
 from hopscope.analysis.synth import Breakage, SynthConfig, generate
 from hopscope.collector.schema import SPAN_SCHEMA
 
@@ -35,22 +35,7 @@ def _general(table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> spans.SpanArra
 
 
 def _assert_same(a: spans.SpanArrays, b: spans.SpanArrays) -> None:
-    for name in (
-        "trace",
-        "trace_lo",
-        "trace_hi",
-        "parent",
-        "has_parent_id",
-        "link_parent",
-        "start",
-        "end",
-        "kind",
-        "hop",
-        "host",
-        "service",
-        "derived",
-        "subscriber",
-    ):
+    for name in ("trace_lo", "trace_hi", "parent", "link_parent", *PER_SPAN_VALUES):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     for name in ("hop_names", "service_names", "subscriber_names", "trace_stack", "trace_workload"):
         assert list(getattr(a, name)) == list(getattr(b, name)), name
