@@ -9,10 +9,13 @@ The library spans (`INSERT`, `PUBLISH`, `GET` …) become children of the hop sp
 that is current when the call is made; the analysis folds them into that hop
 (`analysis/fold.py`). Outside any hop they are dropped by `HopRoots`.
 
-Not used: the confluent-kafka instrumentation. Its PRODUCER span covers only the
-enqueue into librdkafka's buffer, its consumer side starts a new trace per record
-(joined only by a link), and it appends a second `traceparent` header; hopscope's
-hop spans keep one trace per event across the broker instead (`hops.py`).
+The confluent-kafka instrumentation is used on the producer only (`instrument_producer`
+proxy): its `<topic> send` span nests under the event's root and its inject puts the
+send span's context into the record headers (the caller then passes no `traceparent`
+of its own, so a record never carries two). Its consumer side is not used: it starts
+a new trace per record (`recv`, joined to the producer by a link only), which
+`HopRoots` would drop anyway; hopscope's consumer hop spans are children of the
+extracted context and link to it (`hops.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ def trace_client(client: C, provider: trace.TracerProvider) -> C:
     if not tracing_enabled(provider):
         return client
     module = type(client).__module__.split(".")[0]
+    if module in ("confluent_kafka", "cimpl"):  # cimpl: the C module behind confluent_kafka.Producer
+        from confluent_kafka import Producer
+        from opentelemetry.instrumentation.confluent_kafka import ConfluentKafkaInstrumentor
+
+        if not isinstance(client, Producer):
+            raise TypeError(f"only the Kafka producer is instrumented, not {type(client).__name__}")
+        return ConfluentKafkaInstrumentor.instrument_producer(client, tracer_provider=provider)  # type: ignore[return-value]
     if module == "psycopg":
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 

@@ -267,7 +267,9 @@ class KafkaDriver(Driver):
         prefix = f"hopscope:{self.tag}:"
         if name in ("fanout", "aggregate", "ingest"):
             self._ensure_topic(self.topics.events, EVENT_PARTITIONS)
-            self._producer = Producer(producer_config(self.kafka.bootstrap()))
+            self._producer = trace_client(
+                Producer(producer_config(self.kafka.bootstrap())), self._client_provider()
+            )
             self._poller = threading.Thread(
                 target=self._poll_producer, name="kafka-producer-poll", daemon=True
             )
@@ -541,14 +543,18 @@ class KafkaDriver(Driver):
             loop.call_soon_threadsafe(_resolve, fut, ack)
 
         body = self._payload(event, now_ns()).encode()
+        # Traced, the producer instrumentation injects its send span's context (a child of
+        # the event's root); untraced, the record carries the event's context itself.
+        headers = [] if self.tracing else [("traceparent", traceparent.encode())]
         try:
-            self._producer.produce(
-                self.topics.events,
-                value=body,
-                key=event.key.encode(),
-                headers=[("traceparent", traceparent.encode())],
-                on_delivery=delivered,
-            )
+            with within_traceparent(traceparent):
+                self._producer.produce(
+                    self.topics.events,
+                    value=body,
+                    key=event.key.encode(),
+                    headers=headers,
+                    on_delivery=delivered,
+                )
         except (BufferError, Exception) as exc:
             fut.set_result(Ack("error", now_ns(), f"produce failed: {type(exc).__name__}: {exc}"))
         return fut

@@ -66,6 +66,31 @@ def test_httpx_client_span_nests_under_the_carried_context(provider_and_spans) -
     assert len(spans) == 2
 
 
+def test_kafka_producer_send_span_nests_and_its_context_goes_into_the_headers(provider_and_spans) -> None:  # type: ignore[no-untyped-def]
+    from confluent_kafka import Producer
+
+    provider, exporter = provider_and_spans
+    tracer = provider.get_tracer("t")
+    # No broker is needed: produce() only enqueues; the record is purged unsent.
+    producer = trace_client(
+        Producer({"bootstrap.servers": "127.0.0.1:9", "socket.timeout.ms": 100}), provider
+    )
+    with hop_span(tracer, "kafka.produce", event_id="e1", workload="w") as root:
+        carried = format_traceparent(root.get_span_context())
+    headers: list[tuple[str, bytes]] = []
+    with within_traceparent(carried):
+        producer.produce("events", value=b"x", headers=headers)
+    producer.produce("events", value=b"warm-up")  # outside any event: no span recorded
+    producer.purge()
+    spans = _spans(provider, exporter)
+    send = spans["events send"]
+    assert send.parent.span_id == root.get_span_context().span_id
+    ((key, value),) = headers
+    assert key == "traceparent"
+    assert parse_traceparent(value.decode(), "header").span_id == f"{send.context.span_id:016x}"
+    assert len(spans) == 2
+
+
 def test_tracing_off_leaves_the_client_alone() -> None:
     provider = setup_tracing("svc", "kafka", "run-1", enabled=False)
     client = httpx.Client()
