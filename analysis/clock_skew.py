@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .critical_path import event_parent
 from .spans import CONSUMER, PRODUCER, SpanArrays
 
 
@@ -33,7 +32,7 @@ class SkewResult:
 
 
 def correct(sa: SpanArrays) -> SkewResult:
-    parent = event_parent(sa)
+    parent = sa.event_parent
     delta = np.zeros(sa.n, np.int64)
     corrected = np.zeros(sa.n, bool)
     for d, c in enumerate(sa.event_levels):

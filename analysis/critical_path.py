@@ -40,11 +40,6 @@ class Sections:
     label: np.ndarray  # int32: hop code, or n_hops + hop code of the next hop for a gap
 
 
-def event_parent(sa: SpanArrays) -> np.ndarray:
-    """Parent in the event tree: the parent span, else a same-trace linked span."""
-    return sa.event_parent
-
-
 def jaeger_tree(
     sa: SpanArrays, start: np.ndarray, end: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,7 +69,7 @@ def event_tree(
     sa: SpanArrays, start: np.ndarray, end: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Event tree with starts clipped to the parent's start; returns (parent, start, end, reachable)."""
-    parent = event_parent(sa)
+    parent = sa.event_parent
     cs = start.copy()
     ce = end.copy()
     reach = np.zeros(sa.n, dtype=bool)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .critical_path import event_parent, event_paths
+from .critical_path import event_paths
 from .spans import SpanArrays
 from .tree import top_of
 
@@ -65,7 +65,7 @@ def find_deliveries(sa: SpanArrays, pair_of_trace: np.ndarray, n_pairs: int, end
         last_targets = np.zeros(0, np.int64)
     target = np.concatenate([sub_targets, last_targets]).astype(np.int64)
     target.sort()
-    parent = event_parent(sa)
+    parent = sa.event_parent
     top = top_of(parent, sa.event_levels)
     root = top[target]
     valid = (root >= 0) & ~sa.has_parent_id[np.maximum(root, 0)]

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hopscope.collector.readers.ids import unhex
+
 from .fold import fold_library_spans
 from .tree import levels
 
@@ -214,47 +216,12 @@ def _hex_words(arr: pa.Array | pa.ChunkedArray, n_words: int, *, lower_only: boo
         return None
     data = arr.buffers()[2]
     raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
-    packed = _unhex(raw, lower_only)
+    packed = unhex(raw, lower_only)
     if packed is None:
         return None
     has_upper = (not lower_only) and bool(np.any((raw - np.uint8(65)) <= 5))
     words = packed.view(">u8").astype(np.uint64).reshape(rows, n_words)
     return HexWords(words, present, has_upper)
-
-
-_UNHEX_BLOCK = 1 << 18  # bytes per step: the temporaries stay in the CPU cache
-
-
-def _unhex(raw: np.ndarray, lower_only: bool) -> np.ndarray | None:
-    """Bytes from hex digits (even count), block by block; None if any byte is not a hex digit."""
-    out = np.empty(len(raw) // 2, np.uint8)
-    digit = np.empty(min(len(raw), _UNHEX_BLOCK), np.uint8)
-    letter = np.empty_like(digit)
-    ok = np.empty(len(digit), dtype=bool)
-    bad = np.empty_like(ok)
-    for lo in range(0, len(raw), _UNHEX_BLOCK):
-        r = raw[lo : lo + _UNHEX_BLOCK]
-        m = len(r)
-        d, e, k, b = digit[:m], letter[:m], ok[:m], bad[:m]
-        # '0'-'9' -> 0-9 and 'a'-'f' (and 'A'-'F') -> 10-15 by wrapping uint8 arithmetic; the other
-        # reading of each byte wraps to >= 217, so the smaller one is the digit
-        np.subtract(r, np.uint8(48), out=d)
-        if lower_only:
-            np.subtract(r, np.uint8(87), out=e)
-        else:
-            np.bitwise_or(r, np.uint8(0x20), out=e)
-            np.subtract(e, np.uint8(87), out=e)
-        np.less_equal(d, np.uint8(9), out=k)
-        np.subtract(e, np.uint8(10), out=b.view(np.uint8))
-        np.less_equal(b.view(np.uint8), np.uint8(5), out=b)
-        np.logical_or(k, b, out=k)
-        if not k.all():
-            return None
-        np.minimum(d, e, out=d)
-        o = out[lo // 2 : (lo + m) // 2]
-        np.left_shift(d[0::2], np.uint8(4), out=o)
-        np.bitwise_or(o, d[1::2], out=o)
-    return out
 
 
 def _hex_u64(arr: pa.Array) -> np.ndarray | None:
@@ -365,10 +332,7 @@ def _find_in_trace(
     if len(query) == 0 or n == 0:
         return np.full(len(query), -1, np.int64)
     if comp_sorted is None:
-        pos = segmented_search(sk, lo[trace], hi[trace], query)
-        ok = pos < hi[trace]
-        ok[ok] = sk[pos[ok]] == query[ok]
-        return np.where(ok, pos, -1)
+        return _exact_in_segments(sk, lo[trace], hi[trace], query)
     q = _composite(trace, query, bits)
     pos = np.searchsorted(comp_sorted, q)
     pos_c = np.minimum(pos, n - 1)
@@ -379,11 +343,16 @@ def _find_in_trace(
     amb = np.flatnonzero(same_comp & ~exact)
     if len(amb):
         t = trace[amb]
-        p = segmented_search(sk, lo[t], hi[t], query[amb])
-        ok = p < hi[t]
-        ok[ok] = sk[p[ok]] == query[amb][ok]
-        out[amb] = np.where(ok, p, -1)
+        out[amb] = _exact_in_segments(sk, lo[t], hi[t], query[amb])
     return out
+
+
+def _exact_in_segments(sk: np.ndarray, lo: np.ndarray, hi: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Index of `query` in sk[lo:hi] (each segment sorted), -1 where it is not there."""
+    pos = segmented_search(sk, lo, hi, query)
+    ok = pos < hi
+    ok[ok] = sk[pos[ok]] == query[ok]
+    return np.where(ok, pos, -1)
 
 
 def segmented_search(

@@ -20,6 +20,8 @@ extracted context and link to it (`hops.py`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from opentelemetry import context, trace
@@ -61,19 +63,18 @@ def trace_client(client: C, provider: trace.TracerProvider) -> C:
     raise TypeError(f"no contrib instrumentation for {type(client).__module__}.{type(client).__name__}")
 
 
-class within_traceparent:
+@contextmanager
+def within_traceparent(traceparent: str, enabled: bool = True) -> Iterator[None]:
     """Makes an event's carried context current, so library spans nest under its hop.
 
-    Plain object (not contextlib) so it nests in async code: attach/detach stay in
-    the task that entered it.
+    With `enabled` false (tracing off) it does nothing: the untraced side of the overhead
+    A/B pays no parse or attach per event.
     """
-
-    def __init__(self, traceparent: str) -> None:
-        self._ctx = _W3C.extract({"traceparent": traceparent})
-        self._token: object | None = None
-
-    def __enter__(self) -> None:
-        self._token = context.attach(self._ctx)
-
-    def __exit__(self, *exc: object) -> None:
-        context.detach(self._token)  # type: ignore[arg-type]
+    if not enabled:
+        yield
+        return
+    token = context.attach(_W3C.extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        context.detach(token)

@@ -28,6 +28,7 @@ from hopscope.collector.schema import (
     STATUSES,
 )
 
+from .ids import unhex
 from .rows import RESOURCE_LIFTED, SPAN_LIFTED
 
 _ANY = pa.struct(
@@ -109,12 +110,11 @@ def _check_ids(arr: pa.Array, hex_len: int, what: str, allow_null: bool = False)
     chars = _id_bytes(arr, hex_len)
     if chars is None:
         raise NeedsSlowPath(f"non-hex {what}")
-    # The collector writes lower-case hex: one pass over the bytes proves it (wrapping uint8
-    # arithmetic: '0'-'9' -> 0-9, 'a'-'f' -> 0-5), and lower-casing is skipped.
-    lower = bool(np.all(((chars - np.uint8(48)) <= 9) | ((chars - np.uint8(97)) <= 5)))
-    if not lower and not np.all(
-        ((chars - np.uint8(48)) <= 9) | (((chars | np.uint8(0x20)) - np.uint8(97)) <= 5)
-    ):
+    # The collector writes lower-case hex: one pass over the bytes proves it, and
+    # lower-casing is skipped.
+    raw = chars.reshape(-1)
+    lower = unhex(raw, lower_only=True) is not None
+    if not lower and unhex(raw, lower_only=False) is None:
         raise NeedsSlowPath(f"non-hex {what}")
     # all zeros: every character of a row is '0'
     if np.any(np.all(chars == 48, axis=1)):

@@ -247,7 +247,7 @@ class KafkaDriver(Driver):
             raise
 
     def _client_provider(self) -> Any:
-        """The client side's library spans (psycopg INSERT, httpx GET) in this process."""
+        """The client side's library spans in this process (Kafka send, psycopg INSERT, httpx GET)."""
         if self._client is None:
             self._client = self._provider("kafka.client")
         return self._client
@@ -547,7 +547,7 @@ class KafkaDriver(Driver):
         # the event's root); untraced, the record carries the event's context itself.
         headers = [] if self.tracing else [("traceparent", traceparent.encode())]
         try:
-            with within_traceparent(traceparent):
+            with within_traceparent(traceparent, self.tracing):
                 self._producer.produce(
                     self.topics.events,
                     value=body,
@@ -571,7 +571,7 @@ class KafkaDriver(Driver):
         try:
             sent = now_ns()
             body = self._payload(event, sent).encode().decode()
-            with within_traceparent(traceparent):  # the INSERT's library span joins the event's trace
+            with within_traceparent(traceparent, self.tracing):  # the INSERT's span joins the event's trace
                 await conn.execute(
                     f"INSERT INTO {WN_TABLE} (run_id, event_id, key, traceparent, payload, sent_ns) "
                     "VALUES (%s, %s, %s, %s, %s, %s)",
@@ -594,7 +594,7 @@ class KafkaDriver(Driver):
         try:
             # With tracing on, the httpx span is current and its inject replaces `traceparent`:
             # the Streams app's server span becomes its child (the analysis folds it into the hop).
-            with within_traceparent(traceparent):
+            with within_traceparent(traceparent, self.tracing):
                 r = await self._http.get(f"/aggregates/{event.key}", headers=headers)
         except httpx.HTTPError as exc:
             return Ack("error", now_ns(), f"interactive query failed: {exc}")
