@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import zstandard
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -30,6 +32,7 @@ from rich.progress import track
 from rich.table import Table
 
 from hopscope.collector.ingest import ingest
+from hopscope.collector.readers import otlp_native
 
 SPANS_PER_LINE = 5000
 SPANS_PER_TRACE = 10
@@ -269,15 +272,26 @@ def main() -> None:
         gc.collect()
 
         table = Table(title=f"hopscope ingest: {args.spans:,} spans, {args.files} files per format")
-        for col in ("input", "MB", "wall s", "spans/s (wall)", "CPU s", "spans/CPU-s", "spans"):
-            table.add_column(col, justify="right" if col != "input" else "left")
-        for name, d in dirs.items():
-            out = root / f"run-{name}"
+        for col in ("input", "reader", "MB", "wall s", "spans/s (wall)", "CPU s", "spans/CPU-s", "spans"):
+            table.add_column(col, justify="left" if col in ("input", "reader") else "right")
+        native = otlp_native.AVAILABLE
+        # the JSON lines twice: with the native reader (if built) and with the pyarrow.json one
+        runs = [("jsonl", True), ("jsonl", False), ("jsonl.zst", native), ("proto", None)]
+        if not native:
+            console.print("[yellow]native reader not built (bin/bootstrap builds it with cargo): pyarrow only")
+            runs = [r for r in runs if r[1] is not True]
+        speed: dict[bool, float] = {}
+        tables: dict[bool, pa.Table] = {}
+        for name, use_native in runs:
+            out = root / f"run-{name}-{use_native}"
+            otlp_native.AVAILABLE = bool(use_native)
             cpu0 = time.process_time()
-            result = ingest([d], out)
+            result = ingest([dirs[name]], out)
             cpu = time.process_time() - cpu0
+            reader = {True: "native", False: "pyarrow.json", None: "protobuf"}[use_native]
             table.add_row(
                 name,
+                reader,
                 f"{sizes[name] / 1e6:,.0f}",
                 f"{result.seconds:.2f}",
                 f"{result.spans_per_second:,.0f}",
@@ -286,6 +300,10 @@ def main() -> None:
                 f"{result.spans:,}",
             )
             assert result.spans == args.spans and not result.problems.skipped
+            if name == "jsonl":
+                speed[bool(use_native)] = result.spans_per_second
+                tables[bool(use_native)] = pq.read_table(out / "spans.parquet")
+        otlp_native.AVAILABLE = native
         cpu0, t0 = time.process_time(), time.perf_counter()
         gc.disable()
         ref_spans = sum(reference_sketch(p) for p in sorted(dirs["jsonl"].iterdir()))
@@ -293,6 +311,7 @@ def main() -> None:
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
         table.add_row(
             "jsonl ref §6",
+            "pyarrow sketch",
             f"{sizes['jsonl'] / 1e6:,.0f}",
             f"{wall:.2f}",
             f"{ref_spans / wall:,.0f}",
@@ -301,6 +320,16 @@ def main() -> None:
             f"{ref_spans:,}",
         )
         console.print(table)
+        if len(tables) == 2:
+            same = tables[True].equals(tables[False])
+            console.print(
+                f"native / pyarrow.json on the same files: {speed[True] / speed[False]:.2f}x; "
+                f"spans.parquet {'identical' if same else '[red]DIFFERENT[/]'}"
+            )
+        best = max(speed.values())
+        console.print(
+            f"goal >= 300,000 spans/s (JSON lines, wall): {best:,.0f} — {'met' if best >= 300_000 else 'not met'}"
+        )
         console.print(
             "wall/CPU s = read + convert + write spans.parquet (zstd), one process (CPU s sums all threads); "
             "'jsonl ref §6' = the reference sketch of python-deps.md §6 alone on the same jsonl files "

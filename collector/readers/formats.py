@@ -25,9 +25,19 @@ import zstandard
 from hopscope.collector.errors import Problems, UnknownFormat
 from hopscope.collector.schema import SPAN_SCHEMA
 
-from . import jaeger, otlp_dict, otlp_proto, zipkin
-from .otlp_arrow import NeedsSlowPath, read_json_lines
+from . import jaeger, otlp_arrow, otlp_dict, otlp_native, otlp_proto, zipkin
+from .otlp_arrow import NeedsSlowPath
 from .rows import SpanRows
+
+
+def read_json_lines(data: bytes | pa.Buffer, source: str) -> pa.Table:
+    """The fast path for the collector's JSON lines: the native reader where it is built, else pyarrow.json.
+
+    Both take only the canonical spelling and raise NeedsSlowPath otherwise.
+    """
+    if otlp_native.AVAILABLE:
+        return otlp_native.read_json_lines(data, source)
+    return otlp_arrow.read_json_lines(data, source)
 
 OTLP_JSONL = "otlp-jsonl"
 OTLP_JSON = "otlp-json"

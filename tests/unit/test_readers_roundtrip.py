@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import struct
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from hopscope.collector.errors import Problems
 from hopscope.collector.ingest import ingest
-from hopscope.collector.readers import formats, otlp_arrow, read_bytes, read_file
+from hopscope.collector.readers import formats, otlp_arrow, otlp_native, read_bytes, read_file
 from hopscope.collector.schema import KINDS, SPAN_SCHEMA, STATUSES
 
 T0 = 1_764_300_000_123_456_789
@@ -223,11 +224,31 @@ def reqs() -> list[ExportTraceServiceRequest]:
     return make_requests()
 
 
-def test_collector_json_lines_take_the_fast_path_and_match(tmp_path: Path, reqs) -> None:
+# Both fast readers of the collector's JSON lines: each must equal the tolerant reader, or decline.
+# The native one is built by bin/bootstrap; it is only skipped on a machine without cargo.
+_NATIVE_MISSING = otlp_native._parse is None and shutil.which("cargo") is None
+FAST_READERS = [
+    pytest.param(otlp_arrow.read_json_lines, id="pyarrow"),
+    pytest.param(
+        otlp_native.read_json_lines,
+        id="native",
+        marks=pytest.mark.skipif(_NATIVE_MISSING, reason="native reader not built (no cargo)"),
+    ),
+]
+
+
+def test_native_reader_is_built_where_cargo_is() -> None:
+    assert otlp_native._parse is not None or shutil.which("cargo") is None, (
+        "cargo is here but hopscope_otlp_native is not installed: run bin/bootstrap"
+    )
+
+
+@pytest.mark.parametrize("fast_read", FAST_READERS)
+def test_collector_json_lines_take_the_fast_path_and_match(tmp_path: Path, reqs, fast_read) -> None:
     data = b"\n".join(collector_json_line(r) for r in reqs) + b"\n"
     f = tmp_path / "spans.jsonl"
     f.write_bytes(data)
-    fast = otlp_arrow.read_json_lines(data, str(f))  # raises NeedsSlowPath if it declined
+    fast = fast_read(data, str(f))  # raises NeedsSlowPath if it declined
     assert table_rows(fast) == expected_rows(reqs, str(f))
     assert table_rows(read_file(f, Problems())) == expected_rows(reqs, str(f))
 
@@ -239,20 +260,22 @@ def test_fast_path_grows_its_block_for_long_lines(reqs, monkeypatch) -> None:
     assert table_rows(otlp_arrow.read_json_lines(data, "x")) == want
 
 
-def test_fast_and_slow_paths_agree_on_every_column(reqs) -> None:
+@pytest.mark.parametrize("fast_read", FAST_READERS)
+def test_fast_and_slow_paths_agree_on_every_column(reqs, fast_read) -> None:
     data = b"\n".join(collector_json_line(r) for r in reqs)
-    fast = otlp_arrow.read_json_lines(data, "x")
+    fast = fast_read(data, "x")
     slow = formats._json_lines_slow(data, "x", Problems()).table()
     assert table_rows(fast) == table_rows(slow)
 
 
-def test_protojson_variants_base64_ids_and_enum_names(tmp_path: Path, reqs) -> None:
+@pytest.mark.parametrize("fast_read", FAST_READERS)
+def test_protojson_variants_base64_ids_and_enum_names(tmp_path: Path, reqs, fast_read) -> None:
     lines = [protojson_line(r) for r in reqs]
     assert b'"SPAN_KIND_' in lines[0] and b'"STATUS_CODE_' in lines[0]
     f = tmp_path / "protojson.jsonl"
     f.write_bytes(b"\n".join(lines))
     with pytest.raises(otlp_arrow.NeedsSlowPath):
-        otlp_arrow.read_json_lines(f.read_bytes(), str(f))
+        fast_read(f.read_bytes(), str(f))
     problems = Problems()
     assert table_rows(read_file(f, problems)) == expected_rows(reqs, str(f))
     assert not problems.skipped
@@ -401,7 +424,8 @@ def test_sdk_exporter_serialisation(tmp_path: Path) -> None:
     )
 
 
-def test_doubles_are_spelled_alike_on_every_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fast_read", FAST_READERS)
+def test_doubles_are_spelled_alike_on_every_path(tmp_path: Path, fast_read) -> None:
     # Python's repr and Arrow's cast disagree on these (1e-05 vs 0.00001, 1000000000000000.0 vs 1e+15).
     req = make_requests(1, 1)[0]
     sp = req.resource_spans[0].scope_spans[0].spans[0]
@@ -409,7 +433,7 @@ def test_doubles_are_spelled_alike_on_every_path(tmp_path: Path) -> None:
     del sp.attributes[:]
     sp.attributes.extend(_kv(f"d{i}", AnyValue(double_value=v)) for i, v in enumerate(values))
     data = collector_json_line(req)
-    fast = table_rows(otlp_arrow.read_json_lines(data, "x"))
+    fast = table_rows(fast_read(data, "x"))
     slow = table_rows(formats._json_lines_slow(data, "x", Problems()).table())
     proto = table_rows(read_bytes(proto_framed([req]), "x", Problems(), fmt="otlp-proto"))
     assert fast == slow == proto
@@ -418,7 +442,7 @@ def test_doubles_are_spelled_alike_on_every_path(tmp_path: Path) -> None:
     sp.attributes.extend([_kv("inf", AnyValue(double_value=float("inf")))])
     data = collector_json_line(req)
     with pytest.raises(otlp_arrow.NeedsSlowPath):
-        otlp_arrow.read_json_lines(data, "x")
+        fast_read(data, "x")
     via_json = table_rows(read_bytes(data, "x", Problems()))
     assert via_json == table_rows(read_bytes(proto_framed([req]), "x", Problems(), fmt="otlp-proto"))
     assert dict(via_json[0]["attributes"])["inf"] == "inf"
@@ -439,14 +463,15 @@ _scalar = st.one_of(
     length=st.integers(min_value=0, max_value=2**40),
     kind=st.integers(min_value=0, max_value=5),
 )
-def test_fast_and_slow_paths_agree_on_random_spans(values, start, length, kind) -> None:
+@pytest.mark.parametrize("fast_read", FAST_READERS)
+def test_fast_and_slow_paths_agree_on_random_spans(fast_read, values, start, length, kind) -> None:
     req = make_requests(1, 1)[0]
     sp = req.resource_spans[0].scope_spans[0].spans[0]
     sp.start_time_unix_nano, sp.end_time_unix_nano, sp.kind = start, start + length, kind
     del sp.attributes[:]
     sp.attributes.extend(_kv(k, v) for k, v in values)
     data = collector_json_line(req)
-    fast = table_rows(otlp_arrow.read_json_lines(data, "x"))
+    fast = table_rows(fast_read(data, "x"))
     slow = table_rows(formats._json_lines_slow(data, "x", Problems()).table())
     proto = table_rows(read_bytes(proto_framed([req]), "x", Problems(), fmt="otlp-proto"))
     assert fast == slow == proto

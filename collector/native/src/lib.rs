@@ -1,0 +1,95 @@
+//! Python binding: `parse_json_lines(data, threads) -> dict` of column buffers, or ValueError
+//! naming the first line the strict reader does not accept.
+
+pub mod columns;
+pub mod otlp;
+pub mod spans;
+
+#[cfg(feature = "python")]
+mod python {
+    use crate::columns::{KvCol, StrCol};
+    use crate::spans::{parse, Spans};
+    use pyo3::buffer::PyBuffer;
+    use pyo3::exceptions::PyValueError;
+    use pyo3::prelude::*;
+    use pyo3::types::{PyBytes, PyDict};
+
+    fn bytes<'py, T: Copy>(py: Python<'py>, v: &[T]) -> Bound<'py, PyBytes> {
+        // SAFETY: plain-old-data slices (u8, i32, u32, i64, f64) viewed as bytes
+        let raw = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) };
+        PyBytes::new(py, raw)
+    }
+
+    fn put_str(d: &Bound<PyDict>, name: &str, c: &StrCol) -> PyResult<()> {
+        let py = d.py();
+        d.set_item(name, (bytes(py, &c.offsets), bytes(py, &c.data), bytes(py, &c.valid)))
+    }
+
+    fn put_kv(d: &Bound<PyDict>, name: &str, c: &KvCol) -> PyResult<()> {
+        let py = d.py();
+        put_str(d, &format!("{name}.keys"), &c.keys)?;
+        put_str(d, &format!("{name}.values"), &c.values)?;
+        d.set_item(format!("{name}.row_offsets"), bytes(py, &c.row_offsets))?;
+        d.set_item(format!("{name}.double_pos"), bytes(py, &c.double_pos))?;
+        d.set_item(format!("{name}.double_val"), bytes(py, &c.double_val))
+    }
+
+    fn to_dict<'py>(py: Python<'py>, s: &Spans) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("n", s.len())?;
+        d.set_item("n_resources", s.service.len())?;
+        for (name, v) in [
+            ("trace_id", &s.trace_id),
+            ("span_id", &s.span_id),
+            ("parent", &s.parent),
+            ("parent_valid", &s.parent_valid),
+            ("kind", &s.kind),
+            ("status", &s.status),
+            ("derived", &s.derived),
+            ("link_trace", &s.link_trace),
+            ("link_span", &s.link_span),
+        ] {
+            d.set_item(name, bytes(py, v))?;
+        }
+        d.set_item("start", bytes(py, &s.start))?;
+        d.set_item("end", bytes(py, &s.end))?;
+        d.set_item("link_offsets", bytes(py, &s.link_offsets))?;
+        d.set_item("resource_of", bytes(py, &s.resource_of))?;
+        for (name, c) in [
+            ("name", &s.name),
+            ("workload", &s.workload),
+            ("event_id", &s.event_id),
+            ("hop", &s.hop),
+            ("service", &s.service),
+            ("stack", &s.stack),
+            ("res_workload", &s.res_workload),
+        ] {
+            put_str(&d, name, c)?;
+        }
+        put_kv(&d, "attrs", &s.attrs)?;
+        put_kv(&d, "res_attrs", &s.res_attrs)?;
+        Ok(d)
+    }
+
+    /// Parse a buffer (bytes, memoryview, pyarrow.Buffer) of OTLP JSON lines with the GIL released.
+    #[pyfunction]
+    #[pyo3(signature = (data, threads = 1))]
+    fn parse_json_lines<'py>(py: Python<'py>, data: PyBuffer<u8>, threads: usize) -> PyResult<Bound<'py, PyDict>> {
+        if !data.is_c_contiguous() {
+            return Err(PyValueError::new_err("the buffer is not contiguous"));
+        }
+        let (ptr, len) = (data.buf_ptr() as usize, data.len_bytes());
+        // SAFETY: `data` holds the exporter's buffer (read-only, alive) until this call returns.
+        let slice: &'static [u8] = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+        let parsed = py.detach(|| parse(slice, threads));
+        match parsed {
+            Ok(spans) => to_dict(py, &spans),
+            Err(e) => Err(PyValueError::new_err(e)),
+        }
+    }
+
+    #[pymodule]
+    fn hopscope_otlp_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add_function(wrap_pyfunction!(parse_json_lines, m)?)
+    }
+}

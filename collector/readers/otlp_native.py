@@ -1,0 +1,117 @@
+"""The native fast path for OTLP JSON lines: a Rust parser (collector/native) fills flat buffers,
+which become Arrow arrays here without another pass over the data.
+
+Same contract as otlp_arrow.py: only the collector file exporter's spelling, the whole buffer
+or nothing; anything else raises `NeedsSlowPath` (with the line and the reason) and the caller
+reads the file again line by line. When the extension is not built (`AVAILABLE` is false),
+formats.py uses the pyarrow.json path instead; `HOPSCOPE_NATIVE=0` turns it off for comparisons.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hopscope.collector.schema import KINDS, SPAN_SCHEMA, STATUSES
+
+from .otlp_arrow import PARSE_THREADS, NeedsSlowPath
+
+try:
+    from hopscope_otlp_native import parse_json_lines as _parse
+except ImportError:  # not built: bin/bootstrap builds it where cargo is available
+    _parse = None
+
+AVAILABLE = _parse is not None and os.environ.get("HOPSCOPE_NATIVE", "1") != "0"
+
+_KIND_NAMES = pa.array(KINDS)
+_STATUS_NAMES = pa.array(STATUSES)
+_THREADS = min(2, os.cpu_count() or 1)
+
+
+def _bitmap(valid: bytes) -> pa.Buffer | None:
+    flags = np.frombuffer(valid, dtype=np.uint8)
+    if flags.all():
+        return None
+    return pa.py_buffer(np.packbits(flags, bitorder="little"))
+
+
+def _text(parts: tuple[bytes, bytes, bytes]) -> pa.Array:
+    offsets, data, valid = parts
+    n = len(valid)
+    mask = _bitmap(valid)
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(data), mask, -1 if mask is not None else 0
+    )
+
+
+def _ids(data: bytes, width: int, valid: bytes | None = None) -> pa.Array:
+    n = len(data) // width
+    mask = _bitmap(valid) if valid is not None else None
+    if mask is None:
+        offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+        return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    # null ids take no characters: their placeholder bytes are dropped
+    flags = np.frombuffer(valid, dtype=np.uint8).astype(bool)
+    chars = np.frombuffer(data, dtype=np.uint8).reshape(n, width)[flags]
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(flags * width, out=offsets[1:])
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars.tobytes()), mask, -1)
+
+
+def _map(cols: dict, name: str) -> pa.MapArray:
+    keys = _text(cols[f"{name}.keys"])
+    values = _text(cols[f"{name}.values"])
+    pos = np.frombuffer(cols[f"{name}.double_pos"], dtype=np.uint32)
+    if len(pos):
+        # a double's text is Arrow's own spelling, as in the pyarrow path and rows.format_double
+        texts = pa.array(np.frombuffer(cols[f"{name}.double_val"], dtype=np.float64)).cast(pa.string())
+        mask = np.zeros(len(values), dtype=bool)
+        mask[pos] = True
+        values = pc.replace_with_mask(values, pa.array(mask), texts)
+    offsets = pa.array(np.frombuffer(cols[f"{name}.row_offsets"], dtype=np.int32))
+    return pa.MapArray.from_arrays(offsets, keys, values)
+
+
+def read_json_lines(data: bytes | pa.Buffer | memoryview, source: str) -> pa.Table:
+    """Parse a whole OTLP JSON-lines buffer; raise NeedsSlowPath if any line is not canonical."""
+    assert _parse is not None, "the native reader is not built"
+    if isinstance(data, pa.Buffer):
+        data = memoryview(data).cast("B")  # Arrow exports signed chars ("b"); the parser takes bytes
+    try:
+        cols = _parse(data, _THREADS if PARSE_THREADS.get() else 1)
+    except ValueError as e:
+        raise NeedsSlowPath(str(e)) from None
+    n = cols["n"]
+    if n == 0:
+        return SPAN_SCHEMA.empty_table()
+    res_of = pa.array(np.frombuffer(cols["resource_of"], dtype=np.uint32))
+    link_struct = pa.StructArray.from_arrays(
+        [_ids(cols["link_trace"], 32), _ids(cols["link_span"], 16)], names=["trace_id", "span_id"]
+    )
+    res_workload = _text(cols["res_workload"])
+    columns = {
+        "trace_id": _ids(cols["trace_id"], 32),
+        "span_id": _ids(cols["span_id"], 16),
+        "parent_span_id": _ids(cols["parent"], 16, cols["parent_valid"]),
+        "links": pa.ListArray.from_arrays(
+            pa.array(np.frombuffer(cols["link_offsets"], dtype=np.int32)), link_struct
+        ),
+        "name": _text(cols["name"]),
+        "kind": _KIND_NAMES.take(pa.array(np.frombuffer(cols["kind"], dtype=np.uint8))),
+        "start_ns": pa.array(np.frombuffer(cols["start"], dtype=np.int64)),
+        "end_ns": pa.array(np.frombuffer(cols["end"], dtype=np.int64)),
+        "status": _STATUS_NAMES.take(pa.array(np.frombuffer(cols["status"], dtype=np.uint8))),
+        "service": _text(cols["service"]).take(res_of),
+        "stack": _text(cols["stack"]).take(res_of),
+        "workload": pc.coalesce(_text(cols["workload"]), res_workload.take(res_of)),
+        "event_id": _text(cols["event_id"]),
+        "hop": _text(cols["hop"]),
+        "derived": pa.array(np.frombuffer(cols["derived"], dtype=np.uint8).astype(bool)),
+        "attributes": _map(cols, "attrs"),
+        "resource": _map(cols, "res_attrs").take(res_of),
+        "source": pc.take(pa.array([source]), pa.array(np.zeros(n, dtype=np.int32))),
+    }
+    return pa.Table.from_arrays([columns[f.name] for f in SPAN_SCHEMA], schema=SPAN_SCHEMA)
