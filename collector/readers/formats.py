@@ -223,6 +223,11 @@ def read_bytes(
                 pass
             return _json_lines_slow(data, source, problems).table()
         if fmt == OTLP_PROTO:
+            if otlp_native.AVAILABLE:
+                try:
+                    return otlp_native.read_proto_framed(data, source)
+                except NeedsSlowPath:
+                    pass  # the Python reader names and counts what the native one declined
             return otlp_proto.read_framed(data, source, problems).table()
         if fmt in (OTLP_JSON, JAEGER_V3, TEMPO):
             try:

@@ -1,10 +1,12 @@
-"""The native fast path for OTLP JSON lines: a Rust parser (collector/native) fills flat buffers,
-which become Arrow arrays here without another pass over the data.
+"""The native fast paths for the collector's files: Rust parsers (collector/native) of OTLP JSON
+lines and of the proto framing fill flat buffers, which become Arrow arrays here without
+another pass over the data.
 
-Same contract as otlp_arrow.py: only the collector file exporter's spelling, the whole buffer
-or nothing; anything else raises `NeedsSlowPath` (with the line and the reason) and the caller
-reads the file again line by line. When the extension is not built (`AVAILABLE` is false),
-formats.py uses the pyarrow.json path instead; `HOPSCOPE_NATIVE=0` turns it off for comparisons.
+Same contract as otlp_arrow.py: only what the collector's file exporter writes, the whole
+buffer or nothing; anything else raises `NeedsSlowPath` (with the line or record and the
+reason) and the caller reads the file again with the tolerant reader, which names and counts
+every bad record. When the extension is not built (`AVAILABLE` is false), formats.py uses the
+pyarrow.json path and the Python protobuf reader; `HOPSCOPE_NATIVE=0` does the same for comparisons.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from .otlp_arrow import PARSE_THREADS, NeedsSlowPath
 
 try:
     from hopscope_otlp_native import parse_json_lines as _parse
-except ImportError:  # not built: bin/bootstrap builds it where cargo is available
-    _parse = None
+    from hopscope_otlp_native import parse_proto_framed as _parse_proto
+except ImportError:  # not built (or an older build): bin/bootstrap builds it where cargo is available
+    _parse = _parse_proto = None
 
 AVAILABLE = _parse is not None and os.environ.get("HOPSCOPE_NATIVE", "1") != "0"
 
@@ -75,15 +78,29 @@ def _map(cols: dict, name: str) -> pa.MapArray:
     return pa.MapArray.from_arrays(offsets, keys, values)
 
 
-def read_json_lines(data: bytes | pa.Buffer | memoryview, source: str) -> pa.Table:
-    """Parse a whole OTLP JSON-lines buffer; raise NeedsSlowPath if any line is not canonical."""
-    assert _parse is not None, "the native reader is not built"
+def _run(parse, data: bytes | pa.Buffer | memoryview) -> dict:
+    assert parse is not None, "the native reader is not built"
     if isinstance(data, pa.Buffer):
         data = memoryview(data).cast("B")  # Arrow exports signed chars ("b"); the parser takes bytes
     try:
-        cols = _parse(data, _THREADS if PARSE_THREADS.get() else 1)
+        return parse(data, _THREADS if PARSE_THREADS.get() else 1)
     except ValueError as e:
         raise NeedsSlowPath(str(e)) from None
+
+
+def read_json_lines(data: bytes | pa.Buffer | memoryview, source: str) -> pa.Table:
+    """Parse a whole OTLP JSON-lines buffer; raise NeedsSlowPath if any line is not canonical."""
+    return _table(_run(_parse, data), source)
+
+
+def read_proto_framed(data: bytes | pa.Buffer | memoryview, source: str) -> pa.Table:
+    """Parse a whole buffer of length-framed ExportTraceServiceRequests; NeedsSlowPath if any record
+    is truncated, does not decode or holds what the native reader does not read (array/kvlist/unset
+    values, bad ids, an end before its start)."""
+    return _table(_run(_parse_proto, data), source)
+
+
+def _table(cols: dict, source: str) -> pa.Table:
     n = cols["n"]
     if n == 0:
         return SPAN_SCHEMA.empty_table()

@@ -26,7 +26,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from hopscope.collector.errors import Problems
 from hopscope.collector.ingest import ingest
-from hopscope.collector.readers import formats, otlp_arrow, otlp_native, read_bytes, read_file
+from hopscope.collector.readers import formats, otlp_arrow, otlp_native, otlp_proto, read_bytes, read_file
 from hopscope.collector.schema import KINDS, SPAN_SCHEMA, STATUSES
 
 T0 = 1_764_300_000_123_456_789
@@ -311,6 +311,17 @@ def test_array_kvlist_bytes_attributes(tmp_path: Path) -> None:
     assert table_rows(read_file(pb, Problems())) == expected_rows([req], str(pb))
 
 
+@pytest.mark.skipif(otlp_native._parse_proto is None, reason="native reader not built")
+def test_native_proto_equals_the_python_reader_or_declines(reqs) -> None:
+    data = proto_framed(reqs)
+    python = otlp_proto.read_framed(data, "x", Problems()).table()
+    assert table_rows(otlp_native.read_proto_framed(data, "x")) == table_rows(python)
+    # what it does not read: an array value (JSON text in the Python reader), a truncated frame
+    for bad in (proto_framed([reqs[0], exotic_request()]), data[:-3]):
+        with pytest.raises(otlp_arrow.NeedsSlowPath, match=r"record 2|runs past the end"):
+            otlp_native.read_proto_framed(bad, "x")
+
+
 def test_proto_framing(tmp_path: Path, reqs) -> None:
     f = tmp_path / "spans.pb"
     f.write_bytes(proto_framed(reqs))
@@ -474,7 +485,8 @@ def test_fast_and_slow_paths_agree_on_random_spans(fast_read, values, start, len
     fast = table_rows(fast_read(data, "x"))
     slow = table_rows(formats._json_lines_slow(data, "x", Problems()).table())
     proto = table_rows(read_bytes(proto_framed([req]), "x", Problems(), fmt="otlp-proto"))
-    assert fast == slow == proto
+    py_proto = table_rows(otlp_proto.read_framed(proto_framed([req]), "x", Problems()).table())
+    assert fast == slow == proto == py_proto
     if len({k for k, _ in values}) == len(values):  # expected_rows builds dicts
         assert fast == expected_rows([req], "x")
     else:  # a repeated key is kept as often as it was written

@@ -18,7 +18,9 @@ fn main() {
     let t = Instant::now();
     let mut spans = 0;
     for d in &data {
-        spans += hopscope_otlp_native::spans::parse(d, threads).expect("parse").len();
+        spans += hopscope_otlp_native::otlp_json::parse(d, threads)
+            .expect("parse")
+            .len();
     }
     let s = t.elapsed().as_secs_f64();
     println!(

@@ -11,11 +11,19 @@ pub struct StrCol {
 
 impl StrCol {
     pub fn new() -> Self {
-        StrCol { offsets: vec![0], data: Vec::new(), valid: Vec::new() }
+        StrCol {
+            offsets: vec![0],
+            data: Vec::new(),
+            valid: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
         self.valid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.valid.is_empty()
     }
 
     pub fn push(&mut self, value: Option<&str>) -> Result<(), String> {
@@ -94,8 +102,10 @@ impl KvCol {
         let entries = self.keys.len() as u32;
         self.keys.append(&other.keys)?;
         self.values.append(&other.values)?;
-        self.row_offsets.extend(other.row_offsets[1..].iter().map(|o| o + base));
-        self.double_pos.extend(other.double_pos.iter().map(|p| p + entries));
+        self.row_offsets
+            .extend(other.row_offsets[1..].iter().map(|o| o + base));
+        self.double_pos
+            .extend(other.double_pos.iter().map(|p| p + entries));
         self.double_val.extend_from_slice(&other.double_val);
         Ok(())
     }

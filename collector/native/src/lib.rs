@@ -1,14 +1,16 @@
-//! Python binding: `parse_json_lines(data, threads) -> dict` of column buffers, or ValueError
-//! naming the first line the strict reader does not accept.
+//! Python binding: `parse_json_lines` / `parse_proto_framed(data, threads) -> dict` of column
+//! buffers, or ValueError naming the first line (record) the strict readers do not accept.
 
 pub mod columns;
-pub mod otlp;
+pub mod otlp_json;
+pub mod otlp_proto;
 pub mod spans;
 
 #[cfg(feature = "python")]
 mod python {
     use crate::columns::{KvCol, StrCol};
-    use crate::spans::{parse, Spans};
+    use crate::spans::Spans;
+    use crate::{otlp_json, otlp_proto};
     use pyo3::buffer::PyBuffer;
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
@@ -22,7 +24,10 @@ mod python {
 
     fn put_str(d: &Bound<PyDict>, name: &str, c: &StrCol) -> PyResult<()> {
         let py = d.py();
-        d.set_item(name, (bytes(py, &c.offsets), bytes(py, &c.data), bytes(py, &c.valid)))
+        d.set_item(
+            name,
+            (bytes(py, &c.offsets), bytes(py, &c.data), bytes(py, &c.valid)),
+        )
     }
 
     fn put_kv(d: &Bound<PyDict>, name: &str, c: &KvCol) -> PyResult<()> {
@@ -71,25 +76,53 @@ mod python {
         Ok(d)
     }
 
-    /// Parse a buffer (bytes, memoryview, pyarrow.Buffer) of OTLP JSON lines with the GIL released.
-    #[pyfunction]
-    #[pyo3(signature = (data, threads = 1))]
-    fn parse_json_lines<'py>(py: Python<'py>, data: PyBuffer<u8>, threads: usize) -> PyResult<Bound<'py, PyDict>> {
+    /// The buffer's bytes, valid while `data` lives (it holds the exporter's buffer, read-only).
+    fn view(data: &PyBuffer<u8>) -> PyResult<&'static [u8]> {
         if !data.is_c_contiguous() {
             return Err(PyValueError::new_err("the buffer is not contiguous"));
         }
-        let (ptr, len) = (data.buf_ptr() as usize, data.len_bytes());
-        // SAFETY: `data` holds the exporter's buffer (read-only, alive) until this call returns.
-        let slice: &'static [u8] = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
-        let parsed = py.detach(|| parse(slice, threads));
-        match parsed {
+        // SAFETY: the slice is used only inside the calling function, while `data` is alive.
+        Ok(unsafe { std::slice::from_raw_parts(data.buf_ptr() as *const u8, data.len_bytes()) })
+    }
+
+    fn run<'py>(
+        py: Python<'py>,
+        data: PyBuffer<u8>,
+        threads: usize,
+        parse: fn(&[u8], usize) -> Result<Spans, String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let slice = view(&data)?;
+        match py.detach(|| parse(slice, threads)) {
             Ok(spans) => to_dict(py, &spans),
             Err(e) => Err(PyValueError::new_err(e)),
         }
     }
 
+    /// OTLP JSON lines (bytes, memoryview) → column buffers, parsed with the GIL released.
+    #[pyfunction]
+    #[pyo3(signature = (data, threads = 1))]
+    fn parse_json_lines<'py>(
+        py: Python<'py>,
+        data: PyBuffer<u8>,
+        threads: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        run(py, data, threads, otlp_json::parse)
+    }
+
+    /// The file exporter's length-framed OTLP protobuf → column buffers, GIL released.
+    #[pyfunction]
+    #[pyo3(signature = (data, threads = 1))]
+    fn parse_proto_framed<'py>(
+        py: Python<'py>,
+        data: PyBuffer<u8>,
+        threads: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        run(py, data, threads, otlp_proto::parse)
+    }
+
     #[pymodule]
     fn hopscope_otlp_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        m.add_function(wrap_pyfunction!(parse_json_lines, m)?)
+        m.add_function(wrap_pyfunction!(parse_json_lines, m)?)?;
+        m.add_function(wrap_pyfunction!(parse_proto_framed, m)?)
     }
 }
