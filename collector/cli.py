@@ -44,9 +44,13 @@ def _summary(result: IngestResult, title: str) -> None:
         t.add_row(f"skipped: {kind}", f"{n:,}")
     for kind, n in sorted(result.problems.adjusted.items()):
         t.add_row(f"kept, repaired: {kind}", f"{n:,}")
+    for reader, n in sorted(result.problems.readers.items()):
+        t.add_row(f"read by: {reader}", f"{n:,} file(s)")
     t.add_row("seconds", f"{result.seconds:.2f}")
     t.add_row("spans/s", f"{result.spans_per_second:,.0f}")
     _console.print(t)
+    for why in result.problems.declined[:5]:
+        _console.print(f"[yellow]slower path:[/] {why}")
     _console.print(f"wrote {result.out_dir / 'spans.parquet'} and {result.out_dir / 'ingest_report.json'}")
 
 

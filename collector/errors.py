@@ -54,6 +54,10 @@ class Problems:
     skipped: Counter[str] = field(default_factory=Counter)
     adjusted: Counter[str] = field(default_factory=Counter)
     messages: list[str] = field(default_factory=list)
+    #: files (and HTTP bodies) by the reader that read them: native, pyarrow.json or python
+    readers: Counter[str] = field(default_factory=Counter)
+    #: why a fast reader gave a file to the tolerant one (first MAX_MESSAGES): not a loss, but slower
+    declined: list[str] = field(default_factory=list)
 
     def skip(self, source: str, record: str | None, field_name: str | None, message: str, kind: str) -> None:
         """Record one unusable item; raise it instead in strict mode."""
@@ -69,8 +73,18 @@ class Problems:
         if count:
             self.adjusted[kind] += count
 
+    def read_by(self, reader: str) -> None:
+        self.readers[reader] += 1
+
+    def decline(self, source: str, reader: str, reason: str) -> None:
+        """A fast reader refused a file as a whole (the tolerant reader then reads it)."""
+        if len(self.declined) < MAX_MESSAGES:
+            self.declined.append(f"{source}: {reader} declined: {reason}")
+
     def merge(self, other: Problems) -> None:
         self.skipped.update(other.skipped)
         self.adjusted.update(other.adjusted)
+        self.readers.update(other.readers)
         room = MAX_MESSAGES - len(self.messages)
         self.messages.extend(other.messages[:room])
+        self.declined.extend(other.declined[: MAX_MESSAGES - len(self.declined)])

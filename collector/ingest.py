@@ -50,6 +50,8 @@ class IngestResult:
             "skipped": dict(sorted(self.problems.skipped.items())),
             "adjusted": dict(sorted(self.problems.adjusted.items())),
             "errors": list(self.problems.messages),
+            "readers": dict(sorted(self.problems.readers.items())),
+            "fast_path_declined": list(self.problems.declined),
             "ignored_files": self.ignored_files[:MAX_MESSAGES],
         }
 

@@ -39,6 +39,23 @@ def read_json_lines(data: bytes | pa.Buffer, source: str) -> pa.Table:
         return otlp_native.read_json_lines(data, source)
     return otlp_arrow.read_json_lines(data, source)
 
+
+def _fast_json_lines(data: bytes | pa.Buffer, source: str, problems: Problems) -> pa.Table | None:
+    """read_json_lines, counted in `problems`: the table, or None (and why) when it declined."""
+    reader = "native" if otlp_native.AVAILABLE else "pyarrow.json"
+    try:
+        table = read_json_lines(data, source)
+    except NeedsSlowPath as e:
+        problems.decline(source, reader, str(e))
+        return None
+    problems.read_by(reader)
+    return table
+
+
+def _python(rows: SpanRows, problems: Problems) -> pa.Table:
+    problems.read_by("python")
+    return rows.table()
+
 OTLP_JSONL = "otlp-jsonl"
 OTLP_JSON = "otlp-json"
 OTLP_PROTO = "otlp-proto"
@@ -191,7 +208,7 @@ def read_bytes(
 ) -> pa.Table:
     """Every span of one file or HTTP body as a SPAN_SCHEMA table; bad parts counted in `problems`.
 
-    `fast_tried`: the caller already ran the pyarrow fast path on these bytes and it declined.
+    `fast_tried`: the caller already ran the fast path on these bytes and it declined.
     """
     if fmt is not None and fmt not in FORMATS:
         raise UnknownFormat(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -208,44 +225,44 @@ def read_bytes(
         tried_fast = fast_tried or (fmt is None and _likely_collector_jsonl(data, source))
         if tried_fast and not fast_tried:
             # detect() would orjson-parse the whole first line (a ~2 MB request) only to read its first
-            # key. When pyarrow reads every line as an object and the first starts with resourceSpans,
+            # key. When the fast reader takes every line and the first starts with resourceSpans,
             # detect() would have answered OTLP_JSONL anyway; anything else falls back to detect().
-            try:
-                return read_json_lines(data, source)
-            except NeedsSlowPath:
-                pass
+            table = _fast_json_lines(data, source, problems)
+            if table is not None:
+                return table
         fmt = fmt or detect(data, source)
         if fmt == OTLP_JSONL:
-            try:
-                if not tried_fast:
-                    return read_json_lines(data, source)
-            except NeedsSlowPath:
-                pass
-            return _json_lines_slow(data, source, problems).table()
+            table = None if tried_fast else _fast_json_lines(data, source, problems)
+            if table is not None:
+                return table
+            return _python(_json_lines_slow(data, source, problems), problems)
         if fmt == OTLP_PROTO:
             if otlp_native.AVAILABLE:
                 try:
-                    return otlp_native.read_proto_framed(data, source)
-                except NeedsSlowPath:
-                    pass  # the Python reader names and counts what the native one declined
-            return otlp_proto.read_framed(data, source, problems).table()
+                    table = otlp_native.read_proto_framed(data, source)
+                    problems.read_by("native")
+                    return table
+                except NeedsSlowPath as e:
+                    # the Python reader names and counts what the native one declined
+                    problems.decline(source, "native", str(e))
+            return _python(otlp_proto.read_framed(data, source, problems), problems)
         if fmt in (OTLP_JSON, JAEGER_V3, TEMPO):
             try:
                 doc = orjson.loads(data)
             except orjson.JSONDecodeError:
                 # api_v3 streams FindTraces results as one {"result": ...} object per line.
-                return _json_lines_slow(data, source, problems).table()
+                return _python(_json_lines_slow(data, source, problems), problems)
             rows = SpanRows(source)
             _decode_envelope(doc, rows, problems, "document")
-            return rows.table()
+            return _python(rows, problems)
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as e:
             problems.skip(source, None, None, f"not valid JSON: {e}", "bad_json")
             return SPAN_SCHEMA.empty_table()
         if fmt == JAEGER:
-            return jaeger.read_document(doc, source, problems).table()
-        return zipkin.read_spans(doc, source, problems).table()
+            return _python(jaeger.read_document(doc, source, problems), problems)
+        return _python(zipkin.read_spans(doc, source, problems), problems)
 
 
 def read_file(path: Path, problems: Problems, fmt: str | None = None) -> pa.Table:
@@ -256,9 +273,9 @@ def read_file(path: Path, problems: Problems, fmt: str | None = None) -> pa.Tabl
         if head == _COLLECTOR_LINE_START:
             # The collector's own files (the bulk of any run): parsed straight from a memory map,
             # no copy into a bytes object. Anything else takes read_bytes below.
-            try:
-                with pa.memory_map(str(path)) as mm, gc_paused():
-                    return read_json_lines(mm.read_buffer(), str(path))
-            except NeedsSlowPath:
-                return read_bytes(path.read_bytes(), str(path), problems, fmt, fast_tried=True)
+            with pa.memory_map(str(path)) as mm, gc_paused():
+                table = _fast_json_lines(mm.read_buffer(), str(path), problems)
+            if table is not None:
+                return table
+            return read_bytes(path.read_bytes(), str(path), problems, fmt, fast_tried=True)
     return read_bytes(path.read_bytes(), str(path), problems, fmt)

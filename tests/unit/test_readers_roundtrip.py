@@ -279,6 +279,10 @@ def test_protojson_variants_base64_ids_and_enum_names(tmp_path: Path, reqs, fast
     problems = Problems()
     assert table_rows(read_file(f, problems)) == expected_rows(reqs, str(f))
     assert not problems.skipped
+    # nothing lost, but the user is told why this file took the slower reader
+    assert problems.readers == {"python": 1}
+    assert len(problems.declined) == 1 and problems.declined[0].startswith(f"{f}: ")
+    assert "line 1" in problems.declined[0]
 
 
 def test_upper_case_hex_and_numeric_int64s(tmp_path: Path, reqs) -> None:
@@ -373,6 +377,8 @@ def test_rotated_folder_through_ingest(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "run" / "ingest_report.json").read_text())
     assert report["files"] == 3 and report["spans"] == len(want) == result.spans
     assert report["skipped"] == {} and report["errors"] == []
+    fast = "native" if otlp_native.AVAILABLE else "pyarrow.json"
+    assert report["readers"] == {fast: 3} and report["fast_path_declined"] == []
 
 
 def test_sdk_exporter_serialisation(tmp_path: Path) -> None:
