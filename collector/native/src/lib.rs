@@ -76,12 +76,15 @@ mod python {
         Ok(d)
     }
 
-    /// The buffer's bytes, valid while `data` lives (it holds the exporter's buffer, read-only).
-    fn view(data: &PyBuffer<u8>) -> PyResult<&'static [u8]> {
+    /// The buffer's bytes, borrowed for as long as `data` (which holds the export, read-only) lives.
+    fn view(data: &PyBuffer<u8>) -> PyResult<&[u8]> {
         if !data.is_c_contiguous() {
             return Err(PyValueError::new_err("the buffer is not contiguous"));
         }
-        // SAFETY: the slice is used only inside the calling function, while `data` is alive.
+        if data.len_bytes() == 0 {
+            return Ok(&[]); // the pointer of an empty export may be null
+        }
+        // SAFETY: a contiguous, exported (so neither freed nor resized) buffer of len_bytes bytes.
         Ok(unsafe { std::slice::from_raw_parts(data.buf_ptr() as *const u8, data.len_bytes()) })
     }
 
