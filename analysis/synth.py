@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from hopscope.collector.schema import SPAN_SCHEMA
+from hopscope.collector.schema import SPAN_PARQUET_OPTIONS, SPAN_SCHEMA
 
 from .stats import QUANTILES, shares
 
@@ -988,7 +988,7 @@ def write_run(
             progress(k + 1, len(files))
     written["spans"] = spans_dir
     if parquet:
-        pq.write_table(run.table, out / "spans.parquet")
+        pq.write_table(run.table, out / "spans.parquet", **SPAN_PARQUET_OPTIONS)
         written["spans.parquet"] = out / "spans.parquet"
     pq.write_table(run.ledger, out / "ledger.parquet")
     (out / "manifest.json").write_text(json.dumps(run.manifest, indent=2))

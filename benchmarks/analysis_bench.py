@@ -228,7 +228,10 @@ def main() -> None:
         t0 = time.perf_counter()
         table = generate(args.spans, args.hops, args.seed)
         t_gen = time.perf_counter() - t0
-        pq.write_table(table, run_dir / "spans.parquet")
+        from hopscope.collector.schema import SPAN_PARQUET_OPTIONS
+
+        # written as ingest writes it, so the read costs are the ones a real run has
+        pq.write_table(table, run_dir / "spans.parquet", **SPAN_PARQUET_OPTIONS)
         n = table.num_rows
         del table
         t_write = time.perf_counter() - t0 - t_gen

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from .errors import MAX_MESSAGES, MalformedInput, NoUsableSpans, Problems, UnknownFormat
 from .readers import read_file
 from .readers.otlp_arrow import PARSE_THREADS
-from .schema import SPAN_SCHEMA
+from .schema import SPAN_PARQUET_OPTIONS, SPAN_SCHEMA
 
 SPANS_FILE = "spans.parquet"
 REPORT_FILE = "ingest_report.json"
@@ -90,25 +90,6 @@ def expand(sources: Sequence[Path | str], ignored: list[str] | None = None) -> l
             raise NoUsableSpans(f"{p}: no such file or folder")
     return files
 
-
-#: spans.parquet: zstd; dictionary pages only for the low-cardinality columns (for ids the
-#: writer would build a dictionary only to give it up: CPU for nothing, a larger file)
-PARQUET_OPTIONS: dict = {
-    "compression": "zstd",
-    "use_dictionary": [
-        "name",
-        "kind",
-        "status",
-        "service",
-        "stack",
-        "workload",
-        "hop",
-        "derived",
-        "attributes",
-        "resource",
-        "source",
-    ],
-}
 
 #: files read at once when a folder holds several (this machine has 2 cores; pyarrow.json and the
 #: Arrow kernels release the GIL, so threads overlap one file's parsing with another's conversion)
@@ -219,7 +200,7 @@ def ingest(
     try:
         for table in iter_tables(files, problems, fmt=fmt, console=console):
             if writer is None:
-                writer = pq.ParquetWriter(partial, SPAN_SCHEMA, **PARQUET_OPTIONS)
+                writer = pq.ParquetWriter(partial, SPAN_SCHEMA, **SPAN_PARQUET_OPTIONS)
             writer.write_table(table)
             rows += table.num_rows
         if writer is not None:
@@ -264,5 +245,5 @@ def write_outputs(
     partial = None
     if table.num_rows:
         partial = out_dir / (SPANS_FILE + ".partial")
-        pq.write_table(table, partial, **PARQUET_OPTIONS)
+        pq.write_table(table, partial, **SPAN_PARQUET_OPTIONS)
     return _finish(table.num_rows, problems, out_dir, partial, files=files, t0=t0, ignored=ignored)

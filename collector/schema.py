@@ -46,3 +46,23 @@ ATTR_EVENT_ID = "hopscope.event_id"
 ATTR_HOP = "hopscope.hop"
 ATTR_DERIVED = "hopscope.derived"
 ATTR_SERVICE = "service.name"
+
+#: how spans.parquet is written (ingest, synth, the benchmarks): zstd; dictionary pages only for
+#: the low-cardinality columns (for ids the writer would build a dictionary only to give it up:
+#: CPU for nothing, a larger file, and slower reads)
+SPAN_PARQUET_OPTIONS: dict = {
+    "compression": "zstd",
+    "use_dictionary": [
+        "name",
+        "kind",
+        "status",
+        "service",
+        "stack",
+        "workload",
+        "hop",
+        "derived",
+        "attributes",
+        "resource",
+        "source",
+    ],
+}
