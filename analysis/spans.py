@@ -188,7 +188,39 @@ def _hex_words(arr: pa.Array | pa.ChunkedArray, n_words: int, *, lower_only: boo
 
     Null rows hold no id (`present`); any other spelling (empty, wrong length, a non-hex
     digit, upper case when `lower_only`) returns None and the caller takes the general path.
+    A column of several chunks (Parquet row groups) is parsed chunk by chunk: joining the
+    chunks first would copy every id once more.
     """
+    if isinstance(arr, pa.ChunkedArray) and arr.num_chunks > 1:
+        parts: list[tuple[int, HexWords | None]] = []
+        for chunk in arr.chunks:
+            if len(chunk) == 0:
+                continue
+            if chunk.null_count == len(chunk):  # no id in this chunk at all
+                parts.append((len(chunk), None))
+                continue
+            hw = _hex_words_one(chunk, n_words, lower_only)
+            if hw is None:
+                return None
+            parts.append((len(chunk), hw))
+        if not any(hw is not None for _, hw in parts):
+            return None
+        words = np.concatenate(
+            [hw.words if hw is not None else np.zeros((0, n_words), np.uint64) for _, hw in parts]
+        )
+        present = None
+        if any(hw is None or hw.present is not None for _, hw in parts):
+            present = np.concatenate(
+                [
+                    np.zeros(m, bool) if hw is None else np.ones(m, bool) if hw.present is None else hw.present
+                    for m, hw in parts
+                ]
+            )
+        return HexWords(words, present, any(hw is not None and hw.has_upper for _, hw in parts))
+    return _hex_words_one(arr, n_words, lower_only)
+
+
+def _hex_words_one(arr: pa.Array | pa.ChunkedArray, n_words: int, lower_only: bool) -> HexWords | None:
     arr = _string_array(arr)
     n = len(arr)
     if n == 0:
@@ -203,7 +235,7 @@ def _hex_words(arr: pa.Array | pa.ChunkedArray, n_words: int, *, lower_only: boo
             return None
         if np.any(lengths[~present] != 0):
             # null slots that still hold bytes: parse a filled copy, keep the present rows
-            hw = _hex_words(pc.fill_null(arr, "0" * width), n_words, lower_only=lower_only)
+            hw = _hex_words_one(pc.fill_null(arr, "0" * width), n_words, lower_only)
             if hw is None:
                 return None
             return HexWords(hw.words[present], present, hw.has_upper)
@@ -275,7 +307,12 @@ def _trace_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array, np.ndarray
             hi[codes] = hw.words[:, 0]
             if np.array_equal(hi[codes], hw.words[:, 0]):
                 words = np.column_stack([hi, np.asarray(lo, dtype=np.uint64)])
-                return codes.astype(np.int32), _hex_strings(words), words
+                # each code's id as written (lower-case hex, so the same text as spelled from its words)
+                first = np.empty(len(lo), np.int64)
+                first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+                names = col.take(pa.array(first))
+                names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
+                return codes.astype(np.int32), names.cast(pa.string()), words
     codes, names = _codes_arrow(col)
     names = names.cast(pa.string())
     hw = _hex_words(names, 2, lower_only=True) if len(names) and not names.null_count else None

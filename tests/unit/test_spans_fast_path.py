@@ -68,6 +68,28 @@ def test_chunked_table_matches_combined(broken_table: pa.Table) -> None:
     _assert_same(prepare(chunked), prepare(broken_table.combine_chunks()))
 
 
+def test_chunk_without_any_parent_id(broken_table: pa.Table) -> None:
+    # a chunk of roots only (all parent ids null) next to chunks with parents: parsed chunk by chunk
+    roots = broken_table.filter(pa.compute.is_null(broken_table.column("parent_span_id"))).combine_chunks()
+    rest = broken_table.filter(pa.compute.is_valid(broken_table.column("parent_span_id"))).combine_chunks()
+    chunked = pa.concat_tables([rest.slice(0, 500), roots, rest.slice(500)])
+    assert chunked.column("parent_span_id").chunk(1).null_count == len(roots) > 0
+    fast = prepare(chunked)
+    assert fast.span_id_source[0] is None  # still the hex fast path
+    _assert_same(fast, prepare(chunked.combine_chunks()))
+
+
+def test_parquet_row_groups_match_the_table(broken_table: pa.Table, tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    from hopscope.collector.schema import SPAN_PARQUET_OPTIONS
+
+    path = tmp_path / "spans.parquet"
+    pq.write_table(broken_table, path, row_group_size=700, **SPAN_PARQUET_OPTIONS)
+    assert pq.ParquetFile(path).metadata.num_row_groups > 2
+    _assert_same(prepare(spans.ParquetColumns(str(path))), prepare(broken_table))
+
+
 def _row(trace: int, span: int, parent: int | None, start: int, end: int, **kw: object) -> dict:
     return {
         "trace_id": f"{trace:032x}",
