@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hopscope.collector.readers.ids import unhex
+from hopscope.collector.readers.ids import hex_u64
 
 from .fold import fold_library_spans
 from .tree import levels
@@ -248,12 +248,11 @@ def _hex_words_one(arr: pa.Array | pa.ChunkedArray, n_words: int, lower_only: bo
         return None
     data = arr.buffers()[2]
     raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
-    packed = unhex(raw, lower_only)
-    if packed is None:
+    parsed = hex_u64(raw, lower_only)
+    if parsed is None:
         return None
-    has_upper = (not lower_only) and bool(np.any((raw - np.uint8(65)) <= 5))
-    words = packed.view(">u8").astype(np.uint64).reshape(rows, n_words)
-    return HexWords(words, present, has_upper)
+    words, has_upper = parsed
+    return HexWords(words.reshape(rows, n_words), present, has_upper)
 
 
 def _hex_u64(arr: pa.Array) -> np.ndarray | None:

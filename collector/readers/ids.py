@@ -107,3 +107,15 @@ def unhex(raw: np.ndarray, lower_only: bool) -> np.ndarray | None:
         np.left_shift(d[0::2], np.uint8(4), out=o)
         np.bitwise_or(o, d[1::2], out=o)
     return out
+
+
+def hex_u64(raw: np.ndarray, lower_only: bool) -> tuple[np.ndarray, bool] | None:
+    """Runs of 16 hex digits (uint8 ASCII) as uint64 words, and whether any digit was upper case;
+    None if a byte is not a hex digit (upper case counts as not with `lower_only`)."""
+    if len(raw) % 16:
+        return None
+    packed = unhex(raw, lower_only)
+    if packed is None:
+        return None
+    has_upper = (not lower_only) and bool(np.any((raw - np.uint8(65)) <= 5))
+    return packed.view(">u8").astype(np.uint64), has_upper
