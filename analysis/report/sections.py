@@ -482,6 +482,13 @@ def quality_section(ctx: ReportContext) -> Iterable[Section]:
             + (", ".join(f"{k} {v}" for k, v in skipped.items()) if skipped else "nothing")
             + "."
         )
+        readers = ingest.get("readers") or {}
+        if readers:
+            declined = ingest.get("fast_path_declined") or []
+            msg += " Read by: " + ", ".join(f"{k} {v}" for k, v in readers.items()) + "."
+            if declined:
+                # not a loss: the tolerant reader read those files whole; it only took longer
+                msg += f" A fast reader declined {len(declined)} file(s), e.g. {declined[0]}"
         parts_html.append(f"<p>{html.escape(msg)}</p>")
         parts_md.append(msg + "\n")
         errors = ingest.get("errors") or []

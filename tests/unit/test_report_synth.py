@@ -82,6 +82,13 @@ def test_report_counts_what_ingest_skipped(run) -> None:
     m = re.search(r"Ingest read (\d+) file\(s\), ([\d,]+) span\(s\); skipped: bad_json (\d+)\.", md)
     assert m, md.split("## Data quality", 1)[1][:2000]
     assert int(m.group(3)) == truth["malformed_lines"]
+    # every file is accounted to the reader that read it; the ones with broken lines were
+    # declined by the fast reader and read whole by the tolerant one
+    read_by = re.search(r"Read by: (.*?)\.(?:\s|$)", md)  # "pyarrow.json" has a dot of its own
+    assert read_by, md
+    readers = dict(re.findall(r"(native|pyarrow\.json|python) (\d+)", read_by.group(1)))
+    assert sum(int(v) for v in readers.values()) == int(m.group(1))
+    assert int(readers.get("python", 0)) >= 1 and "declined" in md
 
 
 def test_report_html_has_a_section_with_plots_per_workload(run) -> None:
