@@ -30,26 +30,23 @@ from .otlp_arrow import NeedsSlowPath
 from .rows import SpanRows
 
 
-def read_json_lines(data: bytes | pa.Buffer, source: str) -> pa.Table:
-    """The fast path for the collector's JSON lines: the native reader where it is built, else pyarrow.json.
-
-    Both take only the canonical spelling and raise NeedsSlowPath otherwise.
-    """
-    if otlp_native.AVAILABLE:
-        return otlp_native.read_json_lines(data, source)
-    return otlp_arrow.read_json_lines(data, source)
-
-
-def _fast_json_lines(data: bytes | pa.Buffer, source: str, problems: Problems) -> pa.Table | None:
-    """read_json_lines, counted in `problems`: the table, or None (and why) when it declined."""
-    reader = "native" if otlp_native.AVAILABLE else "pyarrow.json"
+def _fast(read, reader: str, data: bytes | pa.Buffer, source: str, problems: Problems) -> pa.Table | None:
+    """A fast reader's table, counted in `problems`; None (and why) when it declined the buffer."""
     try:
-        table = read_json_lines(data, source)
+        table = read(data, source)
     except NeedsSlowPath as e:
         problems.decline(source, reader, str(e))
         return None
     problems.read_by(reader)
     return table
+
+
+def _fast_json_lines(data: bytes | pa.Buffer, source: str, problems: Problems) -> pa.Table | None:
+    """The collector's JSON lines: the native reader where it is built, else pyarrow.json. Both take
+    only the canonical spelling."""
+    if otlp_native.AVAILABLE:
+        return _fast(otlp_native.read_json_lines, "native", data, source, problems)
+    return _fast(otlp_arrow.read_json_lines, "pyarrow.json", data, source, problems)
 
 
 def _python(rows: SpanRows, problems: Problems) -> pa.Table:
@@ -238,13 +235,10 @@ def read_bytes(
             return _python(_json_lines_slow(data, source, problems), problems)
         if fmt == OTLP_PROTO:
             if otlp_native.AVAILABLE:
-                try:
-                    table = otlp_native.read_proto_framed(data, source)
-                    problems.read_by("native")
+                table = _fast(otlp_native.read_proto_framed, "native", data, source, problems)
+                if table is not None:
                     return table
-                except NeedsSlowPath as e:
-                    # the Python reader names and counts what the native one declined
-                    problems.decline(source, "native", str(e))
+            # the Python reader names and counts what the native one declined
             return _python(otlp_proto.read_framed(data, source, problems), problems)
         if fmt in (OTLP_JSON, JAEGER_V3, TEMPO):
             try:

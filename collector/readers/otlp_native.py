@@ -50,18 +50,11 @@ def _text(parts: tuple[bytes, bytes, bytes]) -> pa.Array:
     )
 
 
-def _ids(data: bytes, width: int, valid: bytes | None = None) -> pa.Array:
+def _ids(data: bytes, width: int) -> pa.Array:
+    """Fixed-width ids (never null) as a string array: the offsets are a multiple of `width`."""
     n = len(data) // width
-    mask = _bitmap(valid) if valid is not None else None
-    if mask is None:
-        offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
-        return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
-    # null ids take no characters: their placeholder bytes are dropped
-    flags = np.frombuffer(valid, dtype=np.uint8).astype(bool)
-    chars = np.frombuffer(data, dtype=np.uint8).reshape(n, width)[flags]
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(flags * width, out=offsets[1:])
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars.tobytes()), mask, -1)
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _map(cols: dict, name: str) -> pa.MapArray:
@@ -112,7 +105,7 @@ def _table(cols: dict, source: str) -> pa.Table:
     columns = {
         "trace_id": _ids(cols["trace_id"], 32),
         "span_id": _ids(cols["span_id"], 16),
-        "parent_span_id": _ids(cols["parent"], 16, cols["parent_valid"]),
+        "parent_span_id": _text(cols["parent"]),
         "links": pa.ListArray.from_arrays(
             pa.array(np.frombuffer(cols["link_offsets"], dtype=np.int32)), link_struct
         ),

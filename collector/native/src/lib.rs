@@ -26,7 +26,7 @@ mod python {
         let py = d.py();
         d.set_item(
             name,
-            (bytes(py, &c.offsets), bytes(py, &c.data), bytes(py, &c.valid)),
+            (bytes(py, &c.offsets.0), bytes(py, &c.data), bytes(py, &c.valid)),
         )
     }
 
@@ -34,7 +34,7 @@ mod python {
         let py = d.py();
         put_str(d, &format!("{name}.keys"), &c.keys)?;
         put_str(d, &format!("{name}.values"), &c.values)?;
-        d.set_item(format!("{name}.row_offsets"), bytes(py, &c.row_offsets))?;
+        d.set_item(format!("{name}.row_offsets"), bytes(py, &c.row_offsets.0))?;
         d.set_item(format!("{name}.double_pos"), bytes(py, &c.double_pos))?;
         d.set_item(format!("{name}.double_val"), bytes(py, &c.double_val))
     }
@@ -42,12 +42,9 @@ mod python {
     fn to_dict<'py>(py: Python<'py>, s: &Spans) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         d.set_item("n", s.len())?;
-        d.set_item("n_resources", s.service.len())?;
         for (name, v) in [
             ("trace_id", &s.trace_id),
             ("span_id", &s.span_id),
-            ("parent", &s.parent),
-            ("parent_valid", &s.parent_valid),
             ("kind", &s.kind),
             ("status", &s.status),
             ("derived", &s.derived),
@@ -58,9 +55,10 @@ mod python {
         }
         d.set_item("start", bytes(py, &s.start))?;
         d.set_item("end", bytes(py, &s.end))?;
-        d.set_item("link_offsets", bytes(py, &s.link_offsets))?;
+        d.set_item("link_offsets", bytes(py, &s.link_offsets.0))?;
         d.set_item("resource_of", bytes(py, &s.resource_of))?;
         for (name, c) in [
+            ("parent", &s.parent),
             ("name", &s.name),
             ("workload", &s.workload),
             ("event_id", &s.event_id),

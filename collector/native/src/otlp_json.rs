@@ -257,18 +257,18 @@ mod tests {
         let s = parse(text.as_bytes(), 2).unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(&s.trace_id[..32], b"0af7651916cd43dd8448eb211c80319c");
-        assert_eq!(s.parent_valid, vec![0, 0]);
+        assert_eq!(s.parent.valid, vec![0, 0]);
         assert_eq!(&s.name.data[..3], b"a\"b");
         assert_eq!((s.start[0], s.end[0], s.kind[0], s.status[0]), (10, 25, 2, 0));
         assert_eq!(&s.hop.data[..1], b"y"); // the last of a repeated lifted key
         assert_eq!(s.derived, vec![1, 1]);
-        assert_eq!(s.attrs.row_offsets, vec![0, 3, 6]);
+        assert_eq!(s.attrs.row_offsets.0, vec![0, 3, 6]);
         assert_eq!(s.attrs.double_pos, vec![1, 4]);
         let neg_zero = parse(LINE.replace("1.5", "-0.0").as_bytes(), 1).unwrap();
         assert_eq!(neg_zero.attrs.double_val[0].to_bits(), (-0.0f64).to_bits());
-        assert_eq!(s.link_offsets, vec![0, 1, 2]);
+        assert_eq!(s.link_offsets.0, vec![0, 1, 2]);
         assert_eq!(s.resource_of, vec![0, 1]);
-        assert_eq!(s.res_attrs.row_offsets, vec![0, 1, 2]);
+        assert_eq!(s.res_attrs.row_offsets.0, vec![0, 1, 2]);
     }
 
     #[test]

@@ -260,12 +260,12 @@ mod tests {
         assert_eq!(s.len(), 6);
         assert_eq!(&s.trace_id[..32], "ab".repeat(16).as_bytes());
         assert_eq!(&s.span_id[..16], b"0102030405060708");
-        assert_eq!(s.parent_valid, vec![0; 6]);
+        assert_eq!(s.parent.valid, vec![0; 6]);
         assert_eq!((s.kind[0], s.status[0], s.start[0], s.end[0]), (4, 2, 10, 30));
         assert_eq!(&s.attrs.values.data[..9], b"-7AAFoaQ="); // int, then base64 bytes
         assert_eq!(s.attrs.double_val[0].to_bits(), (-0.0f64).to_bits());
         assert_eq!(s.resource_of, vec![0, 0, 1, 1, 2, 2]);
-        assert_eq!(s.link_offsets, vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(s.link_offsets.0, vec![0, 1, 2, 3, 4, 5, 6]);
     }
 
     #[test]

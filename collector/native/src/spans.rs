@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use crate::columns::{KvCol, StrCol};
+use crate::columns::{KvCol, Offsets, StrCol};
 
 pub const TRACE_HEX: usize = 32;
 pub const SPAN_HEX: usize = 16;
@@ -32,12 +32,13 @@ pub enum Value<'b> {
 }
 
 /// Every span of one buffer, column by column; resource-level columns have one row per
-/// ResourceSpans and `resource_of` maps a span to its row.
+/// ResourceSpans and `resource_of` maps a span to its row. Trace and span ids are fixed-width
+/// (32 / 16 lower-case hex digits, never null), so they need no offsets.
+#[derive(Default)]
 pub struct Spans {
     pub trace_id: Vec<u8>,
     pub span_id: Vec<u8>,
-    pub parent: Vec<u8>,
-    pub parent_valid: Vec<u8>,
+    pub parent: StrCol,
     pub name: StrCol,
     pub kind: Vec<u8>,
     pub status: Vec<u8>,
@@ -48,7 +49,7 @@ pub struct Spans {
     pub event_id: StrCol,
     pub hop: StrCol,
     pub attrs: KvCol,
-    pub link_offsets: Vec<i32>,
+    pub link_offsets: Offsets,
     pub link_trace: Vec<u8>,
     pub link_span: Vec<u8>,
     pub resource_of: Vec<u32>,
@@ -56,35 +57,6 @@ pub struct Spans {
     pub stack: StrCol,
     pub res_workload: StrCol,
     pub res_attrs: KvCol,
-}
-
-impl Default for Spans {
-    fn default() -> Self {
-        Spans {
-            trace_id: Vec::new(),
-            span_id: Vec::new(),
-            parent: Vec::new(),
-            parent_valid: Vec::new(),
-            name: StrCol::new(),
-            kind: Vec::new(),
-            status: Vec::new(),
-            start: Vec::new(),
-            end: Vec::new(),
-            derived: Vec::new(),
-            workload: StrCol::new(),
-            event_id: StrCol::new(),
-            hop: StrCol::new(),
-            attrs: KvCol::new(),
-            link_offsets: vec![0],
-            link_trace: Vec::new(),
-            link_span: Vec::new(),
-            resource_of: Vec::new(),
-            service: StrCol::new(),
-            stack: StrCol::new(),
-            res_workload: StrCol::new(),
-            res_attrs: KvCol::new(),
-        }
-    }
 }
 
 /// Appends `text` as lower-case hex; refuses a wrong length, a non-hex digit and all zeros.
@@ -191,13 +163,11 @@ impl Spans {
         push_id(&mut self.trace_id, trace, TRACE_HEX, "traceId")?;
         push_id(&mut self.span_id, span, SPAN_HEX, "spanId")?;
         match parent {
-            Some(p) if p.bytes().any(|c| c != b'0') => {
-                push_id(&mut self.parent, Some(p), SPAN_HEX, "parentSpanId")?;
-                self.parent_valid.push(1);
-            }
-            _ => self.push_root(),
+            Some(p) if p.bytes().any(|c| c != b'0') => self
+                .parent
+                .push_with(|out| push_id(out, Some(p), SPAN_HEX, "parentSpanId")),
+            _ => self.parent.push(None),
         }
-        Ok(())
     }
 
     /// A span's ids as raw bytes; an empty or all-zero parent means a root.
@@ -205,17 +175,11 @@ impl Spans {
         push_raw_id(&mut self.trace_id, trace, TRACE_HEX, "trace_id")?;
         push_raw_id(&mut self.span_id, span, SPAN_HEX, "span_id")?;
         if parent.iter().any(|&b| b != 0) {
-            push_raw_id(&mut self.parent, parent, SPAN_HEX, "parent_span_id")?;
-            self.parent_valid.push(1);
+            self.parent
+                .push_with(|out| push_raw_id(out, parent, SPAN_HEX, "parent_span_id"))
         } else {
-            self.push_root();
+            self.parent.push(None)
         }
-        Ok(())
-    }
-
-    fn push_root(&mut self) {
-        self.parent.extend_from_slice(&[b'0'; SPAN_HEX]);
-        self.parent_valid.push(0);
     }
 
     pub fn push_hex_link(&mut self, trace: Option<&str>, span: Option<&str>) -> Result<(), String> {
@@ -248,8 +212,8 @@ impl Spans {
         self.kind.push(code(kind, KINDS, "kind")?);
         self.status.push(code(status, STATUSES, "status code")?);
         self.name.push(Some(name))?;
-        let links = i32::try_from(self.link_span.len() / SPAN_HEX).map_err(|_| "over 2G links")?;
-        self.link_offsets.push(links);
+        self.link_offsets
+            .close_row(self.link_span.len() / SPAN_HEX, "links")?;
         let [workload, event_id, hop, derived] =
             split_attrs(attrs, [WORKLOAD, EVENT_ID, HOP, DERIVED], &mut self.attrs)?;
         self.workload.push(workload.as_deref())?;
@@ -263,11 +227,9 @@ impl Spans {
     /// Appends the spans of a later chunk of the same buffer.
     pub fn append(&mut self, o: &Spans) -> Result<(), String> {
         let res_base = self.service.len() as u32;
-        let link_base = *self.link_offsets.last().unwrap();
         self.trace_id.extend_from_slice(&o.trace_id);
         self.span_id.extend_from_slice(&o.span_id);
-        self.parent.extend_from_slice(&o.parent);
-        self.parent_valid.extend_from_slice(&o.parent_valid);
+        self.parent.append(&o.parent)?;
         self.name.append(&o.name)?;
         self.kind.extend_from_slice(&o.kind);
         self.status.extend_from_slice(&o.status);
@@ -278,8 +240,7 @@ impl Spans {
         self.event_id.append(&o.event_id)?;
         self.hop.append(&o.hop)?;
         self.attrs.append(&o.attrs)?;
-        self.link_offsets
-            .extend(o.link_offsets[1..].iter().map(|x| x + link_base));
+        self.link_offsets.append(&o.link_offsets, "links")?;
         self.link_trace.extend_from_slice(&o.link_trace);
         self.link_span.extend_from_slice(&o.link_span);
         self.resource_of
