@@ -11,7 +11,8 @@ of a PRODUCER, a span attached by a link, or a child that starts after its
 parent ended) is never centred: a consumer that starts before its producer
 started is moved to the producer's start (the smallest shift that restores
 causality) and counted. Host key: resource host.id / host.ip / host.name, else
-the service name. Vectorised by depth level.
+the service name. Vectorised by depth level (or, when built, the native kernel of
+kernels.py: the same rules in one pass).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels
 from .spans import CONSUMER, PRODUCER, SpanArrays
 
 
@@ -32,6 +34,15 @@ class SkewResult:
 
 
 def correct(sa: SpanArrays) -> SkewResult:
+    if kernels.AVAILABLE:
+        delta, corrected = kernels.skew_shifts(sa)
+    else:
+        delta, corrected = _shifts_by_level(sa)
+    return SkewResult(start=sa.start + delta, end=sa.end + delta, corrected=corrected, delta=delta)
+
+
+def _shifts_by_level(sa: SpanArrays) -> tuple[np.ndarray, np.ndarray]:
+    """(shift per span, own clock corrected) computed one depth level at a time."""
     parent = sa.event_parent
     delta = np.zeros(sa.n, np.int64)
     corrected = np.zeros(sa.n, bool)
@@ -52,4 +63,4 @@ def correct(sa: SpanArrays) -> SkewResult:
         own = np.where(async_edge, to_start, sync_delta)
         delta[c] = np.where(inherit, delta[p], own)
         corrected[c] = ~inherit & (own != 0)
-    return SkewResult(start=sa.start + delta, end=sa.end + delta, corrected=corrected, delta=delta)
+    return delta, corrected

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels
 from .critical_path import event_paths
 from .spans import SpanArrays
-from .tree import top_of
 
 WAIT_PREFIX = "wait:"
 
@@ -65,9 +65,7 @@ def find_deliveries(sa: SpanArrays, pair_of_trace: np.ndarray, n_pairs: int, end
         last_targets = np.zeros(0, np.int64)
     target = np.concatenate([sub_targets, last_targets]).astype(np.int64)
     target.sort()
-    parent = sa.event_parent
-    top = top_of(parent, sa.event_levels)
-    root = top[target]
+    root = sa.event_top[target]
     valid = (root >= 0) & ~sa.has_parent_id[np.maximum(root, 0)]
     names = np.append(sa.subscriber_names, None).astype(object)
     sub = names[np.where(sa.subscriber[target] >= 0, sa.subscriber[target], len(sa.subscriber_names))]
@@ -80,9 +78,12 @@ def hop_values(sa: SpanArrays, dl: Deliveries, start: np.ndarray, end: np.ndarra
     label_names = np.concatenate(
         [sa.hop_names, np.char.add(WAIT_PREFIX, sa.hop_names.astype(str)).astype(object)]
     )
-    sums = PathSums(len(walkers), len(label_names))
-    event_paths(sa, dl.target[walkers], start, end, sink=sums.add)
-    d, label, value, first = sums.result()
+    if kernels.AVAILABLE:
+        d, label, value, first = kernels.event_path_sums(sa, dl.target[walkers], start, end, len(label_names))
+    else:
+        sums = PathSums(len(walkers), len(label_names))
+        event_paths(sa, dl.target[walkers], start, end, sink=sums.add)
+        d, label, value, first = sums.result()
     d = walkers[d]
     root_start = start[np.maximum(dl.root, 0)]
     e2e = np.bincount(d, weights=value, minlength=len(dl.target))

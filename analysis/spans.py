@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from hopscope.collector.readers.ids import hex_u64
 
 from .fold import fold_library_spans
-from .tree import levels
+from .tree import levels, top_of
 
 KIND_CODES = {"UNSPECIFIED": 0, "INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 PRODUCER = KIND_CODES["PRODUCER"]
@@ -110,6 +110,15 @@ class SpanArrays:
     def event_levels(self) -> list[np.ndarray]:
         """Spans by depth in the event tree (computed once: skew, deliveries and paths all walk it)."""
         return levels(self.event_parent, np.ones(self.n, dtype=bool))
+
+    @cached_property
+    def event_top(self) -> np.ndarray:
+        """The root above each span in the event tree (itself for a root), -1 if none is reached."""
+        from . import kernels  # kernels imports this module for its types
+
+        if kernels.AVAILABLE:
+            return kernels.event_roots(self)
+        return top_of(self.event_parent, self.event_levels)
 
     @cached_property
     def trace_ids(self) -> np.ndarray:

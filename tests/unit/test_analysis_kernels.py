@@ -1,0 +1,112 @@
+"""The native span-tree kernels (analysis/native) give exactly the numpy versions' arrays."""
+
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hopscope.analysis import clock_skew, kernels
+from hopscope.analysis.critical_path import event_paths
+from hopscope.analysis.hops import PathSums
+from hopscope.analysis.spans import CONSUMER, PRODUCER, prepare
+from hopscope.analysis.synth import Breakage, SynthConfig, generate
+from hopscope.analysis.tree import levels, top_of
+
+# Built by bin/bootstrap; skipped only on a machine without cargo.
+pytestmark = pytest.mark.skipif(kernels._native is None, reason="analysis/native not built (no cargo)")
+
+
+def test_kernels_are_built_where_cargo_is() -> None:
+    assert kernels._native is not None or shutil.which("cargo") is None
+
+
+def _numpy_results(sa, targets: np.ndarray, start: np.ndarray, end: np.ndarray, n_labels: int):
+    top = top_of(sa.event_parent, levels(sa.event_parent, np.ones(sa.n, dtype=bool)))
+    delta, corrected = clock_skew._shifts_by_level(sa)
+    sums = PathSums(len(targets), n_labels)
+    event_paths(sa, targets, start, end, sink=sums.add)
+    return top, delta, corrected, sums.result()
+
+
+def _compare(sa, targets: np.ndarray, start: np.ndarray, end: np.ndarray) -> int:
+    n_labels = 2 * len(sa.hop_names)
+    top, delta, corrected, sums = _numpy_results(sa, targets, start, end, n_labels)
+    np.testing.assert_array_equal(kernels.event_roots(sa), top)
+    got_delta, got_corrected = kernels.skew_shifts(sa)
+    np.testing.assert_array_equal(got_delta, delta)
+    np.testing.assert_array_equal(got_corrected, corrected)
+    got = kernels.event_path_sums(sa, targets, start, end, n_labels)
+    for name, a, b in zip(("walker", "label", "total", "first"), got, sums, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    return len(sums[0])
+
+
+def test_synthetic_run_with_breakage() -> None:
+    cfg = SynthConfig.load(None)
+    cfg.events, cfg.seed = 300, 5
+    cfg.breakage = Breakage(
+        orphan_rate=0.05, missing_hop_rate=0.05, duplicate_rate=0.05, skew_rate=0.2, malformed_lines=0
+    )
+    sa = prepare(generate(cfg).table)
+    delta, _ = clock_skew._shifts_by_level(sa)
+    assert delta.any(), "the skewed servers should need shifts"
+    top = top_of(sa.event_parent, sa.event_levels)
+    targets = np.flatnonzero((sa.subscriber >= 0) & (top >= 0))
+    assert _compare(sa, targets, sa.start + delta, sa.end + delta) > len(targets)
+
+
+def _random_forest(rng: np.random.Generator, n: int, n_hops: int) -> SimpleNamespace:
+    """Traces of 1–12 spans: parents mostly earlier spans of the trace, some later (cycles), some
+    orphaned; links as the event parent of parentless spans; kinds, hosts and times at random."""
+    sizes = rng.integers(1, 13, n)
+    sizes = sizes[np.cumsum(sizes) <= n]
+    lo = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    m = int(sizes.sum())
+    trace = np.repeat(np.arange(len(sizes)), sizes)
+    base = lo[trace]
+    size = sizes[trace]
+    pos = np.arange(m) - base
+    parent = np.where(pos > 0, base + rng.integers(0, np.maximum(pos, 1)), -1)
+    later = rng.random(m) < 0.03  # may close a cycle
+    parent = np.where(later, base + rng.integers(0, size), parent)
+    parent = np.where(parent == np.arange(m), -1, parent)
+    orphan = (rng.random(m) < 0.05) & (pos > 0)
+    parent[orphan] = -1
+    link = np.where(orphan & (rng.random(m) < 0.7), base + rng.integers(0, np.maximum(pos, 1)), -1)
+    event_parent = np.where(parent >= 0, parent, link)
+    start = rng.integers(0, 1_000, m) * 1_000
+    end = start + rng.integers(0, 800, m) * 1_000
+    return SimpleNamespace(
+        n=m,
+        parent=parent.astype(np.int64),
+        event_parent=event_parent.astype(np.int64),
+        event_levels=levels(event_parent, np.ones(m, dtype=bool)),
+        start=start.astype(np.int64),
+        end=end.astype(np.int64),
+        kind=rng.choice(np.array([1, 2, 3, PRODUCER, CONSUMER], np.int8), m),
+        host=rng.integers(0, 3, m).astype(np.int32),
+        hop=rng.integers(0, n_hops, m).astype(np.int32),
+        hop_names=np.array([f"h{k}" for k in range(n_hops)], dtype=object),
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_forests_with_cycles_orphans_and_links(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sa = _random_forest(rng, 3_000, n_hops=5)
+    top = top_of(sa.event_parent, sa.event_levels)
+    assert (top < 0).any() and (sa.parent != sa.event_parent).any()  # cycles and links occur
+    targets = np.flatnonzero(top >= 0)
+    rng.shuffle(targets)
+    assert _compare(sa, targets, sa.start, sa.end) > 0
+
+
+def test_bad_parent_index_is_a_named_error() -> None:
+    sa = _random_forest(np.random.default_rng(1), 50, n_hops=2)
+    sa.event_parent = sa.event_parent.copy()
+    sa.event_parent[3] = 10_000
+    with pytest.raises(ValueError, match=r"event_parent\[3\] = 10000"):
+        kernels.event_roots(sa)
