@@ -1,11 +1,13 @@
 """The span-tree kernels, native when the Rust extension (analysis/native) is built.
 
-Three steps of the analysis walk span trees in a loop that numpy can only run one depth
-level or one walk step at a time: the root above each span, clock-skew shifts, and the
-event-mode critical paths summed per delivery and label. `analysis/native` runs them as
-plain loops (the walk on two threads), with the GIL released; the numpy versions in tree.py,
-clock_skew.py and critical_path.py stay the reference and the fallback (the extension is not
-built without cargo; `HOPSCOPE_NATIVE=0` turns it off for comparisons).
+Four steps of the analysis are loops over spans or span trees that numpy can only run as
+many whole-array passes (hex parsing, sorting, binary searches) or one depth level or walk
+step at a time: the id index (trace codes, (trace, span id) order, parents, links), the root
+above each span, clock-skew shifts, and the event-mode critical paths summed per delivery
+and label. `analysis/native` runs them as plain loops (the walk on two threads), with the
+GIL released; the numpy versions in spans.py, tree.py, clock_skew.py and critical_path.py
+stay the reference and the fallback (the extension is not built without cargo;
+`HOPSCOPE_NATIVE=0` turns it off for comparisons).
 tests/unit/test_analysis_kernels.py checks both give the same arrays.
 """
 
@@ -15,6 +17,8 @@ import os
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from .spans import SpanArrays
@@ -30,6 +34,81 @@ _THREADS = min(2, os.cpu_count() or 1)
 
 def _i64(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _chunks(col: pa.ChunkedArray | pa.Array) -> list[tuple] | None:
+    """A string column's chunks as the kernel takes them, None for another type."""
+    out = []
+    for c in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
+        if c.type != pa.string():
+            return None
+        if len(c) == 0:
+            continue
+        valid, offsets, data = c.buffers()
+        out.append(
+            (
+                np.frombuffer(valid, np.uint8) if valid is not None and c.null_count else None,
+                c.offset,
+                np.frombuffer(offsets, np.int32)[c.offset : c.offset + len(c) + 1],
+                np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8),
+            )
+        )
+    return out
+
+
+_INDEX_FIELDS = {
+    "keep": np.int64,
+    "trace": np.int64,
+    "span_key": np.int64,
+    "parent": np.int64,
+    "has_parent": bool,
+    "link_parent": np.int64,
+    "trace_lo": np.int64,
+    "trace_hi": np.int64,
+    "duplicates": np.int64,
+}
+
+
+def index_spans(
+    trace_id: pa.ChunkedArray,
+    span_id: pa.ChunkedArray,
+    parent_span_id: pa.ChunkedArray,
+    links: pa.ChunkedArray,
+) -> dict | None:
+    """spans.IdIndex's arrays (`trace_names` as `trace_hex`: 32 digits per trace), or None when an id column is not
+    lower-case hex of full width (the numpy path handles every spelling)."""
+    assert _native is not None
+    link_trace: list[pa.Array] = []
+    link_span: list[pa.Array] = []
+    link_rows: list[np.ndarray] = []
+    base = 0
+    for chunk in links.chunks if isinstance(links, pa.ChunkedArray) else [links]:
+        flat = pc.list_flatten(chunk)  # chunk by chunk: joining the chunks first copies every link
+        link_trace.append(flat.field("trace_id"))
+        link_span.append(flat.field("span_id"))
+        link_rows.append(pc.list_parent_indices(chunk).to_numpy().astype(np.int64) + base)
+        base += len(chunk)
+    cols = [
+        _chunks(c)
+        for c in (
+            trace_id,
+            span_id,
+            parent_span_id,
+            pa.chunked_array(link_trace, pa.string()),
+            pa.chunked_array(link_span, pa.string()),
+        )
+    ]
+    if any(c is None for c in cols):
+        return None
+    rows = np.concatenate(link_rows) if link_rows else np.zeros(0, np.int64)
+    out = _native.index_spans(*cols, rows)
+    if out is None:
+        return None
+    arrays = {name: np.frombuffer(out[name], dtype=dtype) for name, dtype in _INDEX_FIELDS.items()}
+    hex_ids = out["trace_hex"]
+    n = len(hex_ids) // 32
+    offsets = pa.py_buffer(np.arange(0, 32 * (n + 1), 32, dtype=np.int32))
+    return {**arrays, "trace_names": pa.StringArray.from_buffers(n, offsets, pa.py_buffer(hex_ids))}
 
 
 def event_roots(sa: SpanArrays) -> np.ndarray:

@@ -221,7 +221,11 @@ def _hex_words(arr: pa.Array | pa.ChunkedArray, n_words: int, *, lower_only: boo
         if any(hw is None or hw.present is not None for _, hw in parts):
             present = np.concatenate(
                 [
-                    np.zeros(m, bool) if hw is None else np.ones(m, bool) if hw.present is None else hw.present
+                    np.zeros(m, bool)
+                    if hw is None
+                    else np.ones(m, bool)
+                    if hw.present is None
+                    else hw.present
                     for m, hw in parts
                 ]
             )
@@ -496,7 +500,8 @@ class ParquetColumns:
 
     `prefetch(names)` reads the columns in that order on a background thread, one ahead of
     the caller: Parquet decoding releases the GIL, so it overlaps the numpy work on the
-    column before.
+    column before. A tuple of names is read in one go with Arrow's threads (one column
+    per core), for columns the caller needs all of before it can start.
     """
 
     #: strings read dictionary-encoded (their codes are what prepare() needs; trace ids are
@@ -504,7 +509,7 @@ class ParquetColumns:
     DICTIONARY = ("name", "kind", "service", "stack", "workload", "hop", "event_id")
     #: map columns whose keys and values are read dictionary-encoded
     MAPS = ("attributes", "resource")
-    #: columns read ahead of the one asked for
+    #: reads (a column or a tuple of them) started ahead of the one asked for
     AHEAD = 1
 
     def __init__(self, path: str) -> None:
@@ -514,19 +519,24 @@ class ParquetColumns:
         self.column_names = self._file.schema_arrow.names
         self.num_rows = self._file.metadata.num_rows
         self.path = path
-        self._queue: list[str] = []
+        self._queue: list[tuple[str, ...]] = []
         self._ahead: dict[str, Future] = {}
         self._pool: ThreadPoolExecutor | None = None
 
-    def prefetch(self, names: Sequence[str]) -> None:
-        self._queue = [n for n in names if n in self.column_names]
+    def prefetch(self, names: Sequence[str | tuple[str, ...]]) -> None:
+        groups = ((n,) if isinstance(n, str) else tuple(n) for n in names)
+        self._queue = [g for g in (tuple(n for n in g if n in self.column_names) for g in groups) if g]
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-columns")
         self._fill()
 
     def _fill(self) -> None:
-        while self._pool is not None and self._queue and len(self._ahead) < self.AHEAD:
-            name = self._queue.pop(0)
-            self._ahead[name] = self._pool.submit(self._read, name)
+        while (
+            self._pool is not None and self._queue and len({id(f) for f in self._ahead.values()}) < self.AHEAD
+        ):
+            group = self._queue.pop(0)
+            fut = self._pool.submit(self._read, group)
+            for name in group:
+                self._ahead[name] = fut
         if self._pool is not None and not self._queue and not self._ahead:
             self._pool.shutdown(wait=False)
             self._pool = None
@@ -538,31 +548,34 @@ class ParquetColumns:
             f = SPAN_SCHEMA.field(name)
             return pa.chunked_array([pa.nulls(self.num_rows, f.type)])
         fut = self._ahead.pop(name, None)
-        if fut is None and name in self._queue:
-            self._queue.remove(name)
+        if fut is None:
+            self._queue = [g for g in (tuple(n for n in g if n != name) for g in self._queue) if g]
         self._fill()
-        return fut.result() if fut is not None else self._read(name)
+        return (fut.result() if fut is not None else self._read((name,)))[name]
 
-    def _read(self, name: str) -> pa.ChunkedArray:
+    def _read(self, names: tuple[str, ...]) -> dict[str, pa.ChunkedArray]:
         import pyarrow.parquet as pq
 
-        if name in self.DICTIONARY:
-            dictionary = [name]
-        elif name in self.MAPS:
-            dictionary = [f"{name}.key_value.key", f"{name}.key_value.value"]
-        else:
-            dictionary = []
+        dictionary: list[str] = []
+        for name in names:
+            if name in self.DICTIONARY:
+                dictionary.append(name)
+            elif name in self.MAPS:
+                dictionary += [f"{name}.key_value.key", f"{name}.key_value.value"]
         try:
-            return pq.read_table(self.path, columns=[name], read_dictionary=dictionary).column(0)
+            t = pq.read_table(self.path, columns=list(names), read_dictionary=dictionary)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
-            return pq.read_table(self.path, columns=[name]).column(0)
+            t = pq.read_table(self.path, columns=list(names))
+        return {name: t.column(name) for name in names}
+
+
+#: the columns the id index is built from
+ID_COLUMNS = ("trace_id", "span_id", "parent_span_id", "links")
 
 
 #: the order in which prepare() asks for columns (for ParquetColumns.prefetch)
-PREPARE_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
+PREPARE_COLUMNS: tuple[str | tuple[str, ...], ...] = (
+    ID_COLUMNS,  # read together: the id index needs all four before it starts
     "start_ns",
     "end_ns",
     "kind",
@@ -572,7 +585,6 @@ PREPARE_COLUMNS = (
     "resource",
     "derived",
     "attributes",
-    "links",
     "stack",
     "workload",
     "event_id",
@@ -606,23 +618,55 @@ def _trace_events(col: pa.ChunkedArray, keep: np.ndarray, trace_lo: np.ndarray, 
     return trace_event.cast(pa.string())
 
 
-def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
-    """Sort, deduplicate and index the span table; count what is broken per trace.
+@dataclass
+class IdIndex:
+    """What prepare() learns from the id columns: spans in (trace, span id) order without
+    duplicate ids, dense trace codes by first appearance, parents and links as span indices."""
 
-    Hex ids (what every reader writes) are parsed to 64-bit integers with numpy; spans
-    are sorted once by one composite integer key (trace code, span id) and parents and
-    links are found by one binary search in it. Other columns are dictionary-encoded
-    once in file order and then reordered as integer codes, so no string column is ever
-    sorted or gathered. Any other id spelling takes the general (string-coded) path,
-    which gives the same arrays.
-    """
-    n0 = table.num_rows
-    if isinstance(table, ParquetColumns):
-        table.prefetch(PREPARE_COLUMNS)
-    trace_codes, trace_names, trace_words = _trace_codes(table.column("trace_id"))
+    keep: np.ndarray  # int64 file row per span
+    trace: np.ndarray  # int64 trace code per span, ascending
+    span_key: np.ndarray  # int64 span id key per span
+    parent: np.ndarray  # int64 span index of the parent, -1 if none found
+    has_parent_id: np.ndarray  # bool per span
+    link_parent: np.ndarray  # int64 span index of the first same-trace linked span, -1 if none
+    trace_lo: np.ndarray
+    trace_hi: np.ndarray
+    duplicates: np.ndarray  # int64 dropped duplicate span ids per trace
+    trace_names: pa.Array  # trace id string per trace code
+    span_id_col: pa.ChunkedArray | None  # the span id column when ids must be read from it
+
+
+def _native_index(ids: dict[str, pa.ChunkedArray]) -> IdIndex | None:
+    """The id index from the native kernel, or None when it is not built or declines the ids."""
+    from . import kernels  # kernels imports this module for its types
+
+    if not kernels.AVAILABLE:
+        return None
+    out = kernels.index_spans(ids["trace_id"], ids["span_id"], ids["parent_span_id"], ids["links"])
+    if out is None:
+        return None
+    return IdIndex(
+        keep=out["keep"],
+        trace=out["trace"],
+        span_key=out["span_key"],
+        parent=out["parent"],
+        has_parent_id=out["has_parent"],
+        link_parent=out["link_parent"],
+        trace_lo=out["trace_lo"],
+        trace_hi=out["trace_hi"],
+        duplicates=out["duplicates"],
+        trace_names=out["trace_names"],
+        span_id_col=None,
+    )
+
+
+def _numpy_index(ids: dict[str, pa.ChunkedArray]) -> IdIndex:
+    """The id index with numpy (every id spelling; the reference for the native kernel)."""
+    n0 = len(ids["trace_id"])
+    trace_codes, trace_names, trace_words = _trace_codes(ids["trace_id"])
     n_traces0 = len(trace_names)
-    span_id_col = table.column("span_id")
-    parent_col = table.column("parent_span_id")
+    span_id_col = ids["span_id"]
+    parent_col = ids["parent_span_id"]
     span_key, parent_key, hex_ids, upper_ids = _id_keys(span_id_col, parent_col)
     has_pid = _non_empty(parent_col)
     del parent_col
@@ -668,8 +712,75 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     pos = _find_in_trace(comp, bits, sk, trace_lo, trace_hi, seg_of, pk)
     found = pos >= 0
     parent = np.where(found & hp, pos, -1).astype(np.int64)
-    orphan = hp & ~found
     del pos, found, pk
+
+    link_parent = np.full(n, -1, dtype=np.int64)
+    links = ids["links"].combine_chunks()
+    flat = pc.list_flatten(links)
+    if len(flat):
+        rows_file = pc.list_parent_indices(links).to_numpy()
+        rows = where[rows_file]
+        lt_words = _hex_words(flat.field("trace_id"), 2, lower_only=True) if trace_words is not None else None
+        if lt_words is not None and lt_words.present is None:
+            # same trace: the link's trace id equals its span's (lower-case hex: words compare as strings)
+            tw = trace_words[tr[np.maximum(rows, 0)]] if n else np.zeros((len(rows), 2), np.uint64)
+            same = (rows >= 0) & (lt_words.words[:, 0] == tw[:, 0]) & (lt_words.words[:, 1] == tw[:, 1])
+            del tw
+        else:
+            ltr = pc.index_in(flat.field("trace_id"), value_set=trace_names.cast(pa.string()))
+            ltr = ltr.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            same = (rows >= 0) & (ltr == tr[np.maximum(rows, 0)])
+        if same.any():
+            rows = rows[same]
+            lk_arr = flat.field("span_id").filter(pa.array(same))
+            lk = _hex_u64(lk_arr) if hex_ids else None
+            if lk is None:
+                span_strs = _string_array(ids["span_id"]).to_numpy(zero_copy_only=False)[keep]
+                for r, sid in zip(rows.tolist(), lk_arr.to_pylist(), strict=True):
+                    lo_, hi_ = trace_lo[seg_of[r]], trace_hi[seg_of[r]]
+                    hits = np.flatnonzero(span_strs[lo_:hi_] == sid)
+                    if len(hits) and lo_ + hits[0] != r and link_parent[r] < 0:
+                        link_parent[r] = lo_ + hits[0]
+            else:
+                lk = lk.view(np.int64)
+                lpos = _find_in_trace(comp, bits, sk, trace_lo, trace_hi, seg_of[rows], lk)
+                ok = (lpos >= 0) & (lpos != rows)
+                # a span's first link wins: write in reverse so earlier links overwrite later ones
+                link_parent[rows[ok][::-1]] = lpos[ok][::-1]
+    del links, flat
+    return IdIndex(
+        keep=keep,
+        trace=seg_of.astype(np.int64),
+        span_key=sk,
+        parent=parent,
+        has_parent_id=hp,
+        link_parent=link_parent,
+        trace_lo=trace_lo,
+        trace_hi=trace_hi,
+        duplicates=dup_per_trace[uniq],
+        trace_names=trace_names if dense_codes else trace_names.take(pa.array(uniq)).cast(pa.string()),
+        span_id_col=span_id_col,
+    )
+
+
+def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
+    """Sort, deduplicate and index the span table; count what is broken per trace.
+
+    The id columns become an IdIndex: natively when analysis/native is built and the ids are
+    spelled as the readers write them, else with numpy (`_numpy_index`: hex ids parsed to
+    64-bit integers, spans sorted once by one composite integer key (trace code, span id),
+    parents and links found by one binary search in it; any other id spelling takes the
+    general string-coded path). All give the same arrays. Other columns are
+    dictionary-encoded once in file order and then reordered as integer codes, so no string
+    column is ever sorted or gathered.
+    """
+    if isinstance(table, ParquetColumns):
+        table.prefetch(PREPARE_COLUMNS)
+    ids = {name: table.column(name) for name in ID_COLUMNS}
+    ix = _native_index(ids) or _numpy_index(ids)
+    del ids
+    keep, hp, trace_lo = ix.keep, ix.has_parent_id, ix.trace_lo
+    orphan = hp & (ix.parent < 0)
 
     start = table.column("start_ns").to_numpy().astype(np.int64, copy=False)[keep]
     end = table.column("end_ns").to_numpy().astype(np.int64, copy=False)[keep]
@@ -690,71 +801,37 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     res = table.column("resource")
     offset = len(service_names) + 1
     for key in HOST_KEYS:
-        codes, names = _lookup_codes(res, key, n0)
+        codes, names = _lookup_codes(res, key, table.num_rows)
         host = np.where((codes >= 0) & (host < offset), codes + offset, host)
         offset += len(names) + 1
     service, host = service[keep], host[keep]
     derived = np.asarray(table.column("derived").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)[
         keep
     ]
-    subscriber, subscriber_names = _lookup_codes(table.column("attributes"), ATTR_SUBSCRIBER, n0)
+    subscriber, subscriber_names = _lookup_codes(table.column("attributes"), ATTR_SUBSCRIBER, table.num_rows)
     subscriber = subscriber[keep]
 
-    link_parent = np.full(n, -1, dtype=np.int64)
-    links = table.column("links").combine_chunks()
-    flat = pc.list_flatten(links)
-    if len(flat):
-        rows_file = pc.list_parent_indices(links).to_numpy()
-        rows = where[rows_file]
-        lt_words = _hex_words(flat.field("trace_id"), 2, lower_only=True) if trace_words is not None else None
-        if lt_words is not None and lt_words.present is None:
-            # same trace: the link's trace id equals its span's (lower-case hex: words compare as strings)
-            tw = trace_words[tr[np.maximum(rows, 0)]] if n else np.zeros((len(rows), 2), np.uint64)
-            same = (rows >= 0) & (lt_words.words[:, 0] == tw[:, 0]) & (lt_words.words[:, 1] == tw[:, 1])
-            del tw
-        else:
-            ltr = pc.index_in(flat.field("trace_id"), value_set=trace_names.cast(pa.string()))
-            ltr = ltr.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-            same = (rows >= 0) & (ltr == tr[np.maximum(rows, 0)])
-        if same.any():
-            rows = rows[same]
-            lk_arr = flat.field("span_id").filter(pa.array(same))
-            lk = _hex_u64(lk_arr) if hex_ids else None
-            if lk is None:
-                span_strs = _string_array(table.column("span_id")).to_numpy(zero_copy_only=False)[keep]
-                for r, sid in zip(rows.tolist(), lk_arr.to_pylist(), strict=True):
-                    lo_, hi_ = trace_lo[seg_of[r]], trace_hi[seg_of[r]]
-                    hits = np.flatnonzero(span_strs[lo_:hi_] == sid)
-                    if len(hits) and lo_ + hits[0] != r and link_parent[r] < 0:
-                        link_parent[r] = lo_ + hits[0]
-            else:
-                lk = lk.view(np.int64)
-                lpos = _find_in_trace(comp, bits, sk, trace_lo, trace_hi, seg_of[rows], lk)
-                ok = (lpos >= 0) & (lpos != rows)
-                # a span's first link wins: write in reverse so earlier links overwrite later ones
-                link_parent[rows[ok][::-1]] = lpos[ok][::-1]
-    del links, flat
-
-    dense = seg_of
+    dense = ix.trace
+    n_traces = len(trace_lo)
     stack_c, stack_n = _codes(table.column("stack"))
     work_c, work_n = _codes(table.column("workload"))
-    trace_event = _trace_events(table.column("event_id"), keep, trace_lo, len(uniq))
+    trace_event = _trace_events(table.column("event_id"), keep, trace_lo, n_traces)
 
     counts = {
-        "duplicate_span_ids": dup_per_trace[uniq],
-        "orphan_spans": np.bincount(dense[orphan], minlength=len(uniq)),
-        "negative_durations": np.bincount(dense[negative], minlength=len(uniq)),
-        "true_roots": np.bincount(dense[~hp], minlength=len(uniq)),
+        "duplicate_span_ids": ix.duplicates,
+        "orphan_spans": np.bincount(dense[orphan], minlength=n_traces),
+        "negative_durations": np.bincount(dense[negative], minlength=n_traces),
+        "true_roots": np.bincount(dense[~hp], minlength=n_traces),
     }
     arrays = SpanArrays(
-        trace=dense.astype(np.int64),
-        trace_id_arrow=trace_names if dense_codes else trace_names.take(pa.array(uniq)).cast(pa.string()),
+        trace=dense,
+        trace_id_arrow=ix.trace_names,
         trace_lo=trace_lo,
-        trace_hi=trace_hi,
-        span_id_source=(span_id_col, keep if span_id_col is not None else sk),
-        parent=parent,
+        trace_hi=ix.trace_hi,
+        span_id_source=(ix.span_id_col, keep if ix.span_id_col is not None else ix.span_key),
+        parent=ix.parent,
         has_parent_id=hp,
-        link_parent=link_parent,
+        link_parent=ix.link_parent,
         start=start,
         end=end,
         kind=kind,

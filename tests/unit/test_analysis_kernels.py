@@ -110,3 +110,65 @@ def test_bad_parent_index_is_a_named_error() -> None:
     sa.event_parent[3] = 10_000
     with pytest.raises(ValueError, match=r"event_parent\[3\] = 10000"):
         kernels.event_roots(sa)
+
+
+def _id_columns(table) -> dict:
+    from hopscope.analysis.spans import ID_COLUMNS
+
+    return {name: table.column(name) for name in ID_COLUMNS}
+
+
+@pytest.mark.parametrize("chunks", [1, 7])
+def test_id_index_equals_numpy(chunks: int) -> None:
+    import pyarrow as pa
+
+    from hopscope.analysis.spans import _native_index, _numpy_index
+
+    cfg = SynthConfig.load(None)
+    cfg.events, cfg.seed = 400, 9
+    cfg.breakage = Breakage(orphan_rate=0.05, missing_hop_rate=0.05, duplicate_rate=0.1, malformed_lines=0)
+    table = generate(cfg).table
+    rng = np.random.default_rng(chunks)
+    table = table.take(pa.array(rng.permutation(table.num_rows)))  # traces interleaved
+    # rows split over several chunks (Parquet row groups)
+    table = pa.Table.from_batches(table.to_batches(max_chunksize=max(1, table.num_rows // chunks)))
+    ids = _id_columns(table)
+    native = _native_index(ids)
+    assert native is not None
+    ref = _numpy_index(ids)
+    assert ref.duplicates.sum() > 0 and (ref.has_parent_id & (ref.parent < 0)).any()
+    assert (ref.link_parent >= 0).any()
+    for name in (
+        "keep",
+        "trace",
+        "span_key",
+        "parent",
+        "has_parent_id",
+        "link_parent",
+        "trace_lo",
+        "trace_hi",
+        "duplicates",
+    ):
+        np.testing.assert_array_equal(getattr(native, name), getattr(ref, name), err_msg=name)
+    assert native.trace_names.equals(ref.trace_names)
+
+    # an empty parent id is no parent, as a null one is (numpy takes its string path for those)
+    parents = table.column("parent_span_id").combine_chunks()
+    empty = parents.is_null().to_numpy(zero_copy_only=False) & (rng.random(len(parents)) < 0.5)
+    assert empty.any()
+    with_empty = {**ids, "parent_span_id": pa.compute.if_else(pa.array(empty), "", parents)}
+    again = _native_index(with_empty)
+    assert again is not None
+    np.testing.assert_array_equal(again.parent, native.parent)
+    np.testing.assert_array_equal(again.has_parent_id, native.has_parent_id)
+
+
+def test_id_index_leaves_other_spellings_to_numpy() -> None:
+    import pyarrow as pa
+
+    from hopscope.analysis.spans import _native_index
+
+    table = generate(SynthConfig.load(None)).table
+    upper = pa.compute.utf8_upper(table.column("span_id"))
+    ids = _id_columns(table.set_column(table.schema.get_field_index("span_id"), "span_id", upper))
+    assert _native_index(ids) is None

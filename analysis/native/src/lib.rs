@@ -2,16 +2,20 @@
 //! protocol), GIL released; a bad input is a ValueError naming the array and the index.
 
 pub mod forest;
+pub mod ids;
+pub mod index;
 pub mod walk;
 
 #[cfg(feature = "python")]
 mod python {
     use crate::forest::{parents_first, roots, skew_deltas, EventTree};
-    use crate::walk::{event_path_sums as walk_sums, Labels};
+    use crate::ids::StrChunk;
+    use crate::index::{index_spans as index, IdColumns};
+    use crate::walk::{event_path_sums as walk_sums, Labels, PathSums};
     use pyo3::buffer::{Element, PyBuffer};
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
-    use pyo3::types::PyByteArray;
+    use pyo3::types::{PyByteArray, PyDict};
 
     /// The values of a contiguous numpy array (kept alive and unresized by the export).
     fn view<'a, T: Element>(name: &str, b: &'a PyBuffer<T>) -> PyResult<&'a [T]> {
@@ -30,6 +34,22 @@ mod python {
         // SAFETY: plain-old-data values (i64, i32, bool) viewed as bytes
         let raw = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) };
         PyByteArray::new(py, raw)
+    }
+
+    /// One writable buffer holding the slices one after another (written once, no joined copy).
+    fn out_concat<'py, T: Copy>(py: Python<'py>, parts: &[&[T]]) -> PyResult<Bound<'py, PyByteArray>> {
+        let size = std::mem::size_of::<T>();
+        let total: usize = parts.iter().map(|p| p.len() * size).sum();
+        PyByteArray::new_with(py, total, |buf| {
+            let mut at = 0;
+            for p in parts {
+                // SAFETY: plain-old-data values (i64, i32) viewed as bytes
+                let raw = unsafe { std::slice::from_raw_parts(p.as_ptr() as *const u8, p.len() * size) };
+                buf[at..at + raw.len()].copy_from_slice(raw);
+                at += raw.len();
+            }
+            Ok(())
+        })
     }
 
     fn err(e: String) -> PyErr {
@@ -107,24 +127,89 @@ mod python {
             n_labels,
         };
         let targets = view("targets", &targets)?;
-        let sums = py
+        let parts: Vec<PathSums> = py
             .detach(|| walk_sums(&t, &labels, targets, threads))
             .map_err(err)?;
+        let walker: Vec<&[i64]> = parts.iter().map(|p| &p.walker[..]).collect();
+        let label: Vec<&[i32]> = parts.iter().map(|p| &p.label[..]).collect();
+        let total: Vec<&[i64]> = parts.iter().map(|p| &p.total[..]).collect();
+        let first: Vec<&[i64]> = parts.iter().map(|p| &p.first[..]).collect();
         pyo3::types::PyTuple::new(
             py,
             [
-                out(py, &sums.walker),
-                out(py, &sums.label),
-                out(py, &sums.total),
-                out(py, &sums.first),
+                out_concat(py, &walker)?,
+                out_concat(py, &label)?,
+                out_concat(py, &total)?,
+                out_concat(py, &first)?,
             ],
         )
+    }
+
+    /// One Arrow string chunk as Python hands it over: (validity bitmap or None, its bit offset,
+    /// int32 offsets of the chunk's rows, data bytes).
+    type ChunkArgs = (Option<PyBuffer<u8>>, usize, PyBuffer<i32>, PyBuffer<u8>);
+
+    fn chunks<'a>(name: &str, args: &'a [ChunkArgs]) -> PyResult<Vec<StrChunk<'a>>> {
+        let mut out = Vec::with_capacity(args.len());
+        for (valid, bit_offset, offsets, data) in args {
+            let c = StrChunk {
+                valid: valid.as_ref().map(|v| view(name, v)).transpose()?,
+                bit_offset: *bit_offset,
+                offsets: view(name, offsets)?,
+                data: view(name, data)?,
+            };
+            c.check(name).map_err(err)?;
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    /// The span index of prepare() from the id columns (dict of buffers), or None when an id
+    /// is not spelled as the readers write it.
+    #[pyfunction]
+    fn index_spans<'py>(
+        py: Python<'py>,
+        trace: Vec<ChunkArgs>,
+        span: Vec<ChunkArgs>,
+        parent: Vec<ChunkArgs>,
+        link_trace: Vec<ChunkArgs>,
+        link_span: Vec<ChunkArgs>,
+        link_row: PyBuffer<i64>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let cols = IdColumns {
+            trace: chunks("trace_id", &trace)?,
+            span: chunks("span_id", &span)?,
+            parent: chunks("parent_span_id", &parent)?,
+            link_trace: chunks("links.trace_id", &link_trace)?,
+            link_span: chunks("links.span_id", &link_span)?,
+            link_row: view("link_row", &link_row)?,
+        };
+        let Some(ix) = py.detach(|| index(&cols)).map_err(err)? else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        for (name, v) in [
+            ("keep", &ix.keep),
+            ("trace", &ix.trace),
+            ("span_key", &ix.span_key),
+            ("parent", &ix.parent),
+            ("link_parent", &ix.link_parent),
+            ("trace_lo", &ix.trace_lo),
+            ("trace_hi", &ix.trace_hi),
+            ("duplicates", &ix.duplicates),
+        ] {
+            d.set_item(name, out(py, v))?;
+        }
+        d.set_item("has_parent", out(py, &ix.has_parent))?;
+        d.set_item("trace_hex", out(py, &ix.trace_hex))?;
+        Ok(Some(d))
     }
 
     #[pymodule]
     fn hopscope_analysis_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(event_roots, m)?)?;
         m.add_function(wrap_pyfunction!(skew_shifts, m)?)?;
+        m.add_function(wrap_pyfunction!(index_spans, m)?)?;
         m.add_function(wrap_pyfunction!(event_path_sums, m)?)
     }
 }

@@ -15,11 +15,17 @@ pub struct PathSums {
 }
 
 impl PathSums {
-    fn append(&mut self, mut other: PathSums, walker_base: i64) {
-        self.walker.extend(other.walker.iter().map(|w| w + walker_base));
-        self.label.append(&mut other.label);
-        self.total.append(&mut other.total);
-        self.first.append(&mut other.first);
+    /// The parts one after another (the Python binding copies them straight into its buffers
+    /// instead: joining 15 M rows here first would write them once more).
+    pub fn concat(parts: Vec<PathSums>) -> PathSums {
+        let mut out = PathSums::default();
+        for mut p in parts {
+            out.walker.append(&mut p.walker);
+            out.label.append(&mut p.label);
+            out.total.append(&mut p.total);
+            out.first.append(&mut p.first);
+        }
+        out
     }
 }
 
@@ -65,13 +71,14 @@ pub struct Labels<'a> {
     pub n_labels: usize,
 }
 
-/// Walk every target's path (one walker per target, in order) over `threads` threads.
+/// Walk every target's path (one walker per target, in order) over `threads` threads; the rows
+/// come in one part per thread, in walker order.
 pub fn event_path_sums(
     t: &EventTree,
     labels: &Labels,
     targets: &[i64],
     threads: usize,
-) -> Result<PathSums, String> {
+) -> Result<Vec<PathSums>, String> {
     t.check()?;
     let n = t.parent.len();
     if labels.hop.len() != n {
@@ -97,31 +104,40 @@ pub fn event_path_sums(
     let tree = SyncTree::new(t);
     let threads = threads.clamp(1, 64).min(targets.len().max(1));
     let per = targets.len().div_ceil(threads).max(1);
+    let tree = &tree;
     let parts: Vec<Result<PathSums, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .chunks(per)
-            .map(|chunk| s.spawn(|| walk_all(&tree, labels, chunk)))
+            .enumerate()
+            .map(|(k, chunk)| s.spawn(move || walk_all(tree, labels, chunk, k * per)))
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("a walk thread panicked"))
             .collect()
     });
-    let mut out = PathSums::default();
-    let mut base = 0i64;
-    for (part, chunk) in parts.into_iter().zip(targets.chunks(per)) {
-        out.append(part?, base);
-        base += chunk.len() as i64;
-    }
-    Ok(out)
+    parts.into_iter().collect()
 }
 
-fn walk_all(tree: &SyncTree, labels: &Labels, targets: &[i64]) -> Result<PathSums, String> {
+/// The walks from `targets`, which are walkers `first_walker..`.
+fn walk_all(
+    tree: &SyncTree,
+    labels: &Labels,
+    targets: &[i64],
+    first_walker: usize,
+) -> Result<PathSums, String> {
     let (cs, ce) = (&tree.cs, &tree.ce);
     let mut total = vec![0i64; labels.n_labels];
     let mut first = vec![i64::MAX; labels.n_labels];
     let mut touched: Vec<usize> = Vec::new();
-    let mut out = PathSums::default();
+    // about 16 labels per path: reserved, so 15 M rows are not copied by repeated growth
+    let rows = 16 * targets.len();
+    let mut out = PathSums {
+        walker: Vec::with_capacity(rows),
+        label: Vec::with_capacity(rows),
+        total: Vec::with_capacity(rows),
+        first: Vec::with_capacity(rows),
+    };
     let max_steps = 2 * tree.parent.len() + 2;
     for (w, &target) in targets.iter().enumerate() {
         let mut add = |label: i32, a: i64, b: i64| {
@@ -172,7 +188,7 @@ fn walk_all(tree: &SyncTree, labels: &Labels, targets: &[i64]) -> Result<PathSum
         }
         touched.sort_unstable();
         for &l in &touched {
-            out.walker.push(w as i64);
+            out.walker.push((first_walker + w) as i64);
             out.label.push(l as i32);
             out.total.push(total[l]);
             out.first.push(first[l]);
@@ -210,7 +226,7 @@ mod tests {
             n_hops: 4,
             n_labels: 8,
         };
-        let sums = event_path_sums(&tree, &labels, &[3], 1).unwrap();
+        let sums = PathSums::concat(event_path_sums(&tree, &labels, &[3], 1).unwrap());
         // 3 [130,150] ← 2 [120,130] ← wait:2 [100,120] ← root [30,100] ← a [10,30] ← root [0,10]
         assert_eq!(sums.label, vec![0, 1, 2, 3, 6]);
         assert_eq!(sums.total, vec![80, 20, 10, 20, 20]);
@@ -237,8 +253,8 @@ mod tests {
             n_hops: 3,
             n_labels: 6,
         };
-        let one = event_path_sums(&tree, &labels, &[2, 5, 4, 0], 1).unwrap();
-        let two = event_path_sums(&tree, &labels, &[2, 5, 4, 0], 2).unwrap();
+        let one = PathSums::concat(event_path_sums(&tree, &labels, &[2, 5, 4, 0], 1).unwrap());
+        let two = PathSums::concat(event_path_sums(&tree, &labels, &[2, 5, 4, 0], 2).unwrap());
         assert_eq!(one, two);
         assert_eq!(one.walker.iter().filter(|&&w| w == 3).count(), 3); // 0 ← 1 ← 2 as walked from 0
     }

@@ -1,0 +1,382 @@
+//! The span index prepare() builds from the id columns (analysis/spans.py has the numpy
+//! version): trace codes by first appearance, spans in (trace, span id) order with duplicate
+//! ids dropped, and each span's parent and first same-trace linked span.
+//!
+//! Only what the readers write is accepted (lower-case hex ids of full width; parent ids
+//! null, empty or hex); anything else returns None and the numpy path runs.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::ids::{hex128, hex64, StrChunk};
+
+/// The id columns: trace ids, span ids, parent span ids (one row per span), and the links
+/// flattened (trace id, span id, file row of the span holding the link).
+pub struct IdColumns<'a> {
+    pub trace: Vec<StrChunk<'a>>,
+    pub span: Vec<StrChunk<'a>>,
+    pub parent: Vec<StrChunk<'a>>,
+    pub link_trace: Vec<StrChunk<'a>>,
+    pub link_span: Vec<StrChunk<'a>>,
+    pub link_row: &'a [i64],
+}
+
+/// Per kept span in (trace, span id) order, and per trace code.
+#[derive(Debug, Default, PartialEq)]
+pub struct SpanIndex {
+    pub keep: Vec<i64>,        // file row
+    pub trace: Vec<i64>,       // trace code (first appearance in the file), ascending
+    pub span_key: Vec<i64>,    // span id as a signed 64-bit key (ascending within a trace)
+    pub parent: Vec<i64>,      // span index of the parent in the same trace, -1 if none found
+    pub has_parent: Vec<bool>, // the span names a parent
+    pub link_parent: Vec<i64>, // span index of the first same-trace linked span, -1 if none
+    pub trace_lo: Vec<i64>,    // first span index of each trace
+    pub trace_hi: Vec<i64>,
+    pub duplicates: Vec<i64>, // dropped duplicate span ids per trace
+    pub trace_hex: Vec<u8>,   // each trace's id, 32 lower-case hex digits (as it was read)
+}
+
+/// Trace ids are random, so their low bits hash well enough: no hashing work per lookup.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7cc1_b727_220a_95);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = ((v as u64) ^ (v >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap = HashMap<u128, u32, BuildHasherDefault<IdHasher>>;
+
+fn rows<'a>(chunks: &'a [StrChunk<'a>]) -> impl Iterator<Item = Option<&'a [u8]>> + 'a {
+    chunks.iter().flat_map(|c| (0..c.len()).map(move |i| c.get(i)))
+}
+
+fn total(chunks: &[StrChunk]) -> usize {
+    chunks.iter().map(|c| c.len()).sum()
+}
+
+/// The span keys compare as the numpy path's do: the id's 64 bits read as a signed integer.
+fn key(v: u64) -> i64 {
+    v as i64
+}
+
+pub fn index_spans(cols: &IdColumns) -> Result<Option<SpanIndex>, String> {
+    let n = total(&cols.trace);
+    for (name, len) in [
+        ("span_id", total(&cols.span)),
+        ("parent_span_id", total(&cols.parent)),
+    ] {
+        if len != n {
+            return Err(format!("{name} holds {len} rows, trace_id {n}"));
+        }
+    }
+    if total(&cols.link_trace) != cols.link_row.len() || total(&cols.link_span) != cols.link_row.len() {
+        return Err("the link columns differ in length".into());
+    }
+    if n >= u32::MAX as usize {
+        return Err(format!("{n} spans: more than this kernel indexes"));
+    }
+
+    // trace codes (one thread) while the span and parent ids are parsed (another)
+    let (traces, keys) = std::thread::scope(|s| {
+        let keys = s.spawn(|| span_and_parent_keys(cols));
+        (
+            trace_codes(&cols.trace),
+            keys.join().expect("the id parse panicked"),
+        )
+    });
+    let (Some((trace_of, trace_id)), Some((span_key, parent_key, has_parent_row))) = (traces, keys) else {
+        return Ok(None);
+    };
+    let n_traces = trace_id.len();
+
+    // spans grouped by trace (counting sort, file order kept), then by span key in each trace
+    let mut bound = vec![0usize; n_traces + 1];
+    for &t in &trace_of {
+        bound[t as usize + 1] += 1;
+    }
+    for t in 0..n_traces {
+        bound[t + 1] += bound[t];
+    }
+    let mut fill = bound[..n_traces].to_vec();
+    let mut order = vec![0u32; n];
+    for (row, &t) in trace_of.iter().enumerate() {
+        order[fill[t as usize]] = row as u32;
+        fill[t as usize] += 1;
+    }
+    drop(fill);
+    drop(trace_of);
+    // the traces in two halves of about n/2 spans, each sorted on its own thread
+    let mid = bound.partition_point(|&b| b < n / 2).min(n_traces);
+    let (left, right) = order.split_at_mut(bound[mid]);
+    let mut out = std::thread::scope(|s| {
+        let r = s.spawn(|| sort_traces(right, &bound[mid..], mid, &span_key));
+        let mut out = sort_traces(left, &bound[..=mid], 0, &span_key);
+        out.append(r.join().expect("the sort panicked"));
+        out
+    });
+    drop(order);
+    let m = out.keep.len();
+    let find = |t: usize, k: i64| -> i64 {
+        let (lo, hi) = (out.trace_lo[t] as usize, out.trace_hi[t] as usize);
+        match out.span_key[lo..hi].binary_search(&k) {
+            Ok(p) => (lo + p) as i64,
+            Err(_) => -1,
+        }
+    };
+    let mut parent = Vec::with_capacity(m);
+    let mut has_parent = Vec::with_capacity(m);
+    for i in 0..m {
+        let r = out.keep[i] as usize;
+        let hp = has_parent_row[r];
+        has_parent.push(hp);
+        parent.push(if hp {
+            find(out.trace[i] as usize, parent_key[r])
+        } else {
+            -1
+        });
+    }
+
+    // links: the first one (in file order) to another span of the same trace
+    let mut at = vec![-1i64; n]; // file row → span index (-1: a dropped duplicate)
+    for (i, &r) in out.keep.iter().enumerate() {
+        at[r as usize] = i as i64;
+    }
+    let mut link_parent = vec![-1i64; m];
+    let link_ids = rows(&cols.link_trace).zip(rows(&cols.link_span));
+    for ((lt, ls), &row) in link_ids.zip(cols.link_row) {
+        let Some(lt) = lt.and_then(hex128) else {
+            return Ok(None);
+        };
+        let Ok(row) = usize::try_from(row) else {
+            return Err(format!("link row {row}"));
+        };
+        let Some(&i) = at.get(row) else {
+            return Err(format!("link row {row} is not below {n}"));
+        };
+        if i < 0 {
+            continue;
+        }
+        let i = i as usize;
+        let t = out.trace[i] as usize;
+        if lt != trace_id[t] {
+            continue;
+        }
+        let Some(ls) = ls.and_then(hex64) else {
+            return Ok(None);
+        };
+        let p = find(t, key(ls));
+        if p >= 0 && p != i as i64 && link_parent[i] < 0 {
+            link_parent[i] = p;
+        }
+    }
+    out.parent = parent;
+    out.has_parent = has_parent;
+    out.link_parent = link_parent;
+    out.trace_hex = trace_id.iter().flat_map(|&v| spell128(v)).collect();
+    Ok(Some(out))
+}
+
+/// A 128-bit id as 32 lower-case hex digits.
+fn spell128(v: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    std::array::from_fn(|i| DIGITS[((v >> (124 - 4 * i)) & 15) as usize])
+}
+
+type TraceCodes = (Vec<u32>, Vec<u128>);
+
+/// (code per row, id per code); codes number ids by first appearance.
+fn trace_codes(chunks: &[StrChunk]) -> Option<TraceCodes> {
+    let n = total(chunks);
+    let mut codes: IdMap = HashMap::with_capacity_and_hasher(n / 4 + 16, Default::default());
+    let mut trace_of = Vec::with_capacity(n);
+    let mut trace_id: Vec<u128> = Vec::new();
+    let mut prev: Option<(&[u8], u32)> = None;
+    for id in rows(chunks) {
+        let id = id?;
+        // a trace's spans mostly sit together: the same id as the row before needs no lookup
+        if let Some((p, code)) = prev {
+            if p == id {
+                trace_of.push(code);
+                continue;
+            }
+        }
+        let v = hex128(id)?;
+        let next = trace_id.len() as u32;
+        let code = *codes.entry(v).or_insert(next);
+        if code == next {
+            trace_id.push(v);
+        }
+        trace_of.push(code);
+        prev = Some((id, code));
+    }
+    Some((trace_of, trace_id))
+}
+
+type Keys = (Vec<i64>, Vec<i64>, Vec<bool>);
+
+/// (span key, parent key, names a parent) per row.
+fn span_and_parent_keys(cols: &IdColumns) -> Option<Keys> {
+    let n = total(&cols.span);
+    let mut span_key = Vec::with_capacity(n);
+    for id in rows(&cols.span) {
+        span_key.push(key(hex64(id?)?));
+    }
+    let mut parent_key = Vec::with_capacity(n);
+    let mut has_parent = Vec::with_capacity(n);
+    for id in rows(&cols.parent) {
+        match id {
+            None | Some(b"") => {
+                parent_key.push(0);
+                has_parent.push(false);
+            }
+            Some(s) => {
+                parent_key.push(key(hex64(s)?));
+                has_parent.push(true);
+            }
+        }
+    }
+    Some((span_key, parent_key, has_parent))
+}
+
+/// Traces `first_trace..` (their rows in `order`, `bound` their segment ends relative to
+/// `bound[0]`): each segment sorted by span key, duplicates dropped.
+fn sort_traces(order: &mut [u32], bound: &[usize], first_trace: usize, span_key: &[i64]) -> SpanIndex {
+    let base = bound[0];
+    let n_traces = bound.len() - 1;
+    let mut out = SpanIndex {
+        duplicates: vec![0; n_traces],
+        ..Default::default()
+    };
+    out.keep.reserve(order.len());
+    out.trace.reserve(order.len());
+    out.span_key.reserve(order.len());
+    for t in 0..n_traces {
+        let seg = &mut order[bound[t] - base..bound[t + 1] - base];
+        seg.sort_unstable_by_key(|&r| (span_key[r as usize], r));
+        out.trace_lo.push(out.keep.len() as i64);
+        let mut last: Option<i64> = None;
+        for &r in seg.iter() {
+            let k = span_key[r as usize];
+            if last == Some(k) {
+                out.duplicates[t] += 1;
+                continue;
+            }
+            last = Some(k);
+            out.keep.push(r as i64);
+            out.trace.push((first_trace + t) as i64);
+            out.span_key.push(k);
+        }
+        out.trace_hi.push(out.keep.len() as i64);
+    }
+    out
+}
+
+impl SpanIndex {
+    /// Join the spans of the traces after this one's (span indices shift by this one's count).
+    fn append(&mut self, mut other: SpanIndex) {
+        let shift = self.keep.len() as i64;
+        self.keep.append(&mut other.keep);
+        self.trace.append(&mut other.trace);
+        self.span_key.append(&mut other.span_key);
+        self.trace_lo.extend(other.trace_lo.iter().map(|x| x + shift));
+        self.trace_hi.extend(other.trace_hi.iter().map(|x| x + shift));
+        self.duplicates.append(&mut other.duplicates);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(ids: &[Option<&str>]) -> (Vec<u8>, Vec<i32>, Vec<u8>) {
+        let mut data = Vec::new();
+        let mut offsets = vec![0i32];
+        let mut valid = vec![0u8; ids.len().div_ceil(8)];
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(s) = id {
+                data.extend_from_slice(s.as_bytes());
+                valid[i / 8] |= 1 << (i % 8);
+            }
+            offsets.push(data.len() as i32);
+        }
+        (data, offsets, valid)
+    }
+
+    fn chunk<'a>(c: &'a (Vec<u8>, Vec<i32>, Vec<u8>)) -> Vec<StrChunk<'a>> {
+        vec![StrChunk {
+            valid: Some(&c.2),
+            bit_offset: 0,
+            offsets: &c.1,
+            data: &c.0,
+        }]
+    }
+
+    const T1: &str = "0000000000000000000000000000000b";
+    const T2: &str = "0000000000000000000000000000000a";
+
+    #[test]
+    fn sorts_dedups_and_finds_parents_and_links() {
+        // rows: T1 span 3 (parent 1), T2 span 9, T1 span 1 (root), T1 span 3 again, T1 span 2 (link → 1)
+        let trace = col(&[Some(T1), Some(T2), Some(T1), Some(T1), Some(T1)]);
+        let span = col(&[
+            Some("0000000000000003"),
+            Some("0000000000000009"),
+            Some("0000000000000001"),
+            Some("0000000000000003"),
+            Some("0000000000000002"),
+        ]);
+        let parent = col(&[
+            Some("0000000000000001"),
+            None,
+            Some(""),
+            Some("0000000000000001"),
+            Some("00000000000000ff"),
+        ]);
+        let lt = col(&[Some(T1), Some(T2)]);
+        let ls = col(&[Some("0000000000000001"), Some("0000000000000009")]);
+        let cols = IdColumns {
+            trace: chunk(&trace),
+            span: chunk(&span),
+            parent: chunk(&parent),
+            link_trace: chunk(&lt),
+            link_span: chunk(&ls),
+            link_row: &[4, 4],
+        };
+        let ix = index_spans(&cols).unwrap().unwrap();
+        assert_eq!(ix.keep, vec![2, 4, 0, 1]);
+        assert_eq!(ix.trace, vec![0, 0, 0, 1]);
+        assert_eq!(ix.trace_hex, [T1, T2].concat().into_bytes());
+        assert_eq!(ix.duplicates, vec![1, 0]);
+        assert_eq!(ix.parent, vec![-1, -1, 0, -1]); // span 2 names a missing parent: an orphan
+        assert_eq!(ix.has_parent, vec![false, true, true, false]);
+        assert_eq!(ix.link_parent, vec![-1, 0, -1, -1]); // the T2 link is to another trace
+        assert_eq!((ix.trace_lo, ix.trace_hi), (vec![0, 3], vec![3, 4]));
+    }
+
+    #[test]
+    fn other_spellings_are_left_to_numpy() {
+        let trace = col(&[Some("0000000000000000000000000000000B")]);
+        let span = col(&[Some("0000000000000001")]);
+        let parent = col(&[None]);
+        let none = col(&[]);
+        let cols = IdColumns {
+            trace: chunk(&trace),
+            span: chunk(&span),
+            parent: chunk(&parent),
+            link_trace: chunk(&none),
+            link_span: chunk(&none),
+            link_row: &[],
+        };
+        assert_eq!(index_spans(&cols).unwrap(), None);
+    }
+}
