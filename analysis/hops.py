@@ -43,11 +43,21 @@ class HopValues:
 
 
 def pair_codes(sa: SpanArrays) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """A (stack, workload) code per trace and the list of pairs."""
-    keys = np.char.add(np.char.add(sa.trace_stack.astype(str), "\x1f"), sa.trace_workload.astype(str))
-    uniq, code = np.unique(keys, return_inverse=True)
-    pairs = [tuple(k.split("\x1f", 1)) for k in uniq.tolist()]
-    return code.astype(np.int64), pairs  # type: ignore[return-value]
+    """A (stack, workload) code per trace and the list of pairs (sorted by name; codes index it)."""
+    import pandas as pd
+
+    # hashed, not sorted: a million traces name only a handful of stacks and workloads
+    s_code, s_names = pd.factorize(sa.trace_stack.astype(object))
+    w_code, w_names = pd.factorize(sa.trace_workload.astype(object))
+    combined = s_code.astype(np.int64) * max(len(w_names), 1) + w_code
+    seen = (
+        np.flatnonzero(np.bincount(combined, minlength=len(s_names) * len(w_names))) if len(combined) else []
+    )
+    by_name = sorted((str(s_names[c // len(w_names)]), str(w_names[c % len(w_names)]), int(c)) for c in seen)
+    code_of = np.zeros(len(s_names) * len(w_names), np.int64)
+    for i, (_, _, c) in enumerate(by_name):
+        code_of[c] = i
+    return code_of[combined], [(stack, workload) for stack, workload, _ in by_name]
 
 
 def find_deliveries(sa: SpanArrays, pair_of_trace: np.ndarray, n_pairs: int, end: np.ndarray) -> Deliveries:

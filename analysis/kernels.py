@@ -36,23 +36,45 @@ def _i64(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
+def _chunk(c: pa.Array) -> tuple:
+    """A string array as the kernel takes it: (validity bitmap or None, bit offset, offsets, data)."""
+    valid, offsets, data = c.buffers()
+    return (
+        np.frombuffer(valid, np.uint8) if valid is not None and c.null_count else None,
+        c.offset,
+        np.frombuffer(offsets, np.int32)[c.offset : c.offset + len(c) + 1],
+        np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8),
+    )
+
+
 def _chunks(col: pa.ChunkedArray | pa.Array) -> list[tuple] | None:
     """A string column's chunks as the kernel takes them, None for another type."""
     out = []
     for c in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
         if c.type != pa.string():
             return None
+        if len(c):
+            out.append(_chunk(c))
+    return out
+
+
+def _trace_chunks(col: pa.ChunkedArray | pa.Array) -> list[tuple] | None:
+    """Trace ids as (indices or None, strings) per chunk: plain, or dictionary-encoded as the
+    Parquet file stores them (then each distinct id is parsed once per chunk)."""
+    out: list[tuple] = []
+    for c in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
         if len(c) == 0:
             continue
-        valid, offsets, data = c.buffers()
-        out.append(
-            (
-                np.frombuffer(valid, np.uint8) if valid is not None and c.null_count else None,
-                c.offset,
-                np.frombuffer(offsets, np.int32)[c.offset : c.offset + len(c) + 1],
-                np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8),
-            )
-        )
+        if c.type == pa.string():
+            out.append((None, _chunk(c)))
+        elif c.type == pa.dictionary(pa.int32(), pa.string()):
+            ix = c.indices
+            valid, data = ix.buffers()
+            bits = np.frombuffer(valid, np.uint8) if valid is not None and ix.null_count else None
+            indices = np.frombuffer(data, np.int32)[ix.offset : ix.offset + len(ix)]
+            out.append(((bits, ix.offset, indices), _chunk(c.dictionary)))
+        else:
+            return None
     return out
 
 
@@ -89,14 +111,16 @@ def index_spans(
         link_rows.append(pc.list_parent_indices(chunk).to_numpy().astype(np.int64) + base)
         base += len(chunk)
     cols = [
-        _chunks(c)
-        for c in (
-            trace_id,
-            span_id,
-            parent_span_id,
-            pa.chunked_array(link_trace, pa.string()),
-            pa.chunked_array(link_span, pa.string()),
-        )
+        _trace_chunks(trace_id),
+        *map(
+            _chunks,
+            (
+                span_id,
+                parent_span_id,
+                pa.chunked_array(link_trace, pa.string()),
+                pa.chunked_array(link_span, pa.string()),
+            ),
+        ),
     ]
     if any(c is None for c in cols):
         return None

@@ -151,14 +151,14 @@ class Run:
         pair_of_delivery = c.pair_of_trace[dl.trace]
         out: dict[tuple[str, str], tuple[PairMatrix, np.ndarray]] = {}
         pair_of_row = pair_of_delivery[hv.delivery]
-        order = np.argsort(pair_of_row, kind="stable")
-        bounds = np.searchsorted(pair_of_row[order], np.arange(len(c.pairs) + 1))
+        local_of = np.full(len(dl.target), -1, np.int64)  # delivery -> its row in its pair's matrix
         for p, pair in enumerate(c.pairs):
-            rows = order[bounds[p] : bounds[p + 1]]
+            # a pass per pair: there are a handful, and no sort of the ~15 M rows is needed
+            rows = np.flatnonzero(pair_of_row == p)
             members = np.flatnonzero(dl.valid & (pair_of_delivery == p))
-            local = np.searchsorted(members, hv.delivery[rows])
+            local_of[members] = np.arange(len(members))
             m = build_matrix(
-                local,
+                local_of[hv.delivery[rows]],
                 hv.label[rows],
                 hv.value_ns[rows].astype(np.float64),
                 hv.offset_ns[rows].astype(np.float64),

@@ -504,13 +504,15 @@ class ParquetColumns:
     per core), for columns the caller needs all of before it can start.
     """
 
-    #: strings read dictionary-encoded (their codes are what prepare() needs; trace ids are
-    #: read plain and parsed as hex)
+    #: strings read dictionary-encoded (their codes are what prepare() needs)
     DICTIONARY = ("name", "kind", "service", "stack", "workload", "hop", "event_id")
+    #: read dictionary-encoded only where the file stores them so (SPAN_PARQUET_OPTIONS does;
+    #: files written before it read faster plain than hashed into a dictionary on reading)
+    DICTIONARY_IF_STORED = ("trace_id",)
     #: map columns whose keys and values are read dictionary-encoded
     MAPS = ("attributes", "resource")
     #: reads (a column or a tuple of them) started ahead of the one asked for
-    AHEAD = 1
+    AHEAD = 16
 
     def __init__(self, path: str) -> None:
         import pyarrow.parquet as pq
@@ -519,6 +521,9 @@ class ParquetColumns:
         self.column_names = self._file.schema_arrow.names
         self.num_rows = self._file.metadata.num_rows
         self.path = path
+        self._stored_as_dictionary = {
+            name for name in self.DICTIONARY_IF_STORED if self._dictionary_pages(name)
+        }
         self._queue: list[tuple[str, ...]] = []
         self._ahead: dict[str, Future] = {}
         self._pool: ThreadPoolExecutor | None = None
@@ -553,12 +558,26 @@ class ParquetColumns:
         self._fill()
         return (fut.result() if fut is not None else self._read((name,)))[name]
 
+    def _dictionary_pages(self, name: str) -> bool:
+        """Every row group stores the column with dictionary pages."""
+        meta = self._file.metadata
+        found = False
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            for c in range(rg.num_columns):
+                col = rg.column(c)
+                if col.path_in_schema == name:
+                    if not {"RLE_DICTIONARY", "PLAIN_DICTIONARY"} & set(col.encodings):
+                        return False
+                    found = True
+        return found
+
     def _read(self, names: tuple[str, ...]) -> dict[str, pa.ChunkedArray]:
         import pyarrow.parquet as pq
 
         dictionary: list[str] = []
         for name in names:
-            if name in self.DICTIONARY:
+            if name in self.DICTIONARY or name in self._stored_as_dictionary:
                 dictionary.append(name)
             elif name in self.MAPS:
                 dictionary += [f"{name}.key_value.key", f"{name}.key_value.value"]

@@ -34,7 +34,11 @@ def build_matrix(
     label_names: np.ndarray,
 ) -> PairMatrix:
     """Pivot the long table of one stack × workload (deliveries numbered 0..n-1) into a dense matrix."""
-    used, col = np.unique(label, return_inverse=True)
+    # the labels used, in code order, and each row's column (labels are small codes: no sort)
+    used = np.flatnonzero(np.bincount(label, minlength=len(label_names)))
+    column_of = np.zeros(len(label_names), np.int64)
+    column_of[used] = np.arange(len(used))
+    col = column_of[label]
     k = len(used)
     flat = delivery_local * k + col
     values = np.bincount(flat, weights=value_ns, minlength=n_deliveries * k).reshape(n_deliveries, k)

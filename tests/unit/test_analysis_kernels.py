@@ -172,3 +172,28 @@ def test_id_index_leaves_other_spellings_to_numpy() -> None:
     upper = pa.compute.utf8_upper(table.column("span_id"))
     ids = _id_columns(table.set_column(table.schema.get_field_index("span_id"), "span_id", upper))
     assert _native_index(ids) is None
+
+
+def test_id_index_from_dictionary_trace_ids_as_parquet_stores_them(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hopscope.analysis.spans import ParquetColumns, _native_index, _numpy_index
+    from hopscope.collector.schema import SPAN_PARQUET_OPTIONS
+
+    cfg = SynthConfig.load(None)
+    cfg.events, cfg.seed = 300, 3
+    cfg.breakage = Breakage(orphan_rate=0.05, duplicate_rate=0.1, malformed_lines=0)
+    table = generate(cfg).table
+    table = table.take(pa.array(np.random.default_rng(3).permutation(table.num_rows)))
+    path = tmp_path / "spans.parquet"
+    pq.write_table(table, path, row_group_size=table.num_rows // 5, **SPAN_PARQUET_OPTIONS)
+    cols = ParquetColumns(str(path))
+    ids = _id_columns(cols)
+    assert pa.types.is_dictionary(ids["trace_id"].type) and ids["trace_id"].num_chunks > 1
+    native = _native_index(ids)
+    assert native is not None
+    ref = _numpy_index(_id_columns(pq.read_table(path)))  # plain strings, numpy
+    for name in ("keep", "trace", "span_key", "parent", "has_parent_id", "link_parent", "duplicates"):
+        np.testing.assert_array_equal(getattr(native, name), getattr(ref, name), err_msg=name)
+    assert native.trace_names.equals(ref.trace_names)

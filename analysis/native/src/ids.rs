@@ -53,6 +53,53 @@ impl StrChunk<'_> {
     }
 }
 
+/// A dictionary-encoded chunk's indices (int32, with their own validity bits).
+pub struct IndexChunk<'a> {
+    pub valid: Option<&'a [u8]>,
+    pub bit_offset: usize,
+    pub indices: &'a [i32],
+}
+
+impl IndexChunk<'_> {
+    /// The dictionary entry of row `i`, None when it is null.
+    pub fn get(&self, i: usize) -> Option<usize> {
+        if let Some(bits) = self.valid {
+            let b = self.bit_offset + i;
+            if bits[b / 8] & (1 << (b % 8)) == 0 {
+                return None;
+            }
+        }
+        usize::try_from(self.indices[i]).ok()
+    }
+
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        match self.valid {
+            Some(bits) if bits.len() * 8 < self.bit_offset + self.indices.len() => {
+                Err(format!("{name}: validity bitmap shorter than the chunk"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A chunk of trace ids: plain strings, or dictionary indices into `ids`.
+pub struct TraceChunk<'a> {
+    pub ids: StrChunk<'a>,
+    pub indices: Option<IndexChunk<'a>>,
+}
+
+impl TraceChunk<'_> {
+    pub fn len(&self) -> usize {
+        self.indices
+            .as_ref()
+            .map_or(self.ids.len(), |ix| ix.indices.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
@@ -70,7 +117,7 @@ fn hex8(chunk: &[u8]) -> Option<u32> {
     if digit | alpha != HIGH {
         return None;
     }
-    let nib = (x & 0x0f * ONES) + (alpha >> 7) * 9;
+    let nib = (x & (0x0f * ONES)) + (alpha >> 7) * 9;
     // bytes d0..d7 (d0 lowest) → 16-bit lanes d0<<4|d1 … → one u32, d0 in the top nibble
     let pairs = ((nib & 0x000f_000f_000f_000f) << 4) | ((nib >> 8) & 0x000f_000f_000f_000f);
     let quads = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;

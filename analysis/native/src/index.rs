@@ -8,12 +8,11 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::ids::{hex128, hex64, StrChunk};
-
+use crate::ids::{hex128, hex64, StrChunk, TraceChunk};
 /// The id columns: trace ids, span ids, parent span ids (one row per span), and the links
 /// flattened (trace id, span id, file row of the span holding the link).
 pub struct IdColumns<'a> {
-    pub trace: Vec<StrChunk<'a>>,
+    pub trace: Vec<TraceChunk<'a>>, // plain, or dictionary-encoded (as Parquet stores it)
     pub span: Vec<StrChunk<'a>>,
     pub parent: Vec<StrChunk<'a>>,
     pub link_trace: Vec<StrChunk<'a>>,
@@ -46,7 +45,7 @@ impl Hasher for IdHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7cc1_b727_220a_95);
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
         }
     }
     fn write_u128(&mut self, v: u128) {
@@ -70,7 +69,7 @@ fn key(v: u64) -> i64 {
 }
 
 pub fn index_spans(cols: &IdColumns) -> Result<Option<SpanIndex>, String> {
-    let n = total(&cols.trace);
+    let n: usize = cols.trace.iter().map(|c| c.len()).sum();
     for (name, len) in [
         ("span_id", total(&cols.span)),
         ("parent_span_id", total(&cols.parent)),
@@ -195,29 +194,47 @@ fn spell128(v: u128) -> [u8; 32] {
 type TraceCodes = (Vec<u32>, Vec<u128>);
 
 /// (code per row, id per code); codes number ids by first appearance.
-fn trace_codes(chunks: &[StrChunk]) -> Option<TraceCodes> {
-    let n = total(chunks);
+fn trace_codes(chunks: &[TraceChunk]) -> Option<TraceCodes> {
+    let n = chunks.iter().map(|c| c.len()).sum();
     let mut codes: IdMap = HashMap::with_capacity_and_hasher(n / 4 + 16, Default::default());
     let mut trace_of = Vec::with_capacity(n);
     let mut trace_id: Vec<u128> = Vec::new();
-    let mut prev: Option<(&[u8], u32)> = None;
-    for id in rows(chunks) {
-        let id = id?;
-        // a trace's spans mostly sit together: the same id as the row before needs no lookup
-        if let Some((p, code)) = prev {
-            if p == id {
-                trace_of.push(code);
-                continue;
-            }
-        }
-        let v = hex128(id)?;
+    let mut code_of = |v: u128| -> u32 {
         let next = trace_id.len() as u32;
         let code = *codes.entry(v).or_insert(next);
         if code == next {
             trace_id.push(v);
         }
-        trace_of.push(code);
-        prev = Some((id, code));
+        code
+    };
+    for chunk in chunks {
+        match &chunk.indices {
+            None => {
+                let mut prev: Option<(&[u8], u32)> = None;
+                for row in 0..chunk.ids.len() {
+                    let id = chunk.ids.get(row)?;
+                    // a trace's spans mostly sit together: the same id as the row before needs no lookup
+                    let code = match prev {
+                        Some((p, code)) if p == id => code,
+                        _ => code_of(hex128(id)?),
+                    };
+                    trace_of.push(code);
+                    prev = Some((id, code));
+                }
+            }
+            Some(ix) => {
+                // each dictionary entry parsed and looked up once, when a row first uses it
+                let mut local = vec![u32::MAX; chunk.ids.len()];
+                for row in 0..ix.indices.len() {
+                    let j = ix.get(row)?;
+                    let slot = local.get_mut(j)?;
+                    if *slot == u32::MAX {
+                        *slot = code_of(hex128(chunk.ids.get(j)?)?);
+                    }
+                    trace_of.push(*slot);
+                }
+            }
+        }
     }
     Some((trace_of, trace_id))
 }
@@ -257,9 +274,9 @@ fn sort_traces(order: &mut [u32], bound: &[usize], first_trace: usize, span_key:
         duplicates: vec![0; n_traces],
         ..Default::default()
     };
-    out.keep.reserve(order.len());
-    out.trace.reserve(order.len());
-    out.span_key.reserve(order.len());
+    out.keep = Vec::with_capacity(order.len());
+    out.trace = Vec::with_capacity(order.len());
+    out.span_key = Vec::with_capacity(order.len());
     for t in 0..n_traces {
         let seg = &mut order[bound[t] - base..bound[t + 1] - base];
         seg.sort_unstable_by_key(|&r| (span_key[r as usize], r));
@@ -321,6 +338,13 @@ mod tests {
         }]
     }
 
+    fn plain<'a>(c: &'a (Vec<u8>, Vec<i32>, Vec<u8>)) -> Vec<TraceChunk<'a>> {
+        chunk(c)
+            .into_iter()
+            .map(|ids| TraceChunk { ids, indices: None })
+            .collect()
+    }
+
     const T1: &str = "0000000000000000000000000000000b";
     const T2: &str = "0000000000000000000000000000000a";
 
@@ -345,7 +369,7 @@ mod tests {
         let lt = col(&[Some(T1), Some(T2)]);
         let ls = col(&[Some("0000000000000001"), Some("0000000000000009")]);
         let cols = IdColumns {
-            trace: chunk(&trace),
+            trace: plain(&trace),
             span: chunk(&span),
             parent: chunk(&parent),
             link_trace: chunk(&lt),
@@ -370,7 +394,7 @@ mod tests {
         let parent = col(&[None]);
         let none = col(&[]);
         let cols = IdColumns {
-            trace: chunk(&trace),
+            trace: plain(&trace),
             span: chunk(&span),
             parent: chunk(&parent),
             link_trace: chunk(&none),
@@ -378,5 +402,43 @@ mod tests {
             link_row: &[],
         };
         assert_eq!(index_spans(&cols).unwrap(), None);
+    }
+
+    #[test]
+    fn dictionary_trace_ids_give_the_plain_result() {
+        let rows = [Some(T1), Some(T2), Some(T1)];
+        let trace = col(&rows);
+        let dict = col(&[Some(T2), Some(T1)]);
+        let indices = [1, 0, 1];
+        let span = col(&[
+            Some("0000000000000001"),
+            Some("0000000000000002"),
+            Some("0000000000000003"),
+        ]);
+        let parent = col(&[None, None, Some("0000000000000001")]);
+        let none = col(&[]);
+        let index = |trace: Vec<TraceChunk>| {
+            let cols = IdColumns {
+                trace,
+                span: chunk(&span),
+                parent: chunk(&parent),
+                link_trace: chunk(&none),
+                link_span: chunk(&none),
+                link_row: &[],
+            };
+            index_spans(&cols).unwrap().unwrap()
+        };
+        let ids = chunk(&dict).pop().unwrap();
+        let encoded = vec![TraceChunk {
+            ids,
+            indices: Some(crate::ids::IndexChunk {
+                valid: None,
+                bit_offset: 0,
+                indices: &indices,
+            }),
+        }];
+        let want = index(plain(&trace));
+        assert_eq!(want.parent, vec![-1, 0, -1]);
+        assert_eq!(index(encoded), want);
     }
 }

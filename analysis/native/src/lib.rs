@@ -9,13 +9,13 @@ pub mod walk;
 #[cfg(feature = "python")]
 mod python {
     use crate::forest::{parents_first, roots, skew_deltas, EventTree};
-    use crate::ids::StrChunk;
+    use crate::ids::{IndexChunk, StrChunk, TraceChunk};
     use crate::index::{index_spans as index, IdColumns};
     use crate::walk::{event_path_sums as walk_sums, Labels, PathSums};
     use pyo3::buffer::{Element, PyBuffer};
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
-    use pyo3::types::{PyByteArray, PyDict};
+    use pyo3::types::PyDict;
 
     /// The values of a contiguous numpy array (kept alive and unresized by the export).
     fn view<'a, T: Element>(name: &str, b: &'a PyBuffer<T>) -> PyResult<&'a [T]> {
@@ -29,27 +29,30 @@ mod python {
         Ok(unsafe { std::slice::from_raw_parts(b.buf_ptr() as *const T, b.item_count()) })
     }
 
-    /// A writable copy for numpy (np.frombuffer over a bytearray).
-    fn out<'py, T: Copy>(py: Python<'py>, v: &[T]) -> Bound<'py, PyByteArray> {
-        // SAFETY: plain-old-data values (i64, i32, bool) viewed as bytes
-        let raw = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) };
-        PyByteArray::new(py, raw)
+    /// The slices one after another in a new numpy uint8 array (Python views it with
+    /// np.frombuffer). numpy allocates it, so a large one is backed by huge pages (see mem.rs).
+    fn out_concat<'py, T: Copy>(py: Python<'py>, parts: &[&[T]]) -> PyResult<Bound<'py, PyAny>> {
+        let total: usize = parts.iter().map(|p| std::mem::size_of_val(*p)).sum();
+        let arr = py.import("numpy")?.getattr("empty")?.call1((total, "uint8"))?;
+        let buf = PyBuffer::<u8>::get(&arr)?;
+        if buf.readonly() || !buf.is_c_contiguous() || buf.len_bytes() != total {
+            return Err(err("numpy.empty gave an unusable buffer".into()));
+        }
+        let mut at = 0;
+        for p in parts {
+            let n = std::mem::size_of_val(*p);
+            // SAFETY: plain-old-data values (i64, i32, bool, u8) copied as bytes into a fresh,
+            // writable, contiguous array of `total` bytes that nothing else holds yet
+            unsafe {
+                std::ptr::copy_nonoverlapping(p.as_ptr() as *const u8, (buf.buf_ptr() as *mut u8).add(at), n);
+            }
+            at += n;
+        }
+        Ok(arr)
     }
 
-    /// One writable buffer holding the slices one after another (written once, no joined copy).
-    fn out_concat<'py, T: Copy>(py: Python<'py>, parts: &[&[T]]) -> PyResult<Bound<'py, PyByteArray>> {
-        let size = std::mem::size_of::<T>();
-        let total: usize = parts.iter().map(|p| p.len() * size).sum();
-        PyByteArray::new_with(py, total, |buf| {
-            let mut at = 0;
-            for p in parts {
-                // SAFETY: plain-old-data values (i64, i32) viewed as bytes
-                let raw = unsafe { std::slice::from_raw_parts(p.as_ptr() as *const u8, p.len() * size) };
-                buf[at..at + raw.len()].copy_from_slice(raw);
-                at += raw.len();
-            }
-            Ok(())
-        })
+    fn out<'py, T: Copy>(py: Python<'py>, v: &[T]) -> PyResult<Bound<'py, PyAny>> {
+        out_concat(py, &[v])
     }
 
     fn err(e: String) -> PyErr {
@@ -58,11 +61,11 @@ mod python {
 
     /// The root above each span of the event tree (int64 bytes; -1 where no root is reached).
     #[pyfunction]
-    fn event_roots<'py>(py: Python<'py>, event_parent: PyBuffer<i64>) -> PyResult<Bound<'py, PyByteArray>> {
+    fn event_roots<'py>(py: Python<'py>, event_parent: PyBuffer<i64>) -> PyResult<Bound<'py, PyAny>> {
         let parent = view("event_parent", &event_parent)?;
         crate::forest::check_parents(parent, "event_parent").map_err(err)?;
         let top = py.detach(|| roots(parent, &parents_first(parent)));
-        Ok(out(py, &top))
+        out(py, &top)
     }
 
     /// Clock-skew shifts (int64 bytes) and corrected flags (bool bytes) per span.
@@ -75,7 +78,7 @@ mod python {
         end: PyBuffer<i64>,
         kind: PyBuffer<i8>,
         host: PyBuffer<i32>,
-    ) -> PyResult<(Bound<'py, PyByteArray>, Bound<'py, PyByteArray>)> {
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let t = EventTree {
             parent: view("event_parent", &event_parent)?,
             span_parent: view("parent", &parent)?,
@@ -93,7 +96,7 @@ mod python {
             )));
         }
         let (delta, corrected) = py.detach(|| skew_deltas(&t, host, &parents_first(t.parent)));
-        Ok((out(py, &delta), out(py, &corrected)))
+        Ok((out(py, &delta)?, out(py, &corrected)?))
     }
 
     /// Event-mode critical paths of `targets`, summed per (walker, label):
@@ -164,12 +167,38 @@ mod python {
         Ok(out)
     }
 
+    /// A dictionary chunk's indices: (validity bitmap or None, its bit offset, int32 indices).
+    type IndexArgs = (Option<PyBuffer<u8>>, usize, PyBuffer<i32>);
+
+    fn trace_chunks<'a>(args: &'a [(Option<IndexArgs>, ChunkArgs)]) -> PyResult<Vec<TraceChunk<'a>>> {
+        let mut out = Vec::with_capacity(args.len());
+        for (indices, ids) in args {
+            let ids = chunks("trace_id", std::slice::from_ref(ids))?
+                .pop()
+                .expect("one chunk");
+            let indices = match indices {
+                None => None,
+                Some((valid, bit_offset, idx)) => {
+                    let ix = IndexChunk {
+                        valid: valid.as_ref().map(|v| view("trace_id", v)).transpose()?,
+                        bit_offset: *bit_offset,
+                        indices: view("trace_id", idx)?,
+                    };
+                    ix.check("trace_id").map_err(err)?;
+                    Some(ix)
+                }
+            };
+            out.push(TraceChunk { ids, indices });
+        }
+        Ok(out)
+    }
+
     /// The span index of prepare() from the id columns (dict of buffers), or None when an id
     /// is not spelled as the readers write it.
     #[pyfunction]
     fn index_spans<'py>(
         py: Python<'py>,
-        trace: Vec<ChunkArgs>,
+        trace: Vec<(Option<IndexArgs>, ChunkArgs)>,
         span: Vec<ChunkArgs>,
         parent: Vec<ChunkArgs>,
         link_trace: Vec<ChunkArgs>,
@@ -177,7 +206,7 @@ mod python {
         link_row: PyBuffer<i64>,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let cols = IdColumns {
-            trace: chunks("trace_id", &trace)?,
+            trace: trace_chunks(&trace)?,
             span: chunks("span_id", &span)?,
             parent: chunks("parent_span_id", &parent)?,
             link_trace: chunks("links.trace_id", &link_trace)?,
@@ -198,10 +227,10 @@ mod python {
             ("trace_hi", &ix.trace_hi),
             ("duplicates", &ix.duplicates),
         ] {
-            d.set_item(name, out(py, v))?;
+            d.set_item(name, out(py, v)?)?;
         }
-        d.set_item("has_parent", out(py, &ix.has_parent))?;
-        d.set_item("trace_hex", out(py, &ix.trace_hex))?;
+        d.set_item("has_parent", out(py, &ix.has_parent)?)?;
+        d.set_item("trace_hex", out(py, &ix.trace_hex)?)?;
         Ok(Some(d))
     }
 

@@ -4,7 +4,6 @@
 use std::cmp::Reverse;
 
 use crate::forest::{clip, parents_first, Children, EventTree};
-
 /// One row per (walker, label) on the walker's path, ordered by walker then label.
 #[derive(Default, Debug, PartialEq)]
 pub struct PathSums {
@@ -33,15 +32,15 @@ impl PathSums {
 /// (reached, started before it ended, not a PRODUCER's CONSUMER, not attached by a link), each
 /// list ordered by (end, start descending, index) so the last child ending by `t` is found by
 /// binary search.
-struct SyncTree {
-    parent: Vec<i64>,
+struct SyncTree<'a> {
+    parent: &'a [i64],
     cs: Vec<i64>,
     ce: Vec<i64>,
     kids: Children,
 }
 
-impl SyncTree {
-    fn new(t: &EventTree) -> Self {
+impl<'a> SyncTree<'a> {
+    fn new(t: &EventTree<'a>) -> Self {
         let order = parents_first(t.parent);
         let (cs, ce, reach) = clip(t, &order);
         drop(order);
@@ -56,7 +55,7 @@ impl SyncTree {
             }
         }
         SyncTree {
-            parent: t.parent.to_vec(),
+            parent: t.parent,
             cs,
             ce,
             kids,
