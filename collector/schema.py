@@ -48,7 +48,8 @@ ATTR_DERIVED = "hopscope.derived"
 ATTR_SERVICE = "service.name"
 
 #: how spans.parquet is written (ingest, synth, the benchmarks): zstd; dictionary pages for the
-#: low-cardinality columns and for the trace and event ids, which every span of a trace repeats
+#: low-cardinality columns (attribute keys and values too) and for the trace and event ids, which
+#: every span of a trace repeats
 #: (the analysis reads those as dictionaries: each distinct id decoded and parsed once). Span
 #: ids are unique, so no dictionary for them: the writer would build one only to give it up. The
 #: page limit lets a row group's dictionary hold every trace id in it (1 M spans of 1-span
@@ -67,8 +68,12 @@ SPAN_PARQUET_OPTIONS: dict = {
         "workload",
         "hop",
         "derived",
-        "attributes",
-        "resource",
+        # nested columns are named by their leaves (a map's name alone leaves them plain)
+        "attributes.key_value.key",
+        "attributes.key_value.value",
+        "resource.key_value.key",
+        "resource.key_value.value",
+        "links.list.element.trace_id",
         "source",
     ],
 }
