@@ -538,7 +538,9 @@ class ParquetColumns:
     DICTIONARY_IF_STORED = ("trace_id",)
     #: map columns whose keys and values are read dictionary-encoded
     MAPS = ("attributes", "resource")
-    #: reads (a column or a tuple of them) started ahead of the one asked for
+    #: reads (a column or a tuple of them) started ahead of the one asked for: all of
+    #: prepare()'s, so the reader keeps decoding while the id index runs (the columns are
+    #: held until prepare() takes them; at 10 M spans that peaks below the walk's own)
     AHEAD = 16
 
     def __init__(self, path: str) -> None:
