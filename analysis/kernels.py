@@ -83,7 +83,7 @@ _INDEX_FIELDS = {
     "trace": np.int64,
     "span_key": np.int64,
     "parent": np.int64,
-    "has_parent": bool,
+    "has_parent_id": bool,
     "link_parent": np.int64,
     "trace_lo": np.int64,
     "trace_hi": np.int64,
@@ -97,7 +97,7 @@ def index_spans(
     parent_span_id: pa.ChunkedArray,
     links: pa.ChunkedArray,
 ) -> dict | None:
-    """spans.IdIndex's arrays (`trace_names` as `trace_hex`: 32 digits per trace), or None when an id column is not
+    """spans.IdIndex's fields but `span_id_col`, or None when an id column is not
     lower-case hex of full width (the numpy path handles every spelling)."""
     assert _native is not None
     link_trace: list[pa.Array] = []

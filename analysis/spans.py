@@ -691,21 +691,8 @@ def _native_index(ids: dict[str, pa.ChunkedArray]) -> IdIndex | None:
     if not kernels.AVAILABLE:
         return None
     out = kernels.index_spans(ids["trace_id"], ids["span_id"], ids["parent_span_id"], ids["links"])
-    if out is None:
-        return None
-    return IdIndex(
-        keep=out["keep"],
-        trace=out["trace"],
-        span_key=out["span_key"],
-        parent=out["parent"],
-        has_parent_id=out["has_parent"],
-        link_parent=out["link_parent"],
-        trace_lo=out["trace_lo"],
-        trace_hi=out["trace_hi"],
-        duplicates=out["duplicates"],
-        trace_names=out["trace_names"],
-        span_id_col=None,
-    )
+    # lower-case hex: span ids are spelled again from their keys when asked for
+    return None if out is None else IdIndex(**out, span_id_col=None)
 
 
 def _numpy_index(ids: dict[str, pa.ChunkedArray]) -> IdIndex:

@@ -15,8 +15,9 @@ from hopscope.analysis.spans import CONSUMER, PRODUCER, prepare
 from hopscope.analysis.synth import Breakage, SynthConfig, generate
 from hopscope.analysis.tree import levels, top_of
 
-# Built by bin/bootstrap; skipped only on a machine without cargo.
-pytestmark = pytest.mark.skipif(kernels._native is None, reason="analysis/native not built (no cargo)")
+# Built by bin/bootstrap; the comparisons are skipped only on a machine without cargo (the
+# first test, not skipped, fails where cargo is but the kernels were not built).
+native = pytest.mark.skipif(kernels._native is None, reason="analysis/native not built (no cargo)")
 
 
 def test_kernels_are_built_where_cargo_is() -> None:
@@ -44,6 +45,7 @@ def _compare(sa, targets: np.ndarray, start: np.ndarray, end: np.ndarray) -> int
     return len(sums[0])
 
 
+@native
 def test_synthetic_run_with_breakage() -> None:
     cfg = SynthConfig.load(None)
     cfg.events, cfg.seed = 300, 5
@@ -93,6 +95,7 @@ def _random_forest(rng: np.random.Generator, n: int, n_hops: int) -> SimpleNames
     )
 
 
+@native
 @pytest.mark.parametrize("seed", range(6))
 def test_random_forests_with_cycles_orphans_and_links(seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -104,6 +107,7 @@ def test_random_forests_with_cycles_orphans_and_links(seed: int) -> None:
     assert _compare(sa, targets, sa.start, sa.end) > 0
 
 
+@native
 def test_bad_parent_index_is_a_named_error() -> None:
     sa = _random_forest(np.random.default_rng(1), 50, n_hops=2)
     sa.event_parent = sa.event_parent.copy()
@@ -118,6 +122,7 @@ def _id_columns(table) -> dict:
     return {name: table.column(name) for name in ID_COLUMNS}
 
 
+@native
 @pytest.mark.parametrize("chunks", [1, 7])
 def test_id_index_equals_numpy(chunks: int) -> None:
     import pyarrow as pa
@@ -163,6 +168,7 @@ def test_id_index_equals_numpy(chunks: int) -> None:
     np.testing.assert_array_equal(again.has_parent_id, native.has_parent_id)
 
 
+@native
 def test_id_index_leaves_other_spellings_to_numpy() -> None:
     import pyarrow as pa
 
@@ -174,6 +180,7 @@ def test_id_index_leaves_other_spellings_to_numpy() -> None:
     assert _native_index(ids) is None
 
 
+@native
 def test_id_index_from_dictionary_trace_ids_as_parquet_stores_them(tmp_path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

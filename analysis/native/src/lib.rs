@@ -59,7 +59,25 @@ mod python {
         PyValueError::new_err(e)
     }
 
-    /// The root above each span of the event tree (int64 bytes; -1 where no root is reached).
+    /// The event tree's arrays as views (the buffers outlive it).
+    fn event_tree<'a>(
+        event_parent: &'a PyBuffer<i64>,
+        parent: &'a PyBuffer<i64>,
+        start: &'a PyBuffer<i64>,
+        end: &'a PyBuffer<i64>,
+        kind: &'a PyBuffer<i8>,
+    ) -> PyResult<EventTree<'a>> {
+        Ok(EventTree {
+            parent: view("event_parent", event_parent)?,
+            span_parent: view("parent", parent)?,
+            start: view("start", start)?,
+            end: view("end", end)?,
+            kind: view("kind", kind)?,
+        })
+    }
+
+    /// The root above each span of the event tree (an int64 array as uint8; -1 where no root is
+    /// reached).
     #[pyfunction]
     fn event_roots<'py>(py: Python<'py>, event_parent: PyBuffer<i64>) -> PyResult<Bound<'py, PyAny>> {
         let parent = view("event_parent", &event_parent)?;
@@ -68,7 +86,7 @@ mod python {
         out(py, &top)
     }
 
-    /// Clock-skew shifts (int64 bytes) and corrected flags (bool bytes) per span.
+    /// Clock-skew shifts (int64) and corrected flags (bool) per span, as uint8 arrays.
     #[pyfunction]
     fn skew_shifts<'py>(
         py: Python<'py>,
@@ -79,13 +97,7 @@ mod python {
         kind: PyBuffer<i8>,
         host: PyBuffer<i32>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-        let t = EventTree {
-            parent: view("event_parent", &event_parent)?,
-            span_parent: view("parent", &parent)?,
-            start: view("start", &start)?,
-            end: view("end", &end)?,
-            kind: view("kind", &kind)?,
-        };
+        let t = event_tree(&event_parent, &parent, &start, &end, &kind)?;
         let host = view("host", &host)?;
         t.check().map_err(err)?;
         if host.len() != t.parent.len() {
@@ -100,7 +112,7 @@ mod python {
     }
 
     /// Event-mode critical paths of `targets`, summed per (walker, label):
-    /// (walker int64, label int32, total ns int64, first start int64) bytes.
+    /// (walker int64, label int32, total ns int64, first start int64), as uint8 arrays.
     #[pyfunction]
     #[pyo3(signature = (event_parent, parent, start, end, kind, hop, targets, n_hops, n_labels, threads = 1))]
     #[allow(clippy::too_many_arguments)]
@@ -117,13 +129,7 @@ mod python {
         n_labels: usize,
         threads: usize,
     ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
-        let t = EventTree {
-            parent: view("event_parent", &event_parent)?,
-            span_parent: view("parent", &parent)?,
-            start: view("start", &start)?,
-            end: view("end", &end)?,
-            kind: view("kind", &kind)?,
-        };
+        let t = event_tree(&event_parent, &parent, &start, &end, &kind)?;
         let labels = Labels {
             hop: view("hop", &hop)?,
             n_hops,
@@ -193,7 +199,8 @@ mod python {
         Ok(out)
     }
 
-    /// The span index of prepare() from the id columns (dict of buffers), or None when an id
+    /// The span index of prepare() from the id columns (dict of uint8 arrays named as
+    /// spans.IdIndex's fields), or None when an id
     /// is not spelled as the readers write it.
     #[pyfunction]
     fn index_spans<'py>(
@@ -229,7 +236,7 @@ mod python {
         ] {
             d.set_item(name, out(py, v)?)?;
         }
-        d.set_item("has_parent", out(py, &ix.has_parent)?)?;
+        d.set_item("has_parent_id", out(py, &ix.has_parent)?)?;
         d.set_item("trace_hex", out(py, &ix.trace_hex)?)?;
         Ok(Some(d))
     }

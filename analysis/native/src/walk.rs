@@ -13,9 +13,10 @@ pub struct PathSums {
     pub first: Vec<i64>, // start of the label's earliest section
 }
 
+#[cfg(test)]
 impl PathSums {
-    /// The parts one after another (the Python binding copies them straight into its buffers
-    /// instead: joining 15 M rows here first would write them once more).
+    /// The parts one after another, for the tests (the Python binding copies the parts straight
+    /// into its arrays: joining 15 M rows here first would write them once more).
     pub fn concat(parts: Vec<PathSums>) -> PathSums {
         let mut out = PathSums::default();
         for mut p in parts {
