@@ -204,7 +204,12 @@ def test_component_deploys_to_every_node_and_rest_writes_replicate(harper: Harpe
         message = subscriber.wait(timeout=15)
         assert message[0] == f"{table}/r1" and message[1]["value"] == 1.5
         for node in client.nodes[1:]:
-            got = http.get(f"{node.rest_url}/{table}/r1")
+            # confirm=1 waits for one replica only: the other receives the write a little later
+            deadline = time.monotonic() + 15
+            while (got := http.get(f"{node.rest_url}/{table}/r1")).status_code == 404:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
             assert got.status_code == 200, f"{node.name}: {got.status_code} {got.text}"
             assert got.json()["value"] == 1.5 and got.json()["note"] == "rest"
     # throwaway: remove it from every node again (its resources go at the next restart)
@@ -215,6 +220,8 @@ def test_component_deploys_to_every_node_and_rest_writes_replicate(harper: Harpe
 
 
 def test_fairness_reads_back_replication_and_confirmation(harper: Harper) -> None:
+    # the component test before restarts HTTP workers; their replication sockets reconnect later
+    harper.client().wait_replicating(timeout=60)
     fair = harper.fairness()
     assert fair["harper_version"] == "4.7.29" and fair["node_count"] == 3
     assert fair["write_confirmation"]["replicas"] == 1
