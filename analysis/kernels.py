@@ -91,48 +91,74 @@ _INDEX_FIELDS = {
 }
 
 
+class IdIndexBuilder:
+    """The id index built batch by batch (prepare() feeds it a Parquet row group at a time,
+    so the id strings of the whole file are never held at once): spans.IdIndex's fields but
+    `span_id_col` from `finish()`, or None once an id is not lower-case hex of full width
+    (the numpy path handles every spelling)."""
+
+    def __init__(self) -> None:
+        assert _native is not None
+        self._builder = _native.IndexBuilder()
+        self.declined = False
+
+    def add(
+        self,
+        trace_id: pa.ChunkedArray,
+        span_id: pa.ChunkedArray,
+        parent_span_id: pa.ChunkedArray,
+        links: pa.ChunkedArray,
+    ) -> bool:
+        """Parse one batch of rows; False (and from then on) when the kernel declines them."""
+        if self.declined:
+            return False
+        link_trace: list[pa.Array] = []
+        link_span: list[pa.Array] = []
+        link_rows: list[np.ndarray] = []
+        base = 0
+        for chunk in links.chunks if isinstance(links, pa.ChunkedArray) else [links]:
+            flat = pc.list_flatten(chunk)  # chunk by chunk: joining the chunks first copies every link
+            link_trace.append(flat.field("trace_id"))
+            link_span.append(flat.field("span_id"))
+            link_rows.append(pc.list_parent_indices(chunk).to_numpy().astype(np.int64) + base)
+            base += len(chunk)
+        cols = [
+            _trace_chunks(trace_id),
+            *map(
+                _chunks,
+                (
+                    span_id,
+                    parent_span_id,
+                    pa.chunked_array(link_trace, pa.string()),
+                    pa.chunked_array(link_span, pa.string()),
+                ),
+            ),
+        ]
+        rows = np.concatenate(link_rows) if link_rows else np.zeros(0, np.int64)
+        self.declined = any(c is None for c in cols) or not self._builder.add(*cols, rows)
+        return not self.declined
+
+    def finish(self) -> dict | None:
+        out = None if self.declined else self._builder.finish()
+        if out is None:
+            return None
+        arrays = {name: np.frombuffer(out[name], dtype=dtype) for name, dtype in _INDEX_FIELDS.items()}
+        hex_ids = np.frombuffer(out["trace_hex"], np.uint8)
+        n = len(hex_ids) // 32
+        offsets = pa.py_buffer(np.arange(0, 32 * (n + 1), 32, dtype=np.int32))
+        return {**arrays, "trace_names": pa.StringArray.from_buffers(n, offsets, pa.py_buffer(hex_ids))}
+
+
 def index_spans(
     trace_id: pa.ChunkedArray,
     span_id: pa.ChunkedArray,
     parent_span_id: pa.ChunkedArray,
     links: pa.ChunkedArray,
 ) -> dict | None:
-    """spans.IdIndex's fields but `span_id_col`, or None when an id column is not
-    lower-case hex of full width (the numpy path handles every spelling)."""
-    assert _native is not None
-    link_trace: list[pa.Array] = []
-    link_span: list[pa.Array] = []
-    link_rows: list[np.ndarray] = []
-    base = 0
-    for chunk in links.chunks if isinstance(links, pa.ChunkedArray) else [links]:
-        flat = pc.list_flatten(chunk)  # chunk by chunk: joining the chunks first copies every link
-        link_trace.append(flat.field("trace_id"))
-        link_span.append(flat.field("span_id"))
-        link_rows.append(pc.list_parent_indices(chunk).to_numpy().astype(np.int64) + base)
-        base += len(chunk)
-    cols = [
-        _trace_chunks(trace_id),
-        *map(
-            _chunks,
-            (
-                span_id,
-                parent_span_id,
-                pa.chunked_array(link_trace, pa.string()),
-                pa.chunked_array(link_span, pa.string()),
-            ),
-        ),
-    ]
-    if any(c is None for c in cols):
-        return None
-    rows = np.concatenate(link_rows) if link_rows else np.zeros(0, np.int64)
-    out = _native.index_spans(*cols, rows)
-    if out is None:
-        return None
-    arrays = {name: np.frombuffer(out[name], dtype=dtype) for name, dtype in _INDEX_FIELDS.items()}
-    hex_ids = out["trace_hex"]
-    n = len(hex_ids) // 32
-    offsets = pa.py_buffer(np.arange(0, 32 * (n + 1), 32, dtype=np.int32))
-    return {**arrays, "trace_names": pa.StringArray.from_buffers(n, offsets, pa.py_buffer(hex_ids))}
+    """The id index of whole columns (one batch); see IdIndexBuilder."""
+    builder = IdIndexBuilder()
+    builder.add(trace_id, span_id, parent_span_id, links)
+    return builder.finish()
 
 
 def event_roots(sa: SpanArrays) -> np.ndarray:

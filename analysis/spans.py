@@ -7,7 +7,8 @@ CSR child lists. No Python loop runs over traces or spans.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -538,10 +539,10 @@ class ParquetColumns:
     DICTIONARY_IF_STORED = ("trace_id",)
     #: map columns whose keys and values are read dictionary-encoded
     MAPS = ("attributes", "resource")
-    #: reads (a column or a tuple of them) started ahead of the one asked for: all of
-    #: prepare()'s, so the reader keeps decoding while the id index runs (the columns are
-    #: held until prepare() takes them; at 10 M spans that peaks below the walk's own)
-    AHEAD = 16
+    #: reads (a column or a tuple of them) started ahead of the one asked for. Two keep the
+    #: reader ahead of prepare() (it never waited at 10 M spans); reading all of them ahead
+    #: held ~0.6 GB more, and fresh memory is what the analysis spends most time on
+    AHEAD = 2
 
     def __init__(self, path: str) -> None:
         import pyarrow.parquet as pq
@@ -559,16 +560,34 @@ class ParquetColumns:
 
     def prefetch(self, names: Sequence[str | tuple[str, ...]]) -> None:
         groups = ((n,) if isinstance(n, str) else tuple(n) for n in names)
-        self._queue = [g for g in (tuple(n for n in g if n in self.column_names) for g in groups) if g]
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-columns")
+        wanted = (tuple(n for n in g if n in self.column_names and n not in self._ahead) for g in groups)
+        self._queue = [g for g in wanted if g]
         self._fill()
 
+    def row_groups(
+        self, names: tuple[str, ...], then: Sequence[str | tuple[str, ...]] = ()
+    ) -> Iterator[dict[str, pa.ChunkedArray]]:
+        """`names` a row group at a time, each read on the reader thread while the caller
+        works on the one before (two ahead); `then` is prefetched after the last group."""
+        names = tuple(n for n in names if n in self.column_names)
+        pending: deque[Future] = deque()
+        for group in range(self._file.metadata.num_row_groups):
+            pending.append(self._reader().submit(self._read, names, group))
+            if len(pending) > 2:
+                yield pending.popleft().result()
+        self.prefetch(then)
+        while pending:
+            yield pending.popleft().result()
+
+    def _reader(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-columns")
+        return self._pool
+
     def _fill(self) -> None:
-        while (
-            self._pool is not None and self._queue and len({id(f) for f in self._ahead.values()}) < self.AHEAD
-        ):
+        while self._queue and len({id(f) for f in self._ahead.values()}) < self.AHEAD:
             group = self._queue.pop(0)
-            fut = self._pool.submit(self._read, group)
+            fut = self._reader().submit(self._read, group)
             for name in group:
                 self._ahead[name] = fut
         if self._pool is not None and not self._queue and not self._ahead:
@@ -601,7 +620,8 @@ class ParquetColumns:
                     found = True
         return found
 
-    def _read(self, names: tuple[str, ...]) -> dict[str, pa.ChunkedArray]:
+    def _read(self, names: tuple[str, ...], group: int | None = None) -> dict[str, pa.ChunkedArray]:
+        """The columns of the whole file, or of one row group."""
         import pyarrow.parquet as pq
 
         dictionary: list[str] = []
@@ -610,10 +630,16 @@ class ParquetColumns:
                 dictionary.append(name)
             elif name in self.MAPS:
                 dictionary += [f"{name}.key_value.key", f"{name}.key_value.value"]
+
+        def read(dictionary: list[str]) -> pa.Table:
+            if group is None:
+                return pq.read_table(self.path, columns=list(names), read_dictionary=dictionary)
+            return pq.ParquetFile(self.path, read_dictionary=dictionary).read_row_group(group, list(names))
+
         try:
-            t = pq.read_table(self.path, columns=list(names), read_dictionary=dictionary)
+            t = read(dictionary)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
-            t = pq.read_table(self.path, columns=list(names))
+            t = read([])
         return {name: t.column(name) for name in names}
 
 
@@ -623,7 +649,7 @@ ID_COLUMNS = ("trace_id", "span_id", "parent_span_id", "links")
 
 #: the order in which prepare() asks for columns (for ParquetColumns.prefetch)
 PREPARE_COLUMNS: tuple[str | tuple[str, ...], ...] = (
-    ID_COLUMNS,  # read together: the id index needs all four before it starts
+    ID_COLUMNS,  # read together where the id index is not streamed: it needs all four at once
     "start_ns",
     "end_ns",
     "kind",
@@ -692,6 +718,21 @@ def _native_index(ids: dict[str, pa.ChunkedArray]) -> IdIndex | None:
         return None
     out = kernels.index_spans(ids["trace_id"], ids["span_id"], ids["parent_span_id"], ids["links"])
     # lower-case hex: span ids are spelled again from their keys when asked for
+    return None if out is None else IdIndex(**out, span_id_col=None)
+
+
+def _streamed_native_index(table: ParquetColumns) -> IdIndex | None:
+    """The id index from the native kernel fed a row group at a time while the next is read
+    (the other columns prefetched after), or None when it is not built or declines the ids."""
+    from . import kernels
+
+    if not kernels.AVAILABLE or not set(ID_COLUMNS) <= set(table.column_names):
+        return None
+    builder = kernels.IdIndexBuilder()
+    for group in table.row_groups(ID_COLUMNS, then=PREPARE_COLUMNS[1:]):
+        if not builder.add(*(group[name] for name in ID_COLUMNS)):
+            break
+    out = builder.finish()
     return None if out is None else IdIndex(**out, span_id_col=None)
 
 
@@ -809,11 +850,13 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     dictionary-encoded once in file order and then reordered as integer codes, so no string
     column is ever sorted or gathered.
     """
-    if isinstance(table, ParquetColumns):
-        table.prefetch(PREPARE_COLUMNS)
-    ids = {name: table.column(name) for name in ID_COLUMNS}
-    ix = _native_index(ids) or _numpy_index(ids)
-    del ids
+    ix = _streamed_native_index(table) if isinstance(table, ParquetColumns) else None
+    if ix is None:
+        if isinstance(table, ParquetColumns):
+            table.prefetch(PREPARE_COLUMNS)
+        ids = {name: table.column(name) for name in ID_COLUMNS}
+        ix = _native_index(ids) or _numpy_index(ids)
+        del ids
     keep, hp, trace_lo = ix.keep, ix.has_parent_id, ix.trace_lo
     orphan = hp & (ix.parent < 0)
 

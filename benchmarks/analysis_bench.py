@@ -272,9 +272,7 @@ def main() -> None:
         f"full analysis (+ e2e, tail growth, quality, outputs) {r['full_s']:.2f} s wall, "
         f"{r['full_cpu_s']:.2f} CPU s (goal < 60 s at 10 M spans)"
     )
-    print(
-        f"peak RSS of the analysis process .. {r['peak_rss_mib']:.0f} MiB (goal < 4096 MiB)"
-    )
+    print(f"peak RSS of the analysis process .. {r['peak_rss_mib']:.0f} MiB (goal < 4096 MiB)")
     print(f"deliveries {r['deliveries']:,}, traces {r['traces']:,}, hop rows {r['hops']}")
 
     if args.baseline_spans:

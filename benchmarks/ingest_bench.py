@@ -331,7 +331,9 @@ def main() -> None:
                 )
         if native:
             same = tables["jsonl", True].equals(tables["proto", True])
-            console.print(f"jsonl and proto spans.parquet (native): {'identical' if same else '[red]DIFFERENT[/]'}")
+            console.print(
+                f"jsonl and proto spans.parquet (native): {'identical' if same else '[red]DIFFERENT[/]'}"
+            )
         best = max(v for (name, _), v in speed.items() if name == "jsonl")
         console.print(
             f"goal >= 300,000 spans/s (JSON lines, wall): {best:,.0f} — {'met' if best >= 300_000 else 'not met'}"

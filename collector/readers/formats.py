@@ -53,6 +53,7 @@ def _python(rows: SpanRows, problems: Problems) -> pa.Table:
     problems.read_by("python")
     return rows.table()
 
+
 OTLP_JSONL = "otlp-jsonl"
 OTLP_JSON = "otlp-json"
 OTLP_PROTO = "otlp-proto"

@@ -358,4 +358,6 @@ def test_confirmed_write_with_every_replica_frozen_is_a_timeout_in_the_ledger(
         if resp.status_code in (200, 204):
             break
         time.sleep(1)
-    assert outcome.startswith(("HTTP 200", "HTTP 204")), f"no confirmed write within 60 s of the thaw: {outcome}"
+    assert outcome.startswith(("HTTP 200", "HTTP 204")), (
+        f"no confirmed write within 60 s of the thaw: {outcome}"
+    )

@@ -68,121 +68,182 @@ fn key(v: u64) -> i64 {
     v as i64
 }
 
+/// The whole index from one set of columns (link rows count from the first row).
 pub fn index_spans(cols: &IdColumns) -> Result<Option<SpanIndex>, String> {
-    let n: usize = cols.trace.iter().map(|c| c.len()).sum();
-    for (name, len) in [
-        ("span_id", total(&cols.span)),
-        ("parent_span_id", total(&cols.parent)),
-    ] {
-        if len != n {
-            return Err(format!("{name} holds {len} rows, trace_id {n}"));
-        }
-    }
-    if total(&cols.link_trace) != cols.link_row.len() || total(&cols.link_span) != cols.link_row.len() {
-        return Err("the link columns differ in length".into());
-    }
-    if n >= u32::MAX as usize {
-        return Err(format!("{n} spans: more than this kernel indexes"));
+    let mut b = IndexBuilder::default();
+    Ok(if b.add(cols)? { b.finish() } else { None })
+}
+
+/// The index built batch by batch (a Parquet row group at a time): each batch's ids are parsed
+/// into integers as it arrives, so the id strings of the whole file never need to be held;
+/// `finish` sorts and links once every row is in.
+#[derive(Default)]
+pub struct IndexBuilder {
+    codes: IdMap,
+    trace_id: Vec<u128>, // per trace code
+    trace_of: Vec<u32>,  // per row: trace code
+    span_key: Vec<i64>,
+    parent_key: Vec<i64>,
+    has_parent: Vec<bool>,
+    // links to the same trace (the only ones the index uses): the row holding the link and the
+    // linked span's key (None: not hex, which only matters if the linked span is looked for)
+    link_row: Vec<u32>,
+    link_span: Vec<Option<i64>>,
+    declined: bool,
+}
+
+impl IndexBuilder {
+    pub fn rows(&self) -> usize {
+        self.trace_of.len()
     }
 
-    // trace codes (one thread) while the span and parent ids are parsed (another)
-    let (traces, keys) = std::thread::scope(|s| {
-        let keys = s.spawn(|| span_and_parent_keys(cols));
-        (
-            trace_codes(&cols.trace),
-            keys.join().expect("the id parse panicked"),
-        )
-    });
-    let (Some((trace_of, trace_id)), Some((span_key, parent_key, has_parent_row))) = (traces, keys) else {
-        return Ok(None);
-    };
-    let n_traces = trace_id.len();
-
-    // spans grouped by trace (counting sort, file order kept), then by span key in each trace
-    let mut bound = vec![0usize; n_traces + 1];
-    for &t in &trace_of {
-        bound[t as usize + 1] += 1;
-    }
-    for t in 0..n_traces {
-        bound[t + 1] += bound[t];
-    }
-    let mut fill = bound[..n_traces].to_vec();
-    let mut order = vec![0u32; n];
-    for (row, &t) in trace_of.iter().enumerate() {
-        order[fill[t as usize]] = row as u32;
-        fill[t as usize] += 1;
-    }
-    drop(fill);
-    drop(trace_of);
-    // the traces in two halves of about n/2 spans, each sorted on its own thread
-    let mid = bound.partition_point(|&b| b < n / 2).min(n_traces);
-    let (left, right) = order.split_at_mut(bound[mid]);
-    let mut out = std::thread::scope(|s| {
-        let r = s.spawn(|| sort_traces(right, &bound[mid..], mid, &span_key));
-        let mut out = sort_traces(left, &bound[..=mid], 0, &span_key);
-        out.append(r.join().expect("the sort panicked"));
-        out
-    });
-    drop(order);
-    let m = out.keep.len();
-    let find = |t: usize, k: i64| -> i64 {
-        let (lo, hi) = (out.trace_lo[t] as usize, out.trace_hi[t] as usize);
-        match out.span_key[lo..hi].binary_search(&k) {
-            Ok(p) => (lo + p) as i64,
-            Err(_) => -1,
+    /// Parse one batch; false (and every later call false) when an id is not spelled as the
+    /// readers write it, so the caller takes the numpy path instead.
+    pub fn add(&mut self, cols: &IdColumns) -> Result<bool, String> {
+        if self.declined {
+            return Ok(false);
         }
-    };
-    let mut parent = Vec::with_capacity(m);
-    let mut has_parent = Vec::with_capacity(m);
-    for i in 0..m {
-        let r = out.keep[i] as usize;
-        let hp = has_parent_row[r];
-        has_parent.push(hp);
-        parent.push(if hp {
-            find(out.trace[i] as usize, parent_key[r])
-        } else {
-            -1
+        let n: usize = cols.trace.iter().map(|c| c.len()).sum();
+        for (name, len) in [
+            ("span_id", total(&cols.span)),
+            ("parent_span_id", total(&cols.parent)),
+        ] {
+            if len != n {
+                return Err(format!("{name} holds {len} rows, trace_id {n}"));
+            }
+        }
+        if total(&cols.link_trace) != cols.link_row.len() || total(&cols.link_span) != cols.link_row.len() {
+            return Err("the link columns differ in length".into());
+        }
+        let base = self.rows();
+        if base + n >= u32::MAX as usize {
+            return Err(format!("{} spans: more than this kernel indexes", base + n));
+        }
+        // trace codes (one thread) while the span and parent ids are parsed (another)
+        let (codes, keys) = (
+            (&mut self.codes, &mut self.trace_id, &mut self.trace_of),
+            (&mut self.span_key, &mut self.parent_key, &mut self.has_parent),
+        );
+        let ok = std::thread::scope(|s| {
+            let keys = s.spawn(|| span_and_parent_keys(cols, keys));
+            let traces = trace_codes(&cols.trace, codes);
+            traces.is_some() & keys.join().expect("the id parse panicked").is_some()
         });
+        if !ok || self.add_links(cols, base, n)?.is_none() {
+            self.declined = true;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
-    // links: the first one (in file order) to another span of the same trace
-    let mut at = vec![-1i64; n]; // file row → span index (-1: a dropped duplicate)
-    for (i, &r) in out.keep.iter().enumerate() {
-        at[r as usize] = i as i64;
+    /// Keeps the links to the same trace; Ok(None) when a linked trace id is not hex.
+    fn add_links(&mut self, cols: &IdColumns, base: usize, n: usize) -> Result<Option<()>, String> {
+        let link_ids = rows(&cols.link_trace).zip(rows(&cols.link_span));
+        for ((lt, ls), &row) in link_ids.zip(cols.link_row) {
+            let Some(lt) = lt.and_then(hex128) else {
+                return Ok(None);
+            };
+            let Some(row) = usize::try_from(row).ok().filter(|&r| r < n) else {
+                return Err(format!("link row {row} is not below {n}"));
+            };
+            if lt == self.trace_id[self.trace_of[base + row] as usize] {
+                self.link_row.push((base + row) as u32);
+                self.link_span.push(ls.and_then(hex64).map(key));
+            }
+        }
+        Ok(Some(()))
     }
-    let mut link_parent = vec![-1i64; m];
-    let link_ids = rows(&cols.link_trace).zip(rows(&cols.link_span));
-    for ((lt, ls), &row) in link_ids.zip(cols.link_row) {
-        let Some(lt) = lt.and_then(hex128) else {
-            return Ok(None);
-        };
-        let Ok(row) = usize::try_from(row) else {
-            return Err(format!("link row {row}"));
-        };
-        let Some(&i) = at.get(row) else {
-            return Err(format!("link row {row} is not below {n}"));
-        };
-        if i < 0 {
-            continue;
+
+    /// Spans in (trace, span id) order without duplicates, with their parents and links;
+    /// None when a same-trace link names a span id that is not hex.
+    pub fn finish(self) -> Option<SpanIndex> {
+        let IndexBuilder {
+            trace_id,
+            trace_of,
+            span_key,
+            parent_key,
+            has_parent: has_parent_row,
+            link_row,
+            link_span,
+            ..
+        } = self;
+        let n = trace_of.len();
+        let n_traces = trace_id.len();
+
+        // spans grouped by trace (counting sort, file order kept), then by span key in each trace
+        let mut bound = vec![0usize; n_traces + 1];
+        for &t in &trace_of {
+            bound[t as usize + 1] += 1;
         }
-        let i = i as usize;
-        let t = out.trace[i] as usize;
-        if lt != trace_id[t] {
-            continue;
+        for t in 0..n_traces {
+            bound[t + 1] += bound[t];
         }
-        let Some(ls) = ls.and_then(hex64) else {
-            return Ok(None);
+        let mut fill = bound[..n_traces].to_vec();
+        let mut order = vec![0u32; n];
+        for (row, &t) in trace_of.iter().enumerate() {
+            order[fill[t as usize]] = row as u32;
+            fill[t as usize] += 1;
+        }
+        drop(fill);
+        drop(trace_of);
+        // the traces in two halves of about n/2 spans, each sorted on its own thread
+        let mid = bound.partition_point(|&b| b < n / 2).min(n_traces);
+        let (left, right) = order.split_at_mut(bound[mid]);
+        let mut out = std::thread::scope(|s| {
+            let r = s.spawn(|| sort_traces(right, &bound[mid..], mid, &span_key, 0));
+            // room for the right half too, so appending it moves no memory
+            let mut out = sort_traces(left, &bound[..=mid], 0, &span_key, n);
+            out.append(r.join().expect("the sort panicked"));
+            out
+        });
+        drop(order);
+        drop(span_key);
+        let m = out.keep.len();
+        let find = |t: usize, k: i64| -> i64 {
+            let (lo, hi) = (out.trace_lo[t] as usize, out.trace_hi[t] as usize);
+            match out.span_key[lo..hi].binary_search(&k) {
+                Ok(p) => (lo + p) as i64,
+                Err(_) => -1,
+            }
         };
-        let p = find(t, key(ls));
-        if p >= 0 && p != i as i64 && link_parent[i] < 0 {
-            link_parent[i] = p;
+        let mut parent = Vec::with_capacity(m);
+        let mut has_parent = Vec::with_capacity(m);
+        for i in 0..m {
+            let r = out.keep[i] as usize;
+            let hp = has_parent_row[r];
+            has_parent.push(hp);
+            parent.push(if hp {
+                find(out.trace[i] as usize, parent_key[r])
+            } else {
+                -1
+            });
         }
+        drop(parent_key);
+        drop(has_parent_row);
+
+        // links: the first one (in file order) to another span of the same trace
+        let mut at = vec![u32::MAX; n]; // file row → span index (MAX: a dropped duplicate)
+        for (i, &r) in out.keep.iter().enumerate() {
+            at[r as usize] = i as u32;
+        }
+        let mut link_parent = vec![-1i64; m];
+        for (&row, &ls) in link_row.iter().zip(&link_span) {
+            let i = at[row as usize];
+            if i == u32::MAX {
+                continue;
+            }
+            let i = i as usize;
+            let p = find(out.trace[i] as usize, ls?);
+            if p >= 0 && p != i as i64 && link_parent[i] < 0 {
+                link_parent[i] = p;
+            }
+        }
+        out.parent = parent;
+        out.has_parent = has_parent;
+        out.link_parent = link_parent;
+        out.trace_hex = trace_id.iter().flat_map(|&v| spell128(v)).collect();
+        Some(out)
     }
-    out.parent = parent;
-    out.has_parent = has_parent;
-    out.link_parent = link_parent;
-    out.trace_hex = trace_id.iter().flat_map(|&v| spell128(v)).collect();
-    Ok(Some(out))
 }
 
 /// A 128-bit id as 32 lower-case hex digits.
@@ -191,14 +252,14 @@ fn spell128(v: u128) -> [u8; 32] {
     std::array::from_fn(|i| DIGITS[((v >> (124 - 4 * i)) & 15) as usize])
 }
 
-type TraceCodes = (Vec<u32>, Vec<u128>);
-
-/// (code per row, id per code); codes number ids by first appearance.
-fn trace_codes(chunks: &[TraceChunk]) -> Option<TraceCodes> {
-    let n = chunks.iter().map(|c| c.len()).sum();
-    let mut codes: IdMap = HashMap::with_capacity_and_hasher(n / 4 + 16, Default::default());
-    let mut trace_of = Vec::with_capacity(n);
-    let mut trace_id: Vec<u128> = Vec::new();
+/// Codes number trace ids by first appearance: the code of each row is appended to
+/// `trace_of`, each new id to `trace_id`. None when an id is not lower-case hex.
+fn trace_codes(chunks: &[TraceChunk], (codes, trace_id, trace_of): TraceState) -> Option<()> {
+    let n: usize = chunks.iter().map(|c| c.len()).sum();
+    trace_of.reserve(n);
+    if codes.is_empty() {
+        codes.reserve(n / 4 + 16);
+    }
     let mut code_of = |v: u128| -> u32 {
         let next = trace_id.len() as u32;
         let code = *codes.entry(v).or_insert(next);
@@ -236,20 +297,22 @@ fn trace_codes(chunks: &[TraceChunk]) -> Option<TraceCodes> {
             }
         }
     }
-    Some((trace_of, trace_id))
+    Some(())
 }
 
-type Keys = (Vec<i64>, Vec<i64>, Vec<bool>);
+type TraceState<'a> = (&'a mut IdMap, &'a mut Vec<u128>, &'a mut Vec<u32>);
 
-/// (span key, parent key, names a parent) per row.
-fn span_and_parent_keys(cols: &IdColumns) -> Option<Keys> {
+type Keys<'a> = (&'a mut Vec<i64>, &'a mut Vec<i64>, &'a mut Vec<bool>);
+
+/// Appends (span key, parent key, names a parent) per row; None when an id is not hex.
+fn span_and_parent_keys(cols: &IdColumns, (span_key, parent_key, has_parent): Keys) -> Option<()> {
     let n = total(&cols.span);
-    let mut span_key = Vec::with_capacity(n);
+    span_key.reserve(n);
     for id in rows(&cols.span) {
         span_key.push(key(hex64(id?)?));
     }
-    let mut parent_key = Vec::with_capacity(n);
-    let mut has_parent = Vec::with_capacity(n);
+    parent_key.reserve(n);
+    has_parent.reserve(n);
     for id in rows(&cols.parent) {
         match id {
             None | Some(b"") => {
@@ -262,21 +325,29 @@ fn span_and_parent_keys(cols: &IdColumns) -> Option<Keys> {
             }
         }
     }
-    Some((span_key, parent_key, has_parent))
+    Some(())
 }
 
 /// Traces `first_trace..` (their rows in `order`, `bound` their segment ends relative to
-/// `bound[0]`): each segment sorted by span key, duplicates dropped.
-fn sort_traces(order: &mut [u32], bound: &[usize], first_trace: usize, span_key: &[i64]) -> SpanIndex {
+/// `bound[0]`): each segment sorted by span key, duplicates dropped; the output vectors are
+/// made with room for `capacity` spans.
+fn sort_traces(
+    order: &mut [u32],
+    bound: &[usize],
+    first_trace: usize,
+    span_key: &[i64],
+    capacity: usize,
+) -> SpanIndex {
     let base = bound[0];
     let n_traces = bound.len() - 1;
     let mut out = SpanIndex {
         duplicates: vec![0; n_traces],
         ..Default::default()
     };
-    out.keep = Vec::with_capacity(order.len());
-    out.trace = Vec::with_capacity(order.len());
-    out.span_key = Vec::with_capacity(order.len());
+    let capacity = capacity.max(order.len());
+    out.keep = Vec::with_capacity(capacity);
+    out.trace = Vec::with_capacity(capacity);
+    out.span_key = Vec::with_capacity(capacity);
     for t in 0..n_traces {
         let seg = &mut order[bound[t] - base..bound[t + 1] - base];
         seg.sort_unstable_by_key(|&r| (span_key[r as usize], r));
@@ -385,6 +456,82 @@ mod tests {
         assert_eq!(ix.has_parent, vec![false, true, true, false]);
         assert_eq!(ix.link_parent, vec![-1, 0, -1, -1]); // the T2 link is to another trace
         assert_eq!((ix.trace_lo, ix.trace_hi), (vec![0, 3], vec![3, 4]));
+    }
+
+    #[test]
+    fn batches_give_the_one_shot_index() {
+        // the rows of the test above in two batches: a trace and a duplicate span across them,
+        // the links in the second batch with rows counted from its start
+        let rows = [
+            (T1, "0000000000000003", Some("0000000000000001")),
+            (T2, "0000000000000009", None),
+            (T1, "0000000000000001", Some("")),
+            (T1, "0000000000000003", Some("0000000000000001")),
+            (T1, "0000000000000002", Some("00000000000000ff")),
+        ];
+        let cols_of = |r: &[(&'static str, &'static str, Option<&'static str>)]| {
+            (
+                col(&r.iter().map(|x| Some(x.0)).collect::<Vec<_>>()),
+                col(&r.iter().map(|x| Some(x.1)).collect::<Vec<_>>()),
+                col(&r.iter().map(|x| x.2).collect::<Vec<_>>()),
+            )
+        };
+        let lt = col(&[Some(T1), Some(T2)]);
+        let ls = col(&[Some("0000000000000001"), Some("0000000000000009")]);
+        let none = col(&[]);
+        let all = cols_of(&rows);
+        let (a, b) = (cols_of(&rows[..2]), cols_of(&rows[2..]));
+        let whole = index_spans(&IdColumns {
+            trace: plain(&all.0),
+            span: chunk(&all.1),
+            parent: chunk(&all.2),
+            link_trace: chunk(&lt),
+            link_span: chunk(&ls),
+            link_row: &[4, 4],
+        })
+        .unwrap()
+        .unwrap();
+        let mut builder = IndexBuilder::default();
+        let first = IdColumns {
+            trace: plain(&a.0),
+            span: chunk(&a.1),
+            parent: chunk(&a.2),
+            link_trace: chunk(&none),
+            link_span: chunk(&none),
+            link_row: &[],
+        };
+        assert!(builder.add(&first).unwrap());
+        let second = IdColumns {
+            trace: plain(&b.0),
+            span: chunk(&b.1),
+            parent: chunk(&b.2),
+            link_trace: chunk(&lt),
+            link_span: chunk(&ls),
+            link_row: &[2, 2],
+        };
+        assert!(builder.add(&second).unwrap());
+        assert_eq!(builder.rows(), 5);
+        assert_eq!(builder.finish().unwrap(), whole);
+        assert_eq!(whole.link_parent, vec![-1, 0, -1, -1]);
+    }
+
+    #[test]
+    fn a_link_row_beyond_its_batch_is_an_error() {
+        let trace = col(&[Some(T1)]);
+        let span = col(&[Some("0000000000000001")]);
+        let parent = col(&[None]);
+        let lt = col(&[Some(T1)]);
+        let ls = col(&[Some("0000000000000001")]);
+        let mut builder = IndexBuilder::default();
+        let cols = IdColumns {
+            trace: plain(&trace),
+            span: chunk(&span),
+            parent: chunk(&parent),
+            link_trace: chunk(&lt),
+            link_span: chunk(&ls),
+            link_row: &[1],
+        };
+        assert_eq!(builder.add(&cols).unwrap_err(), "link row 1 is not below 1");
     }
 
     #[test]

@@ -10,12 +10,14 @@ pub mod walk;
 mod python {
     use crate::forest::{parents_first, roots, skew_deltas, EventTree};
     use crate::ids::{IndexChunk, StrChunk, TraceChunk};
-    use crate::index::{index_spans as index, IdColumns};
+    use crate::index::{IdColumns, IndexBuilder as Builder};
     use crate::walk::{event_path_sums as walk_sums, Labels, PathSums};
     use pyo3::buffer::{Element, PyBuffer};
     use pyo3::exceptions::PyValueError;
+    use pyo3::ffi;
     use pyo3::prelude::*;
     use pyo3::types::PyDict;
+    use std::ffi::{c_int, c_void};
 
     /// The values of a contiguous numpy array (kept alive and unresized by the export).
     fn view<'a, T: Element>(name: &str, b: &'a PyBuffer<T>) -> PyResult<&'a [T]> {
@@ -30,7 +32,7 @@ mod python {
     }
 
     /// The slices one after another in a new numpy uint8 array (Python views it with
-    /// np.frombuffer). numpy allocates it, so a large one is backed by huge pages (see mem.rs).
+    /// np.frombuffer): the walk's per-thread parts joined.
     fn out_concat<'py, T: Copy>(py: Python<'py>, parts: &[&[T]]) -> PyResult<Bound<'py, PyAny>> {
         let total: usize = parts.iter().map(|p| std::mem::size_of_val(*p)).sum();
         let arr = py.import("numpy")?.getattr("empty")?.call1((total, "uint8"))?;
@@ -51,8 +53,57 @@ mod python {
         Ok(arr)
     }
 
-    fn out<'py, T: Copy>(py: Python<'py>, v: &[T]) -> PyResult<Bound<'py, PyAny>> {
-        out_concat(py, &[v])
+    /// An array a kernel made, handed to Python without a copy: np.frombuffer views its bytes
+    /// (writable, as numpy's own arrays are) and keeps it alive. Copying the id index's arrays
+    /// into numpy arrays instead touched ~0.5 GB more memory at 10 M spans, and fresh pages are
+    /// what the analysis spends most of its system time on.
+    #[pyclass(frozen)]
+    struct Owned {
+        _values: Box<dyn std::any::Any + Send + Sync>,
+        addr: usize,
+        len: usize,
+    }
+
+    #[pymethods]
+    impl Owned {
+        /// # Safety
+        /// Called by Python with a Py_buffer to fill.
+        unsafe fn __getbuffer__(
+            slf: Bound<'_, Self>,
+            view: *mut ffi::Py_buffer,
+            flags: c_int,
+        ) -> PyResult<()> {
+            let (addr, len) = (slf.get().addr, slf.get().len);
+            // SAFETY: the bytes belong to this object, which the view holds a reference to
+            let filled = unsafe {
+                ffi::PyBuffer_FillInfo(
+                    view,
+                    slf.as_ptr(),
+                    addr as *mut c_void,
+                    len as ffi::Py_ssize_t,
+                    0,
+                    flags,
+                )
+            };
+            if filled == -1 {
+                return Err(PyErr::fetch(slf.py()));
+            }
+            Ok(())
+        }
+    }
+
+    /// The values as a Python object exporting their bytes (see Owned).
+    fn out<'py, T: Copy + Send + Sync + 'static>(py: Python<'py>, v: Vec<T>) -> PyResult<Bound<'py, PyAny>> {
+        let (addr, len) = (v.as_ptr() as usize, std::mem::size_of_val(&v[..]));
+        Ok(Bound::new(
+            py,
+            Owned {
+                _values: Box::new(v),
+                addr,
+                len,
+            },
+        )?
+        .into_any())
     }
 
     fn err(e: String) -> PyErr {
@@ -83,7 +134,7 @@ mod python {
         let parent = view("event_parent", &event_parent)?;
         crate::forest::check_parents(parent, "event_parent").map_err(err)?;
         let top = py.detach(|| roots(parent, &parents_first(parent)));
-        out(py, &top)
+        out(py, top)
     }
 
     /// Clock-skew shifts (int64) and corrected flags (bool) per span, as uint8 arrays.
@@ -108,7 +159,7 @@ mod python {
             )));
         }
         let (delta, corrected) = py.detach(|| skew_deltas(&t, host, &parents_first(t.parent)));
-        Ok((out(py, &delta)?, out(py, &corrected)?))
+        Ok((out(py, delta)?, out(py, corrected)?))
     }
 
     /// Event-mode critical paths of `targets`, summed per (walker, label):
@@ -199,53 +250,87 @@ mod python {
         Ok(out)
     }
 
-    /// The span index of prepare() from the id columns (dict of uint8 arrays named as
-    /// spans.IdIndex's fields), or None when an id
-    /// is not spelled as the readers write it.
-    #[pyfunction]
-    fn index_spans<'py>(
-        py: Python<'py>,
-        trace: Vec<(Option<IndexArgs>, ChunkArgs)>,
-        span: Vec<ChunkArgs>,
-        parent: Vec<ChunkArgs>,
-        link_trace: Vec<ChunkArgs>,
-        link_span: Vec<ChunkArgs>,
-        link_row: PyBuffer<i64>,
-    ) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let cols = IdColumns {
-            trace: trace_chunks(&trace)?,
-            span: chunks("span_id", &span)?,
-            parent: chunks("parent_span_id", &parent)?,
-            link_trace: chunks("links.trace_id", &link_trace)?,
-            link_span: chunks("links.span_id", &link_span)?,
-            link_row: view("link_row", &link_row)?,
-        };
-        let Some(ix) = py.detach(|| index(&cols)).map_err(err)? else {
-            return Ok(None);
-        };
-        let d = PyDict::new(py);
-        for (name, v) in [
-            ("keep", &ix.keep),
-            ("trace", &ix.trace),
-            ("span_key", &ix.span_key),
-            ("parent", &ix.parent),
-            ("link_parent", &ix.link_parent),
-            ("trace_lo", &ix.trace_lo),
-            ("trace_hi", &ix.trace_hi),
-            ("duplicates", &ix.duplicates),
-        ] {
-            d.set_item(name, out(py, v)?)?;
+    /// The span index of prepare(), built from the id columns a batch at a time (a Parquet
+    /// row group, say): `add` parses a batch's ids, `finish` returns the index as a dict of
+    /// uint8 arrays named as spans.IdIndex's fields. Either returns False/None once an id is
+    /// not spelled as the readers write it (the caller then takes the numpy path).
+    #[pyclass]
+    struct IndexBuilder {
+        inner: Option<Builder>,
+    }
+
+    #[pymethods]
+    impl IndexBuilder {
+        #[new]
+        fn new() -> Self {
+            IndexBuilder {
+                inner: Some(Builder::default()),
+            }
         }
-        d.set_item("has_parent_id", out(py, &ix.has_parent)?)?;
-        d.set_item("trace_hex", out(py, &ix.trace_hex)?)?;
-        Ok(Some(d))
+
+        /// One batch of rows; `link_row` counts from the batch's first row.
+        #[allow(clippy::too_many_arguments)]
+        fn add(
+            &mut self,
+            py: Python<'_>,
+            trace: Vec<(Option<IndexArgs>, ChunkArgs)>,
+            span: Vec<ChunkArgs>,
+            parent: Vec<ChunkArgs>,
+            link_trace: Vec<ChunkArgs>,
+            link_span: Vec<ChunkArgs>,
+            link_row: PyBuffer<i64>,
+        ) -> PyResult<bool> {
+            let cols = IdColumns {
+                trace: trace_chunks(&trace)?,
+                span: chunks("span_id", &span)?,
+                parent: chunks("parent_span_id", &parent)?,
+                link_trace: chunks("links.trace_id", &link_trace)?,
+                link_span: chunks("links.span_id", &link_span)?,
+                link_row: view("link_row", &link_row)?,
+            };
+            let b = self.building()?;
+            py.detach(|| b.add(&cols)).map_err(err)
+        }
+
+        fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+            let b = self.building()?;
+            let b = std::mem::take(b);
+            self.inner = None;
+            let Some(ix) = py.detach(|| b.finish()) else {
+                return Ok(None);
+            };
+            let d = PyDict::new(py);
+            for (name, v) in [
+                ("keep", ix.keep),
+                ("trace", ix.trace),
+                ("span_key", ix.span_key),
+                ("parent", ix.parent),
+                ("link_parent", ix.link_parent),
+                ("trace_lo", ix.trace_lo),
+                ("trace_hi", ix.trace_hi),
+                ("duplicates", ix.duplicates),
+            ] {
+                d.set_item(name, out(py, v)?)?;
+            }
+            d.set_item("has_parent_id", out(py, ix.has_parent)?)?;
+            d.set_item("trace_hex", out(py, ix.trace_hex)?)?;
+            Ok(Some(d))
+        }
+    }
+
+    impl IndexBuilder {
+        fn building(&mut self) -> PyResult<&mut Builder> {
+            self.inner
+                .as_mut()
+                .ok_or_else(|| PyValueError::new_err("IndexBuilder.finish() was called already"))
+        }
     }
 
     #[pymodule]
     fn hopscope_analysis_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(event_roots, m)?)?;
         m.add_function(wrap_pyfunction!(skew_shifts, m)?)?;
-        m.add_function(wrap_pyfunction!(index_spans, m)?)?;
+        m.add_class::<IndexBuilder>()?;
         m.add_function(wrap_pyfunction!(event_path_sums, m)?)
     }
 }
