@@ -204,3 +204,73 @@ def test_id_index_from_dictionary_trace_ids_as_parquet_stores_them(tmp_path) -> 
     for name in ("keep", "trace", "span_key", "parent", "has_parent_id", "link_parent", "duplicates"):
         np.testing.assert_array_equal(getattr(native, name), getattr(ref, name), err_msg=name)
     assert native.trace_names.equals(ref.trace_names)
+
+
+def _parquet(tmp_path, cfg_seed: int, groups: int = 5):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hopscope.collector.schema import SPAN_PARQUET_OPTIONS
+
+    cfg = SynthConfig.load(None)
+    cfg.events, cfg.seed = 300, cfg_seed
+    cfg.breakage = Breakage(orphan_rate=0.05, duplicate_rate=0.1, malformed_lines=0)
+    table = generate(cfg).table
+    # traces (and duplicate span ids) spread over every row group
+    table = table.take(pa.array(np.random.default_rng(cfg_seed).permutation(table.num_rows)))
+    path = tmp_path / "spans.parquet"
+    pq.write_table(table, path, row_group_size=table.num_rows // groups, **SPAN_PARQUET_OPTIONS)
+    return table, path
+
+
+@native
+def test_id_index_streamed_by_row_group_equals_numpy(tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    from hopscope.analysis.spans import ParquetColumns, _numpy_index, _streamed_native_index
+
+    table, path = _parquet(tmp_path, 4)
+    assert pq.ParquetFile(path).metadata.num_row_groups > 3
+    streamed = _streamed_native_index(ParquetColumns(str(path)))
+    assert streamed is not None
+    ref = _numpy_index(_id_columns(table))
+    assert ref.duplicates.sum() > 0 and (ref.link_parent >= 0).any()
+    for name in (
+        "keep",
+        "trace",
+        "span_key",
+        "parent",
+        "has_parent_id",
+        "link_parent",
+        "trace_lo",
+        "duplicates",
+    ):
+        np.testing.assert_array_equal(getattr(streamed, name), getattr(ref, name), err_msg=name)
+    assert streamed.trace_names.equals(ref.trace_names)
+
+
+@native
+def test_a_row_group_the_kernel_declines_sends_prepare_to_numpy(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hopscope.analysis.spans import ParquetColumns, _streamed_native_index, prepare
+    from hopscope.collector.schema import SPAN_PARQUET_OPTIONS
+
+    table, path = _parquet(tmp_path, 5)
+    # upper-case span ids in the last rows only: the stream declines after several groups
+    n = table.num_rows
+    spans = table.column("span_id").combine_chunks()
+    late = pa.array(np.arange(n) >= n - n // 6)
+    table = table.set_column(
+        table.schema.get_field_index("span_id"),
+        "span_id",
+        pa.compute.if_else(late, pa.compute.utf8_upper(spans), spans),
+    )
+    pq.write_table(table, path, row_group_size=n // 5, **SPAN_PARQUET_OPTIONS)
+    assert _streamed_native_index(ParquetColumns(str(path))) is None
+    got = prepare(ParquetColumns(str(path)))
+    ref = prepare(table)
+    assert got.n == ref.n > 0
+    for name in ("trace", "parent", "link_parent", "start", "end", "hop"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
