@@ -97,9 +97,10 @@ class IdIndexBuilder:
     `span_id_col` from `finish()`, or None once an id is not lower-case hex of full width
     (the numpy path handles every spelling)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rows: int = 0) -> None:
+        """`rows`: the rows all batches hold together, when known (room is made once)."""
         assert _native is not None
-        self._builder = _native.IndexBuilder()
+        self._builder = _native.IndexBuilder(rows)
         self.declined = False
 
     def add(
@@ -156,7 +157,7 @@ def index_spans(
     links: pa.ChunkedArray,
 ) -> dict | None:
     """The id index of whole columns (one batch); see IdIndexBuilder."""
-    builder = IdIndexBuilder()
+    builder = IdIndexBuilder(len(trace_id))
     builder.add(trace_id, span_id, parent_span_id, links)
     return builder.finish()
 

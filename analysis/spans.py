@@ -728,7 +728,7 @@ def _streamed_native_index(table: ParquetColumns) -> IdIndex | None:
 
     if not kernels.AVAILABLE or not set(ID_COLUMNS) <= set(table.column_names):
         return None
-    builder = kernels.IdIndexBuilder()
+    builder = kernels.IdIndexBuilder(table.num_rows)
     for group in table.row_groups(ID_COLUMNS, then=PREPARE_COLUMNS[1:]):
         if not builder.add(*(group[name] for name in ID_COLUMNS)):
             break

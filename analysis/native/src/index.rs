@@ -70,7 +70,7 @@ fn key(v: u64) -> i64 {
 
 /// The whole index from one set of columns (link rows count from the first row).
 pub fn index_spans(cols: &IdColumns) -> Result<Option<SpanIndex>, String> {
-    let mut b = IndexBuilder::default();
+    let mut b = IndexBuilder::with_capacity(cols.trace.iter().map(|c| c.len()).sum());
     Ok(if b.add(cols)? { b.finish() } else { None })
 }
 
@@ -93,6 +93,19 @@ pub struct IndexBuilder {
 }
 
 impl IndexBuilder {
+    /// A builder with room for `rows` rows (the file's row count): growing the per-row vectors
+    /// batch by batch would copy them each time they double.
+    pub fn with_capacity(rows: usize) -> Self {
+        IndexBuilder {
+            codes: HashMap::with_capacity_and_hasher(rows / 4 + 16, Default::default()),
+            trace_of: Vec::with_capacity(rows),
+            span_key: Vec::with_capacity(rows),
+            parent_key: Vec::with_capacity(rows),
+            has_parent: Vec::with_capacity(rows),
+            ..Default::default()
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.trace_of.len()
     }
@@ -255,11 +268,7 @@ fn spell128(v: u128) -> [u8; 32] {
 /// Codes number trace ids by first appearance: the code of each row is appended to
 /// `trace_of`, each new id to `trace_id`. None when an id is not lower-case hex.
 fn trace_codes(chunks: &[TraceChunk], (codes, trace_id, trace_of): TraceState) -> Option<()> {
-    let n: usize = chunks.iter().map(|c| c.len()).sum();
-    trace_of.reserve(n);
-    if codes.is_empty() {
-        codes.reserve(n / 4 + 16);
-    }
+    trace_of.reserve(chunks.iter().map(|c| c.len()).sum());
     let mut code_of = |v: u128| -> u32 {
         let next = trace_id.len() as u32;
         let code = *codes.entry(v).or_insert(next);

@@ -261,10 +261,12 @@ mod python {
 
     #[pymethods]
     impl IndexBuilder {
+        /// `rows`: how many rows the batches will hold in all (room is made for them once).
         #[new]
-        fn new() -> Self {
+        #[pyo3(signature = (rows = 0))]
+        fn new(rows: usize) -> Self {
             IndexBuilder {
-                inner: Some(Builder::default()),
+                inner: Some(Builder::with_capacity(rows)),
             }
         }
 
