@@ -30,7 +30,6 @@ class SkewResult:
     start: np.ndarray
     end: np.ndarray
     corrected: np.ndarray  # bool per span: this span's own clock was corrected
-    delta: np.ndarray  # int64 ns shift applied to each span
 
 
 def correct(sa: SpanArrays) -> SkewResult:
@@ -38,7 +37,10 @@ def correct(sa: SpanArrays) -> SkewResult:
         delta, corrected = kernels.skew_shifts(sa)
     else:
         delta, corrected = _shifts_by_level(sa)
-    return SkewResult(start=sa.start + delta, end=sa.end + delta, corrected=corrected, delta=delta)
+    if not delta.any():
+        # one clock (as in a run on one machine): the span arrays' own times, not copies of them
+        return SkewResult(start=sa.start, end=sa.end, corrected=corrected)
+    return SkewResult(start=sa.start + delta, end=sa.end + delta, corrected=corrected)
 
 
 def _shifts_by_level(sa: SpanArrays) -> tuple[np.ndarray, np.ndarray]:

@@ -141,7 +141,7 @@ class Run:
         if self.correct_skew:
             skew = clock_skew.correct(sa)
         else:
-            skew = clock_skew.SkewResult(sa.start, sa.end, np.zeros(sa.n, bool), np.zeros(sa.n, np.int64))
+            skew = clock_skew.SkewResult(sa.start, sa.end, np.zeros(sa.n, bool))
         dl = find_deliveries(sa, pair_of_trace, len(pairs), skew.end)
         hv = hop_values(sa, dl, skew.start, skew.end)
         return _Core(sa=sa, pair_of_trace=pair_of_trace, pairs=pairs, skew=skew, deliveries=dl, values=hv)
@@ -163,8 +163,8 @@ class Run:
             m = build_matrix(
                 local_of[hv.delivery[rows]],
                 hv.label[rows],
-                hv.value_ns[rows].astype(np.float64),
-                hv.offset_ns[rows].astype(np.float64),
+                hv.value_ns[rows],
+                hv.offset_ns[rows],
                 len(members),
                 hv.label_names,
             )

@@ -33,23 +33,36 @@ def build_matrix(
     n_deliveries: int,
     label_names: np.ndarray,
 ) -> PairMatrix:
-    """Pivot the long table of one stack × workload (deliveries numbered 0..n-1) into a dense matrix."""
+    """Pivot the long table of one stack × workload (deliveries numbered 0..n-1) into a dense matrix.
+
+    The columns are ordered by mean offset before the matrix is filled, so it is written
+    once in its final order (at 10 M spans a matrix is ~80 MB, and a reordered copy and
+    int64 counts beside it were most of the statistics' memory).
+    """
     # the labels used, in code order, and each row's column (labels are small codes: no sort)
     used = np.flatnonzero(np.bincount(label, minlength=len(label_names)))
-    column_of = np.zeros(len(label_names), np.int64)
+    column_of = np.zeros(len(label_names), np.intp)
     column_of[used] = np.arange(len(used))
     col = column_of[label]
     k = len(used)
-    flat = delivery_local * k + col
-    values = np.bincount(flat, weights=value_ns, minlength=n_deliveries * k).reshape(n_deliveries, k)
-    present = np.bincount(flat, minlength=n_deliveries * k).reshape(n_deliveries, k) > 0
-    cnt = np.maximum(present.sum(0), 1)
-    mean_off = np.bincount(col, weights=offset_ns, minlength=k) / cnt
+    rows_per_col = np.bincount(col, minlength=k)
+    mean_off = np.bincount(col, weights=offset_ns, minlength=k) / np.maximum(rows_per_col, 1)
     order = np.argsort(mean_off, kind="stable")
+    position = np.empty(k, np.intp)
+    position[order] = np.arange(k)
+    flat = delivery_local * k + position[col]
+    del col
+    present = np.zeros(n_deliveries * k, bool)
+    present[flat] = True
+    values = np.zeros(n_deliveries * k, np.float64)
+    if present.sum() == len(flat):
+        values[flat] = value_ns  # each (delivery, label) once, as the walk sums them
+    else:  # repeated cells (a long table from elsewhere): summed
+        values = np.bincount(flat, weights=value_ns, minlength=n_deliveries * k)
     return PairMatrix(
         labels=[str(label_names[u]) for u in used[order]],
-        values=values[:, order],
-        present=present[:, order],
+        values=values.reshape(n_deliveries, k),
+        present=present.reshape(n_deliveries, k),
         mean_offset_ns=mean_off[order],
     )
 
@@ -66,7 +79,8 @@ def shares(values: np.ndarray) -> dict[str, np.ndarray]:
         return out
     mean_h = values.mean(0)
     mean_e = e.mean()
-    cov = ((values - mean_h) * (e - mean_e)[:, None]).sum(0) / n
+    # Σ (H - mean_h)(E - mean_e) = Σ H (E - mean_e): a matrix-vector product, no n × k temporaries
+    cov = ((e - mean_e) @ values) / n
     var_e = ((e - mean_e) ** 2).sum() / n
     out["var_share"] = cov / var_e if var_e > 0 else np.full(k, np.nan)
     for key, q in (("tail_share_p99", 0.99), ("tail_share_p999", 0.999)):

@@ -31,28 +31,6 @@ mod python {
         Ok(unsafe { std::slice::from_raw_parts(b.buf_ptr() as *const T, b.item_count()) })
     }
 
-    /// The slices one after another in a new numpy uint8 array (Python views it with
-    /// np.frombuffer): the walk's per-thread parts joined.
-    fn out_concat<'py, T: Copy>(py: Python<'py>, parts: &[&[T]]) -> PyResult<Bound<'py, PyAny>> {
-        let total: usize = parts.iter().map(|p| std::mem::size_of_val(*p)).sum();
-        let arr = py.import("numpy")?.getattr("empty")?.call1((total, "uint8"))?;
-        let buf = PyBuffer::<u8>::get(&arr)?;
-        if buf.readonly() || !buf.is_c_contiguous() || buf.len_bytes() != total {
-            return Err(err("numpy.empty gave an unusable buffer".into()));
-        }
-        let mut at = 0;
-        for p in parts {
-            let n = std::mem::size_of_val(*p);
-            // SAFETY: plain-old-data values (i64, i32, bool, u8) copied as bytes into a fresh,
-            // writable, contiguous array of `total` bytes that nothing else holds yet
-            unsafe {
-                std::ptr::copy_nonoverlapping(p.as_ptr() as *const u8, (buf.buf_ptr() as *mut u8).add(at), n);
-            }
-            at += n;
-        }
-        Ok(arr)
-    }
-
     /// An array a kernel made, handed to Python without a copy: np.frombuffer views its bytes
     /// (writable, as numpy's own arrays are) and keeps it alive. Copying the id index's arrays
     /// into numpy arrays instead touched ~0.5 GB more memory at 10 M spans, and fresh pages are
@@ -127,7 +105,7 @@ mod python {
         })
     }
 
-    /// The root above each span of the event tree (an int64 array as uint8; -1 where no root is
+    /// The root above each span of the event tree (int64 values in an Owned buffer; -1 where no root is
     /// reached).
     #[pyfunction]
     fn event_roots<'py>(py: Python<'py>, event_parent: PyBuffer<i64>) -> PyResult<Bound<'py, PyAny>> {
@@ -137,7 +115,7 @@ mod python {
         out(py, top)
     }
 
-    /// Clock-skew shifts (int64) and corrected flags (bool) per span, as uint8 arrays.
+    /// Clock-skew shifts (int64) and corrected flags (bool) per span, as Owned buffers.
     #[pyfunction]
     fn skew_shifts<'py>(
         py: Python<'py>,
@@ -163,7 +141,7 @@ mod python {
     }
 
     /// Event-mode critical paths of `targets`, summed per (walker, label):
-    /// (walker int64, label int32, total ns int64, first start int64), as uint8 arrays.
+    /// (walker int64, label int32, total ns int64, first start int64), as Owned buffers.
     #[pyfunction]
     #[pyo3(signature = (event_parent, parent, start, end, kind, hop, targets, n_hops, n_labels, threads = 1))]
     #[allow(clippy::too_many_arguments)]
@@ -187,20 +165,16 @@ mod python {
             n_labels,
         };
         let targets = view("targets", &targets)?;
-        let parts: Vec<PathSums> = py
+        let sums: PathSums = py
             .detach(|| walk_sums(&t, &labels, targets, threads))
             .map_err(err)?;
-        let walker: Vec<&[i64]> = parts.iter().map(|p| &p.walker[..]).collect();
-        let label: Vec<&[i32]> = parts.iter().map(|p| &p.label[..]).collect();
-        let total: Vec<&[i64]> = parts.iter().map(|p| &p.total[..]).collect();
-        let first: Vec<&[i64]> = parts.iter().map(|p| &p.first[..]).collect();
         pyo3::types::PyTuple::new(
             py,
             [
-                out_concat(py, &walker)?,
-                out_concat(py, &label)?,
-                out_concat(py, &total)?,
-                out_concat(py, &first)?,
+                out(py, sums.walker)?,
+                out(py, sums.label)?,
+                out(py, sums.total)?,
+                out(py, sums.first)?,
             ],
         )
     }
@@ -252,7 +226,7 @@ mod python {
 
     /// The span index of prepare(), built from the id columns a batch at a time (a Parquet
     /// row group, say): `add` parses a batch's ids, `finish` returns the index as a dict of
-    /// uint8 arrays named as spans.IdIndex's fields. Either returns False/None once an id is
+    /// Owned buffers named as spans.IdIndex's fields. Either returns False/None once an id is
     /// not spelled as the readers write it (the caller then takes the numpy path).
     #[pyclass]
     struct IndexBuilder {

@@ -13,12 +13,12 @@ pub struct PathSums {
     pub first: Vec<i64>, // start of the label's earliest section
 }
 
-#[cfg(test)]
 impl PathSums {
-    /// The parts one after another, for the tests (the Python binding copies the parts straight
-    /// into its arrays: joining 15 M rows here first would write them once more).
+    /// The parts one after another. The first part was made with room for all of them (see
+    /// walk_all), so appending moves only the later parts' rows, into pages not touched yet.
     pub fn concat(parts: Vec<PathSums>) -> PathSums {
-        let mut out = PathSums::default();
+        let mut parts = parts.into_iter();
+        let mut out = parts.next().unwrap_or_default();
         for mut p in parts {
             out.walker.append(&mut p.walker);
             out.label.append(&mut p.label);
@@ -72,13 +72,13 @@ pub struct Labels<'a> {
 }
 
 /// Walk every target's path (one walker per target, in order) over `threads` threads; the rows
-/// come in one part per thread, in walker order.
+/// are in walker order.
 pub fn event_path_sums(
     t: &EventTree,
     labels: &Labels,
     targets: &[i64],
     threads: usize,
-) -> Result<Vec<PathSums>, String> {
+) -> Result<PathSums, String> {
     t.check()?;
     let n = t.parent.len();
     if labels.hop.len() != n {
@@ -109,29 +109,35 @@ pub fn event_path_sums(
         let handles: Vec<_> = targets
             .chunks(per)
             .enumerate()
-            .map(|(k, chunk)| s.spawn(move || walk_all(tree, labels, chunk, k * per)))
+            .map(|(k, chunk)| {
+                // the first part gets room for every walker's rows: the others are appended to it
+                let room = if k == 0 { targets.len() } else { chunk.len() };
+                s.spawn(move || walk_all(tree, labels, chunk, k * per, room))
+            })
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("a walk thread panicked"))
             .collect()
     });
-    parts.into_iter().collect()
+    Ok(PathSums::concat(parts.into_iter().collect::<Result<_, _>>()?))
 }
 
-/// The walks from `targets`, which are walkers `first_walker..`.
+/// The walks from `targets`, which are walkers `first_walker..`, with room reserved for the
+/// rows of `room` walkers.
 fn walk_all(
     tree: &SyncTree,
     labels: &Labels,
     targets: &[i64],
     first_walker: usize,
+    room: usize,
 ) -> Result<PathSums, String> {
     let (cs, ce) = (&tree.cs, &tree.ce);
     let mut total = vec![0i64; labels.n_labels];
     let mut first = vec![i64::MAX; labels.n_labels];
     let mut touched: Vec<usize> = Vec::new();
     // about 16 labels per path: reserved, so 15 M rows are not copied by repeated growth
-    let rows = 16 * targets.len();
+    let rows = 16 * room;
     let mut out = PathSums {
         walker: Vec::with_capacity(rows),
         label: Vec::with_capacity(rows),
@@ -226,7 +232,7 @@ mod tests {
             n_hops: 4,
             n_labels: 8,
         };
-        let sums = PathSums::concat(event_path_sums(&tree, &labels, &[3], 1).unwrap());
+        let sums = event_path_sums(&tree, &labels, &[3], 1).unwrap();
         // 3 [130,150] ← 2 [120,130] ← wait:2 [100,120] ← root [30,100] ← a [10,30] ← root [0,10]
         assert_eq!(sums.label, vec![0, 1, 2, 3, 6]);
         assert_eq!(sums.total, vec![80, 20, 10, 20, 20]);
@@ -253,8 +259,8 @@ mod tests {
             n_hops: 3,
             n_labels: 6,
         };
-        let one = PathSums::concat(event_path_sums(&tree, &labels, &[2, 5, 4, 0], 1).unwrap());
-        let two = PathSums::concat(event_path_sums(&tree, &labels, &[2, 5, 4, 0], 2).unwrap());
+        let one = event_path_sums(&tree, &labels, &[2, 5, 4, 0], 1).unwrap();
+        let two = event_path_sums(&tree, &labels, &[2, 5, 4, 0], 2).unwrap();
         assert_eq!(one, two);
         assert_eq!(one.walker.iter().filter(|&&w| w == 3).count(), 3); // 0 ← 1 ← 2 as walked from 0
     }
