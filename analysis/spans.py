@@ -132,7 +132,7 @@ class SpanArrays:
 
     @property
     def n_traces(self) -> int:
-        return len(self.trace_ids)
+        return len(self.trace_id_arrow)  # not trace_ids: that makes a Python string per trace
 
 
 def _codes(arr: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -79,8 +79,9 @@ def shares(values: np.ndarray) -> dict[str, np.ndarray]:
         return out
     mean_h = values.mean(0)
     mean_e = e.mean()
-    # Σ (H - mean_h)(E - mean_e) = Σ H (E - mean_e): a matrix-vector product, no n × k temporaries
-    cov = ((e - mean_e) @ values) / n
+    # Σ (H - mean_h)(E - mean_e) = Σ H (E - mean_e): summed without n × k temporaries, and by
+    # einsum's own loop rather than BLAS, whose threads spin on the cores the analysis uses
+    cov = np.einsum("ij,i->j", values, e - mean_e) / n
     var_e = ((e - mean_e) ** 2).sum() / n
     out["var_share"] = cov / var_e if var_e > 0 else np.full(k, np.nan)
     for key, q in (("tail_share_p99", 0.99), ("tail_share_p999", 0.999)):

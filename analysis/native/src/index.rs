@@ -97,7 +97,8 @@ impl IndexBuilder {
     /// batch by batch would copy them each time they double.
     pub fn with_capacity(rows: usize) -> Self {
         IndexBuilder {
-            codes: HashMap::with_capacity_and_hasher(rows / 4 + 16, Default::default()),
+            // traces hold ~5-20 spans: a table sized for more would only be more memory to touch
+            codes: HashMap::with_capacity_and_hasher(rows / 8 + 16, Default::default()),
             trace_of: Vec::with_capacity(rows),
             span_key: Vec::with_capacity(rows),
             parent_key: Vec::with_capacity(rows),
