@@ -143,7 +143,7 @@ class Run:
         else:
             skew = clock_skew.SkewResult(sa.start, sa.end, np.zeros(sa.n, bool))
         dl = find_deliveries(sa, pair_of_trace, len(pairs), skew.end)
-        hv = hop_values(sa, dl, skew.start, skew.end)
+        hv = hop_values(sa, dl, skew.start, skew.end, pair_of_trace[dl.trace], len(pairs))
         return _Core(sa=sa, pair_of_trace=pair_of_trace, pairs=pairs, skew=skew, deliveries=dl, values=hv)
 
     @cached_property
@@ -153,11 +153,9 @@ class Run:
         dl, hv = c.deliveries, c.values
         pair_of_delivery = c.pair_of_trace[dl.trace]
         out: dict[tuple[str, str], tuple[PairMatrix, np.ndarray]] = {}
-        pair_of_row = pair_of_delivery[hv.delivery]
         local_of = np.full(len(dl.target), -1, np.int64)  # delivery -> its row in its pair's matrix
         for p, pair in enumerate(c.pairs):
-            # a pass per pair: there are a handful, and no sort of the ~15 M rows is needed
-            rows = np.flatnonzero(pair_of_row == p)
+            rows = slice(hv.pair_rows[p], hv.pair_rows[p + 1])  # hop_values groups them by pair
             members = np.flatnonzero(dl.valid & (pair_of_delivery == p))
             local_of[members] = np.arange(len(members))
             m = build_matrix(
