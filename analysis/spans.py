@@ -7,6 +7,7 @@ CSR child lists. No Python loop runs over traces or spans.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -557,12 +558,14 @@ class ParquetColumns:
         self._queue: list[tuple[str, ...]] = []
         self._ahead: dict[str, Future] = {}
         self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # prepare() asks for columns from two threads
 
     def prefetch(self, names: Sequence[str | tuple[str, ...]]) -> None:
         groups = ((n,) if isinstance(n, str) else tuple(n) for n in names)
-        wanted = (tuple(n for n in g if n in self.column_names and n not in self._ahead) for g in groups)
-        self._queue = [g for g in wanted if g]
-        self._fill()
+        with self._lock:
+            wanted = (tuple(n for n in g if n in self.column_names and n not in self._ahead) for g in groups)
+            self._queue = [g for g in wanted if g]
+            self._fill()
 
     def row_groups(
         self, names: tuple[str, ...], then: Sequence[str | tuple[str, ...]] = ()
@@ -600,10 +603,11 @@ class ParquetColumns:
         if name not in self.column_names:
             f = SPAN_SCHEMA.field(name)
             return pa.chunked_array([pa.nulls(self.num_rows, f.type)])
-        fut = self._ahead.pop(name, None)
-        if fut is None:
-            self._queue = [g for g in (tuple(n for n in g if n != name) for g in self._queue) if g]
-        self._fill()
+        with self._lock:
+            fut = self._ahead.pop(name, None)
+            if fut is None:
+                self._queue = [g for g in (tuple(n for n in g if n != name) for g in self._queue) if g]
+            self._fill()
         return (fut.result() if fut is not None else self._read((name,)))[name]
 
     def _dictionary_pages(self, name: str) -> bool:
@@ -650,15 +654,16 @@ ID_COLUMNS = ("trace_id", "span_id", "parent_span_id", "links")
 #: the order in which prepare() asks for columns (for ParquetColumns.prefetch)
 PREPARE_COLUMNS: tuple[str | tuple[str, ...], ...] = (
     ID_COLUMNS,  # read together where the id index is not streamed: it needs all four at once
+    # then _times_and_hops' and _origins' columns interleaved: the two run side by side
     "start_ns",
-    "end_ns",
-    "kind",
-    "hop",
-    "name",
     "service",
+    "end_ns",
     "resource",
+    "kind",
     "derived",
+    "hop",
     "attributes",
+    "name",
     "stack",
     "workload",
     "event_id",
@@ -839,6 +844,57 @@ def _numpy_index(ids: dict[str, pa.ChunkedArray]) -> IdIndex:
     )
 
 
+def _times_and_hops(
+    table: pa.Table | ParquetColumns, keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(start, end clipped to start, negative duration, kind, hop, hop names, hop from the
+    attribute) per kept span."""
+    start = table.column("start_ns").to_numpy().astype(np.int64, copy=False)[keep]
+    end = table.column("end_ns").to_numpy().astype(np.int64, copy=False)[keep]
+    negative = end < start
+    end = np.where(negative, start, end)
+
+    kind_codes, kind_names = _codes(table.column("kind"))
+    kind_map = np.array([KIND_CODES.get(str(k).upper(), 0) for k in kind_names] + [1], dtype=np.int8)
+    kind = kind_map[np.where(kind_codes >= 0, kind_codes, len(kind_names))][keep]
+
+    hop, hop_names, hop_attr = _merged_codes(table.column("hop"), table.column("name"))
+    hop = np.where(hop >= 0, hop, len(hop_names)).astype(np.int32)[keep]
+    hop_attr = hop_attr[keep]
+    hop_names = np.append(hop_names, "(unnamed)").astype(object)
+    return start, end, negative, kind, hop, hop_names, hop_attr
+
+
+def _origins(table: pa.Table | ParquetColumns, keep: np.ndarray, trace_lo: np.ndarray) -> dict:
+    """SpanArrays' fields saying where a span ran and what it belongs to: service, host,
+    derived, subscriber per kept span; stack, workload and event id per trace."""
+    n_rows = table.num_rows
+    service, service_names = _codes(table.column("service"))
+    host = service.copy()
+    res = table.column("resource")
+    offset = len(service_names) + 1
+    for key in HOST_KEYS:
+        codes, names = _lookup_codes(res, key, n_rows)
+        host = np.where((codes >= 0) & (host < offset), codes + offset, host)
+        offset += len(names) + 1
+    del res
+    derived = np.asarray(table.column("derived").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    subscriber, subscriber_names = _lookup_codes(table.column("attributes"), ATTR_SUBSCRIBER, n_rows)
+    stack_c, stack_n = _codes(table.column("stack"))
+    work_c, work_n = _codes(table.column("workload"))
+    return {
+        "service": service[keep],
+        "service_names": service_names,
+        "host": host[keep].astype(np.int32),
+        "derived": derived[keep],
+        "subscriber": subscriber[keep],
+        "subscriber_names": subscriber_names,
+        "trace_stack": _per_trace_name(stack_c[keep], stack_n, trace_lo),
+        "trace_workload": _per_trace_name(work_c[keep], work_n, trace_lo),
+        "trace_event_arrow": _trace_events(table.column("event_id"), keep, trace_lo, len(trace_lo)),
+    }
+
+
 def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     """Sort, deduplicate and index the span table; count what is broken per trace.
 
@@ -859,50 +915,21 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
         del ids
     keep, hp, trace_lo = ix.keep, ix.has_parent_id, ix.trace_lo
     orphan = hp & (ix.parent < 0)
-
-    start = table.column("start_ns").to_numpy().astype(np.int64, copy=False)[keep]
-    end = table.column("end_ns").to_numpy().astype(np.int64, copy=False)[keep]
-    negative = end < start
-    end = np.where(negative, start, end)
-
-    kind_codes, kind_names = _codes(table.column("kind"))
-    kind_map = np.array([KIND_CODES.get(str(k).upper(), 0) for k in kind_names] + [1], dtype=np.int8)
-    kind = kind_map[np.where(kind_codes >= 0, kind_codes, len(kind_names))][keep]
-
-    hop, hop_names, hop_attr = _merged_codes(table.column("hop"), table.column("name"))
-    hop = np.where(hop >= 0, hop, len(hop_names)).astype(np.int32)[keep]
-    hop_attr = hop_attr[keep]
-    hop_names = np.append(hop_names, "(unnamed)").astype(object)
-
-    service, service_names = _codes(table.column("service"))
-    host = service.copy()
-    res = table.column("resource")
-    offset = len(service_names) + 1
-    for key in HOST_KEYS:
-        codes, names = _lookup_codes(res, key, table.num_rows)
-        host = np.where((codes >= 0) & (host < offset), codes + offset, host)
-        offset += len(names) + 1
-    service, host = service[keep], host[keep]
-    derived = np.asarray(table.column("derived").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)[
-        keep
-    ]
-    subscriber, subscriber_names = _lookup_codes(table.column("attributes"), ATTR_SUBSCRIBER, table.num_rows)
-    subscriber = subscriber[keep]
-
-    dense = ix.trace
-    n_traces = len(trace_lo)
-    stack_c, stack_n = _codes(table.column("stack"))
-    work_c, work_n = _codes(table.column("workload"))
-    trace_event = _trace_events(table.column("event_id"), keep, trace_lo, n_traces)
+    # the two halves of the per-span columns on two threads (numpy and Arrow let go of the GIL
+    # in their loops): at 10 M spans each is ~1.5 s of whole-array passes
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
+        named = pool.submit(_origins, table, keep, trace_lo)
+        start, end, negative, kind, hop, hop_names, hop_attr = _times_and_hops(table, keep)
+        org = named.result()
 
     counts = {
         "duplicate_span_ids": ix.duplicates,
-        "orphan_spans": np.bincount(dense[orphan], minlength=n_traces),
-        "negative_durations": np.bincount(dense[negative], minlength=n_traces),
-        "true_roots": np.bincount(dense[~hp], minlength=n_traces),
+        "orphan_spans": np.bincount(ix.trace[orphan], minlength=len(trace_lo)),
+        "negative_durations": np.bincount(ix.trace[negative], minlength=len(trace_lo)),
+        "true_roots": np.bincount(ix.trace[~hp], minlength=len(trace_lo)),
     }
     arrays = SpanArrays(
-        trace=dense,
+        trace=ix.trace,
         trace_id_arrow=ix.trace_names,
         trace_lo=trace_lo,
         trace_hi=ix.trace_hi,
@@ -915,15 +942,7 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
         kind=kind,
         hop=hop,
         hop_names=hop_names,
-        host=host.astype(np.int32),
-        service=service,
-        service_names=service_names,
-        derived=derived,
-        subscriber=subscriber,
-        subscriber_names=subscriber_names,
-        trace_stack=_per_trace_name(stack_c[keep], stack_n, trace_lo),
-        trace_workload=_per_trace_name(work_c[keep], work_n, trace_lo),
-        trace_event_arrow=trace_event,
         counts=counts,
+        **org,
     )
     return fold_library_spans(arrays, hop_attr)
