@@ -102,25 +102,32 @@ def hop_values(
     label_names = np.concatenate(
         [sa.hop_names, np.char.add(WAIT_PREFIX, sa.hop_names.astype(str)).astype(object)]
     )
+    origin = start[np.maximum(dl.root, 0)]  # each delivery's root start
     if kernels.AVAILABLE:
-        d, label, value, first = kernels.event_path_sums(sa, dl.target[walkers], start, end, len(label_names))
+        # the kernel names rows by delivery and gives offsets from the origin itself
+        d, label, value, offset, path, rows = kernels.event_path_sums(
+            sa, dl.target[walkers], start, end, len(label_names), ids=walkers, origin=origin[walkers]
+        )
+        pair_rows = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])[first_walker]
+        e2e = np.zeros(len(dl.target), np.int64)
+        e2e[walkers] = path
     else:
         sums = PathSums(len(walkers), len(label_names))
         event_paths(sa, dl.target[walkers], start, end, sink=sums.add)
         d, label, value, first = sums.result()
-    pair_rows = np.searchsorted(d, first_walker)  # the walker index d ascends
-    d = walkers[d]
-    root_start = start[np.maximum(dl.root, 0)]
-    e2e = np.bincount(d, weights=value, minlength=len(dl.target))
+        pair_rows = np.searchsorted(d, first_walker).tolist()  # the walker index d ascends
+        d = walkers[d]
+        offset = first - origin[d]
+        # float64 sums are exact here: a delivery's total stays far below 2**53 ns (104 days)
+        e2e = np.rint(np.bincount(d, weights=value, minlength=len(dl.target))).astype(np.int64)
     return HopValues(
         delivery=d,
         label=label,
         value_ns=value,
-        offset_ns=first - root_start[d],
+        offset_ns=offset,
         label_names=label_names,
-        # float64 sums are exact here: a delivery's total stays far below 2**53 ns (104 days)
-        e2e_ns=np.rint(e2e).astype(np.int64),
-        pair_rows=pair_rows,
+        e2e_ns=e2e,
+        pair_rows=np.asarray(pair_rows, np.int64),
     )
 
 

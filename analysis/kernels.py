@@ -183,12 +183,20 @@ def skew_shifts(sa: SpanArrays) -> tuple[np.ndarray, np.ndarray]:
 
 
 def event_path_sums(
-    sa: SpanArrays, targets: np.ndarray, start: np.ndarray, end: np.ndarray, n_labels: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    sa: SpanArrays,
+    targets: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    n_labels: int,
+    ids: np.ndarray | None = None,
+    origin: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
     """hops.PathSums.result() of the event-mode walk from each target:
-    (walker, label int32, total ns, first start ns), ordered by walker then label."""
+    (walker, label int32, total ns, first start ns), ordered by walker then label, then each
+    walker's path total and row count (uint32). With `ids` and `origin` (per target), walker w reads ids[w] and its
+    first starts are given relative to origin[w]."""
     assert _native is not None
-    walker, label, total, first = _native.event_path_sums(
+    walker, label, total, first, path, rows = _native.event_path_sums(
         _i64(sa.event_parent),
         _i64(sa.parent),
         _i64(start),
@@ -199,10 +207,14 @@ def event_path_sums(
         len(sa.hop_names),
         n_labels,
         threads=_THREADS,
+        ids=None if ids is None else _i64(ids),
+        origin=None if origin is None else _i64(origin),
     )
     return (
         np.frombuffer(walker, dtype=np.int64),
         np.frombuffer(label, dtype=np.int32),
         np.frombuffer(total, dtype=np.int64),
         np.frombuffer(first, dtype=np.int64),
+        np.frombuffer(path, dtype=np.int64),
+        np.frombuffer(rows, dtype=np.uint32),
     )

@@ -43,8 +43,16 @@ def _compare(sa, targets: np.ndarray, start: np.ndarray, end: np.ndarray) -> int
     np.testing.assert_array_equal(got_delta, delta)
     np.testing.assert_array_equal(got_corrected, corrected)
     got = kernels.event_path_sums(sa, targets, start, end, n_labels)
-    for name, a, b in zip(("walker", "label", "total", "first"), got, sums, strict=True):
+    for name, a, b in zip(("walker", "label", "total", "first"), got[:4], sums, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
+    walker, total = sums[0], sums[2]
+    np.testing.assert_array_equal(got[4], np.bincount(walker, weights=total, minlength=len(targets)))
+    np.testing.assert_array_equal(got[5], np.bincount(walker, minlength=len(targets)))
+    # rows named by the caller's ids, first starts relative to the caller's origins
+    ids, origin = np.arange(len(targets)) * 7 + 3, np.arange(len(targets)) * 11
+    mapped = kernels.event_path_sums(sa, targets, start, end, n_labels, ids=ids, origin=origin)
+    np.testing.assert_array_equal(mapped[0], ids[walker])
+    np.testing.assert_array_equal(mapped[3], sums[3] - origin[walker])
     return len(sums[0])
 
 

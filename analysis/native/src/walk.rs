@@ -11,6 +11,8 @@ pub struct PathSums {
     pub label: Vec<i32>,
     pub total: Vec<i64>, // ns on the path
     pub first: Vec<i64>, // start of the label's earliest section
+    pub path: Vec<i64>,  // per walker: ns of its whole path (its rows' totals summed)
+    pub rows: Vec<u32>,  // per walker: how many rows it has
 }
 
 impl PathSums {
@@ -24,6 +26,8 @@ impl PathSums {
             out.label.append(&mut p.label);
             out.total.append(&mut p.total);
             out.first.append(&mut p.first);
+            out.path.append(&mut p.path);
+            out.rows.append(&mut p.rows);
         }
         out
     }
@@ -143,6 +147,8 @@ fn walk_all(
         label: Vec::with_capacity(rows),
         total: Vec::with_capacity(rows),
         first: Vec::with_capacity(rows),
+        path: Vec::with_capacity(room),
+        rows: Vec::with_capacity(room),
     };
     let max_steps = 2 * tree.parent.len() + 2;
     for (w, &target) in targets.iter().enumerate() {
@@ -193,6 +199,8 @@ fn walk_all(
             }
         }
         touched.sort_unstable();
+        out.path.push(touched.iter().map(|&l| total[l]).sum());
+        out.rows.push(touched.len() as u32);
         for &l in &touched {
             out.walker.push((first_walker + w) as i64);
             out.label.push(l as i32);
