@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import networkx as nx
 import numpy as np
@@ -17,6 +20,9 @@ from . import allocator, clock_skew, graph, quality
 from .hops import Deliveries, HopValues, find_deliveries, hop_values, pair_codes
 from .spans import NEEDED_COLUMNS, ParquetColumns, SpanArrays, prepare
 from .stats import NS_PER_MS, PairMatrix, build_matrix, growth_rows, hop_rows
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 HOP_STATS_COLUMNS = [
     "stack",
@@ -90,6 +96,13 @@ def _read_json(path: Path) -> dict:
         raise RunDirError(f"{path}: not valid JSON ({exc})") from exc
 
 
+def _on_two_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """fn over the items on two threads, results in order: the pairs' statistics are numpy
+    passes that release the GIL, and this machine has two cores."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pairs") as pool:
+        return list(pool.map(fn, items))
+
+
 @dataclass
 class _Core:
     sa: SpanArrays
@@ -138,10 +151,16 @@ class Run:
         # given back now, the arrays below get those pages while they are still warm
         pa.default_memory_pool().release_unused()
         pair_of_trace, pairs = pair_codes(sa)
-        if self.correct_skew:
-            skew = clock_skew.correct(sa)
-        else:
-            skew = clock_skew.SkewResult(sa.start, sa.end, np.zeros(sa.n, bool))
+        _ = sa.event_parent  # made once here, before the two threads below read it
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-roots") as pool:
+            # the roots find_deliveries needs, found while the clocks are corrected (both kernels
+            # release the GIL)
+            roots = pool.submit(lambda: sa.event_top)
+            if self.correct_skew:
+                skew = clock_skew.correct(sa)
+            else:
+                skew = clock_skew.SkewResult(sa.start, sa.end, np.zeros(sa.n, bool))
+            roots.result()
         dl = find_deliveries(sa, pair_of_trace, len(pairs), skew.end)
         hv = hop_values(sa, dl, skew.start, skew.end, pair_of_trace[dl.trace], len(pairs))
         return _Core(sa=sa, pair_of_trace=pair_of_trace, pairs=pairs, skew=skew, deliveries=dl, values=hv)
@@ -152,12 +171,12 @@ class Run:
         c = self._core
         dl, hv = c.deliveries, c.values
         pair_of_delivery = c.pair_of_trace[dl.trace]
-        out: dict[tuple[str, str], tuple[PairMatrix, np.ndarray]] = {}
         local_of = np.full(len(dl.target), -1, np.int64)  # delivery -> its row in its pair's matrix
-        for p, pair in enumerate(c.pairs):
+
+        def one(p: int) -> tuple[PairMatrix, np.ndarray]:
             rows = slice(hv.pair_rows[p], hv.pair_rows[p + 1])  # hop_values groups them by pair
             members = np.flatnonzero(dl.valid & (pair_of_delivery == p))
-            local_of[members] = np.arange(len(members))
+            local_of[members] = np.arange(len(members))  # pairs own disjoint deliveries
             m = build_matrix(
                 local_of[hv.delivery[rows]],
                 hv.label[rows],
@@ -166,8 +185,9 @@ class Run:
                 len(members),
                 hv.label_names,
             )
-            out[pair] = (m, members)
-        return out
+            return m, members
+
+        return dict(zip(c.pairs, _on_two_threads(one, range(len(c.pairs))), strict=True))
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -181,8 +201,10 @@ class Run:
 
     def hop_stats(self) -> pd.DataFrame:
         rows = []
-        for (stack, workload), (m, _members) in self._matrices.items():
-            for r in hop_rows(m):
+        matrices = self._matrices
+        per_pair = _on_two_threads(lambda pair: hop_rows(matrices[pair][0]), list(matrices))
+        for (stack, workload), pair_rows in zip(matrices, per_pair, strict=True):
+            for r in pair_rows:
                 rows.append({"stack": stack, "workload": workload, **r})
         return pd.DataFrame(rows, columns=HOP_STATS_COLUMNS)
 
