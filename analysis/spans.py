@@ -654,19 +654,20 @@ ID_COLUMNS = ("trace_id", "span_id", "parent_span_id", "links")
 #: the order in which prepare() asks for columns (for ParquetColumns.prefetch)
 PREPARE_COLUMNS: tuple[str | tuple[str, ...], ...] = (
     ID_COLUMNS,  # read together where the id index is not streamed: it needs all four at once
-    # then _times_and_hops' and _origins' columns interleaved: the two run side by side
+    # then the columns of _times_and_hops, _placements and _memberships interleaved: the three
+    # run side by side
     "start_ns",
     "service",
+    "stack",
     "end_ns",
     "resource",
+    "workload",
     "kind",
     "derived",
+    "event_id",
     "hop",
     "attributes",
     "name",
-    "stack",
-    "workload",
-    "event_id",
 )
 
 
@@ -865,23 +866,19 @@ def _times_and_hops(
     return start, end, negative, kind, hop, hop_names, hop_attr
 
 
-def _origins(table: pa.Table | ParquetColumns, keep: np.ndarray, trace_lo: np.ndarray) -> dict:
-    """SpanArrays' fields saying where a span ran and what it belongs to: service, host,
-    derived, subscriber per kept span; stack, workload and event id per trace."""
-    n_rows = table.num_rows
+def _placements(table: pa.Table | ParquetColumns, keep: np.ndarray) -> dict:
+    """SpanArrays' fields saying where a span ran: service, host, derived, subscriber."""
     service, service_names = _codes(table.column("service"))
     host = service.copy()
     res = table.column("resource")
     offset = len(service_names) + 1
     for key in HOST_KEYS:
-        codes, names = _lookup_codes(res, key, n_rows)
+        codes, names = _lookup_codes(res, key, table.num_rows)
         host = np.where((codes >= 0) & (host < offset), codes + offset, host)
         offset += len(names) + 1
     del res
     derived = np.asarray(table.column("derived").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
-    subscriber, subscriber_names = _lookup_codes(table.column("attributes"), ATTR_SUBSCRIBER, n_rows)
-    stack_c, stack_n = _codes(table.column("stack"))
-    work_c, work_n = _codes(table.column("workload"))
+    subscriber, subscriber_names = _lookup_codes(table.column("attributes"), ATTR_SUBSCRIBER, table.num_rows)
     return {
         "service": service[keep],
         "service_names": service_names,
@@ -889,6 +886,14 @@ def _origins(table: pa.Table | ParquetColumns, keep: np.ndarray, trace_lo: np.nd
         "derived": derived[keep],
         "subscriber": subscriber[keep],
         "subscriber_names": subscriber_names,
+    }
+
+
+def _memberships(table: pa.Table | ParquetColumns, keep: np.ndarray, trace_lo: np.ndarray) -> dict:
+    """SpanArrays' per-trace fields: stack, workload and event id."""
+    stack_c, stack_n = _codes(table.column("stack"))
+    work_c, work_n = _codes(table.column("workload"))
+    return {
         "trace_stack": _per_trace_name(stack_c[keep], stack_n, trace_lo),
         "trace_workload": _per_trace_name(work_c[keep], work_n, trace_lo),
         "trace_event_arrow": _trace_events(table.column("event_id"), keep, trace_lo, len(trace_lo)),
@@ -915,12 +920,13 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
         del ids
     keep, hp, trace_lo = ix.keep, ix.has_parent_id, ix.trace_lo
     orphan = hp & (ix.parent < 0)
-    # the two halves of the per-span columns on two threads (numpy and Arrow let go of the GIL
-    # in their loops): at 10 M spans each is ~1.5 s of whole-array passes
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
-        named = pool.submit(_origins, table, keep, trace_lo)
+    # the other columns in three parts side by side (numpy and Arrow let go of the GIL in their
+    # loops): at 10 M spans each part is ~1 s of whole-array passes
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare") as pool:
+        placements = pool.submit(_placements, table, keep)
+        memberships = pool.submit(_memberships, table, keep, trace_lo)
         start, end, negative, kind, hop, hop_names, hop_attr = _times_and_hops(table, keep)
-        org = named.result()
+        org = {**placements.result(), **memberships.result()}
 
     counts = {
         "duplicate_span_ids": ix.duplicates,
