@@ -203,8 +203,8 @@ class Run:
         rows = []
         matrices = self._matrices
         per_pair = _on_two_threads(lambda pair: hop_rows(matrices[pair][0]), list(matrices))
-        for (stack, workload), pair_rows in zip(matrices, per_pair, strict=True):
-            for r in pair_rows:
+        for (stack, workload), rows_of_pair in zip(matrices, per_pair, strict=True):
+            for r in rows_of_pair:
                 rows.append({"stack": stack, "workload": workload, **r})
         return pd.DataFrame(rows, columns=HOP_STATS_COLUMNS)
 

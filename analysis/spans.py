@@ -558,7 +558,7 @@ class ParquetColumns:
         self._queue: list[tuple[str, ...]] = []
         self._ahead: dict[str, Future] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()  # prepare() asks for columns from two threads
+        self._lock = threading.Lock()  # prepare() asks for columns from three threads
 
     def prefetch(self, names: Sequence[str | tuple[str, ...]]) -> None:
         groups = ((n,) if isinstance(n, str) else tuple(n) for n in names)
@@ -570,8 +570,8 @@ class ParquetColumns:
     def row_groups(
         self, names: tuple[str, ...], then: Sequence[str | tuple[str, ...]] = ()
     ) -> Iterator[dict[str, pa.ChunkedArray]]:
-        """`names` a row group at a time, each read on the reader thread while the caller
-        works on the one before (two ahead); `then` is prefetched after the last group."""
+        """`names` a row group at a time, read on the reader thread up to two groups ahead of
+        the one the caller works on; `then` is prefetched after the last group."""
         names = tuple(n for n in names if n in self.column_names)
         pending: deque[Future] = deque()
         for group in range(self._file.metadata.num_row_groups):
@@ -904,10 +904,11 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     """Sort, deduplicate and index the span table; count what is broken per trace.
 
     The id columns become an IdIndex: natively when analysis/native is built and the ids are
-    spelled as the readers write them, else with numpy (`_numpy_index`: hex ids parsed to
-    64-bit integers, spans sorted once by one composite integer key (trace code, span id),
-    parents and links found by one binary search in it; any other id spelling takes the
-    general string-coded path). All give the same arrays. Other columns are
+    spelled as the readers write them (from a Parquet file, fed a row group at a time while
+    the next is read, so the id strings are never all held), else with numpy
+    (`_numpy_index`: hex ids parsed to 64-bit integers, spans sorted once by one composite
+    integer key (trace code, span id), parents and links found by one binary search in it;
+    any other id spelling takes the general string-coded path). All give the same arrays. Other columns are
     dictionary-encoded once in file order and then reordered as integer codes, so no string
     column is ever sorted or gathered.
     """
