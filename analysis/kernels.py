@@ -193,8 +193,8 @@ def event_path_sums(
 ) -> tuple[np.ndarray, ...]:
     """hops.PathSums.result() of the event-mode walk from each target:
     (walker, label int32, total ns, first start ns), ordered by walker then label, then each
-    walker's path total and row count (uint32). With `ids` and `origin` (per target), walker w reads ids[w] and its
-    first starts are given relative to origin[w]."""
+    walker's path total and row count (uint32). With `ids` and `origin` (per target), walker
+    w reads ids[w] and its first starts are given relative to origin[w]."""
     assert _native is not None
     walker, label, total, first, path, rows = _native.event_path_sums(
         _i64(sa.event_parent),

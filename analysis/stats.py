@@ -36,8 +36,8 @@ def build_matrix(
     """Pivot the long table of one stack × workload (deliveries numbered 0..n-1) into a dense matrix.
 
     The columns are ordered by mean offset before the matrix is filled, so it is written
-    once in its final order (at 10 M spans a matrix is ~80 MB, and a reordered copy and
-    int64 counts beside it were most of the statistics' memory).
+    once in its final order (at 10 M spans a pair's matrix is ~56 MB, and a reordered copy
+    and int64 counts beside it were most of the statistics' memory).
     """
     # the labels used, in code order, and each row's column (labels are small codes: no sort)
     used = np.flatnonzero(np.bincount(label, minlength=len(label_names)))

@@ -396,7 +396,7 @@ impl SpanIndex {
 mod tests {
     use super::*;
 
-    fn col(ids: &[Option<&str>]) -> (Vec<u8>, Vec<i32>, Vec<u8>) {
+    fn col(ids: &[Option<&str>]) -> Col {
         let mut data = Vec::new();
         let mut offsets = vec![0i32];
         let mut valid = vec![0u8; ids.len().div_ceil(8)];
@@ -410,7 +410,7 @@ mod tests {
         (data, offsets, valid)
     }
 
-    fn chunk<'a>(c: &'a (Vec<u8>, Vec<i32>, Vec<u8>)) -> Vec<StrChunk<'a>> {
+    fn chunk<'a>(c: &'a Col) -> Vec<StrChunk<'a>> {
         vec![StrChunk {
             valid: Some(&c.2),
             bit_offset: 0,
@@ -419,11 +419,30 @@ mod tests {
         }]
     }
 
-    fn plain<'a>(c: &'a (Vec<u8>, Vec<i32>, Vec<u8>)) -> Vec<TraceChunk<'a>> {
+    fn plain<'a>(c: &'a Col) -> Vec<TraceChunk<'a>> {
         chunk(c)
             .into_iter()
             .map(|ids| TraceChunk { ids, indices: None })
             .collect()
+    }
+
+    type Col = (Vec<u8>, Vec<i32>, Vec<u8>);
+
+    /// Plain trace ids, span and parent ids, and links as (trace ids, span ids, rows).
+    fn id_columns<'a>(
+        trace: &'a Col,
+        span: &'a Col,
+        parent: &'a Col,
+        (lt, ls, link_row): (&'a Col, &'a Col, &'a [i64]),
+    ) -> IdColumns<'a> {
+        IdColumns {
+            trace: plain(trace),
+            span: chunk(span),
+            parent: chunk(parent),
+            link_trace: chunk(lt),
+            link_span: chunk(ls),
+            link_row,
+        }
     }
 
     const T1: &str = "0000000000000000000000000000000b";
@@ -449,14 +468,7 @@ mod tests {
         ]);
         let lt = col(&[Some(T1), Some(T2)]);
         let ls = col(&[Some("0000000000000001"), Some("0000000000000009")]);
-        let cols = IdColumns {
-            trace: plain(&trace),
-            span: chunk(&span),
-            parent: chunk(&parent),
-            link_trace: chunk(&lt),
-            link_span: chunk(&ls),
-            link_row: &[4, 4],
-        };
+        let cols = id_columns(&trace, &span, &parent, (&lt, &ls, &[4, 4]));
         let ix = index_spans(&cols).unwrap().unwrap();
         assert_eq!(ix.keep, vec![2, 4, 0, 1]);
         assert_eq!(ix.trace, vec![0, 0, 0, 1]);
@@ -491,34 +503,13 @@ mod tests {
         let none = col(&[]);
         let all = cols_of(&rows);
         let (a, b) = (cols_of(&rows[..2]), cols_of(&rows[2..]));
-        let whole = index_spans(&IdColumns {
-            trace: plain(&all.0),
-            span: chunk(&all.1),
-            parent: chunk(&all.2),
-            link_trace: chunk(&lt),
-            link_span: chunk(&ls),
-            link_row: &[4, 4],
-        })
-        .unwrap()
-        .unwrap();
+        let whole = index_spans(&id_columns(&all.0, &all.1, &all.2, (&lt, &ls, &[4, 4])))
+            .unwrap()
+            .unwrap();
         let mut builder = IndexBuilder::default();
-        let first = IdColumns {
-            trace: plain(&a.0),
-            span: chunk(&a.1),
-            parent: chunk(&a.2),
-            link_trace: chunk(&none),
-            link_span: chunk(&none),
-            link_row: &[],
-        };
+        let first = id_columns(&a.0, &a.1, &a.2, (&none, &none, &[]));
         assert!(builder.add(&first).unwrap());
-        let second = IdColumns {
-            trace: plain(&b.0),
-            span: chunk(&b.1),
-            parent: chunk(&b.2),
-            link_trace: chunk(&lt),
-            link_span: chunk(&ls),
-            link_row: &[2, 2],
-        };
+        let second = id_columns(&b.0, &b.1, &b.2, (&lt, &ls, &[2, 2]));
         assert!(builder.add(&second).unwrap());
         assert_eq!(builder.rows(), 5);
         assert_eq!(builder.finish().unwrap(), whole);
@@ -533,14 +524,7 @@ mod tests {
         let lt = col(&[Some(T1)]);
         let ls = col(&[Some("0000000000000001")]);
         let mut builder = IndexBuilder::default();
-        let cols = IdColumns {
-            trace: plain(&trace),
-            span: chunk(&span),
-            parent: chunk(&parent),
-            link_trace: chunk(&lt),
-            link_span: chunk(&ls),
-            link_row: &[1],
-        };
+        let cols = id_columns(&trace, &span, &parent, (&lt, &ls, &[1]));
         assert_eq!(builder.add(&cols).unwrap_err(), "link row 1 is not below 1");
     }
 
@@ -550,14 +534,7 @@ mod tests {
         let span = col(&[Some("0000000000000001")]);
         let parent = col(&[None]);
         let none = col(&[]);
-        let cols = IdColumns {
-            trace: plain(&trace),
-            span: chunk(&span),
-            parent: chunk(&parent),
-            link_trace: chunk(&none),
-            link_span: chunk(&none),
-            link_row: &[],
-        };
+        let cols = id_columns(&trace, &span, &parent, (&none, &none, &[]));
         assert_eq!(index_spans(&cols).unwrap(), None);
     }
 
