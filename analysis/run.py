@@ -77,7 +77,7 @@ def _read_spans(run_dir: Path) -> ParquetColumns:
 
 def _complete_columns(table: pa.Table) -> pa.Table:
     """Add optional SPAN_SCHEMA columns a foreign table may lack, as nulls."""
-    from hopscope.collector.schema import SPAN_SCHEMA
+    from hopscope.core.schema import SPAN_SCHEMA
 
     for name in NEEDED_COLUMNS:
         if name not in table.column_names:

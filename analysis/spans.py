@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hopscope.collector.readers.ids import hex_u64
+from hopscope.core.ids import hex_u64
 
 from .fold import fold_library_spans
 from .tree import levels, top_of
@@ -600,7 +600,7 @@ class ParquetColumns:
             self._pool = None
 
     def column(self, name: str) -> pa.ChunkedArray:
-        from hopscope.collector.schema import SPAN_SCHEMA
+        from hopscope.core.schema import SPAN_SCHEMA
 
         if name not in self.column_names:
             f = SPAN_SCHEMA.field(name)

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from hopscope.collector.schema import SPAN_PARQUET_OPTIONS, SPAN_SCHEMA
+from hopscope.core.schema import SPAN_PARQUET_OPTIONS, SPAN_SCHEMA
 
 from .stats import QUANTILES, shares
 

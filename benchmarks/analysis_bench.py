@@ -38,7 +38,7 @@ def _dict_col(indices: np.ndarray, values: list[str]) -> pa.Array:
 def generate(n_spans: int, hops: int, seed: int) -> pa.Table:
     """events × hops spans: root CLIENT, then alternating PRODUCER / CONSUMER (child + link) spans."""
     from hopscope.analysis.synth import hex_ids
-    from hopscope.collector.schema import LINK_TYPE, SPAN_SCHEMA
+    from hopscope.core.schema import LINK_TYPE, SPAN_SCHEMA
 
     rng = np.random.default_rng(seed)
     events = max(1, n_spans // hops)
@@ -240,7 +240,7 @@ def main() -> None:
         t0 = time.perf_counter()
         table = generate(args.spans, args.hops, args.seed)
         t_gen = time.perf_counter() - t0
-        from hopscope.collector.schema import SPAN_PARQUET_OPTIONS
+        from hopscope.core.schema import SPAN_PARQUET_OPTIONS
 
         # written as ingest writes it, so the read costs are the ones a real run has
         pq.write_table(table, run_dir / "spans.parquet", **SPAN_PARQUET_OPTIONS)

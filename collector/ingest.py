@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from hopscope.core.schema import SPAN_PARQUET_OPTIONS, SPAN_SCHEMA
+
 from .errors import MAX_MESSAGES, MalformedInput, NoUsableSpans, Problems, UnknownFormat
 from .readers import read_file
 from .readers.otlp_arrow import PARSE_THREADS
-from .schema import SPAN_PARQUET_OPTIONS, SPAN_SCHEMA
 
 SPANS_FILE = "spans.parquet"
 REPORT_FILE = "ingest_report.json"

@@ -1,20 +1,14 @@
-"""The `hopscope` command line. Thin: each concern registers its own commands.
+"""The `hopscope` command line. Thin: one module per concern in `hopscope.commands`, each
+with a `register(app)` function; the work is in the parts they call.
 
-Each folder (collector, analysis, deploy, pipelines, dashboards) owns a `cli.py`
-with a `register(app)` function, so this file never grows logic of its own.
+This layer is the only one that may import every part (tests/unit/test_import_rules.py).
 """
 
 from __future__ import annotations
 
 import typer
 
-from hopscope.analysis import cli as analysis_cli
-from hopscope.collector import cli as collector_cli
-from hopscope.dashboards import cli as dashboards_cli
-from hopscope.deploy import cli as deploy_cli
-from hopscope.pipelines import cli as pipelines_cli
-
-from . import run_cli
+from hopscope.commands import analyze, bench, dashboards, ingest, run, services, synth
 
 app = typer.Typer(
     name="hopscope",
@@ -23,7 +17,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for module in (collector_cli, analysis_cli, deploy_cli, pipelines_cli, dashboards_cli, run_cli):
+for module in (ingest, analyze, synth, services, bench, dashboards, run):
     module.register(app)
 
 

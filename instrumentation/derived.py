@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind
 
-from .conventions import (
+from hopscope.core.attributes import (
     ATTR_DERIVED,
     ATTR_DERIVED_FROM,
     ATTR_DERIVED_PRECISION_NS,

@@ -16,8 +16,9 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind
 
+from hopscope.core.attributes import ATTR_EVENT_ID, ATTR_HOP, ATTR_SUBSCRIBER, ATTR_WORKLOAD
+
 from .carriers import TraceParent
-from .conventions import ATTR_EVENT_ID, ATTR_HOP, ATTR_SUBSCRIBER, ATTR_WORKLOAD
 
 Parent = Context | SpanContext | TraceParent | trace.Span | None
 

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, Sam
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
 
-from .conventions import ATTR_HOP, ATTR_RUN_ID, ATTR_SERVICE, ATTR_STACK
+from hopscope.core.attributes import ATTR_HOP, ATTR_RUN_ID, ATTR_SERVICE, ATTR_STACK
 
 #: Env vars read when no endpoint/protocol is passed (OTel's own names first).
 ENDPOINT_ENV = ("HOPSCOPE_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -36,8 +36,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from hopscope.instrumentation.carriers import format_traceparent
-from hopscope.instrumentation.conventions import (
+from hopscope.core.attributes import (
     ATTR_EVENT_ID,
     ATTR_HOP,
     ATTR_SEND_LAG_NS,
@@ -45,6 +44,7 @@ from hopscope.instrumentation.conventions import (
     LOADGEN_SPAN_NAME,
     TRACEPARENT,
 )
+from hopscope.instrumentation.carriers import format_traceparent
 from hopscope.instrumentation.tracing import tracing_enabled
 
 from .driver import Ack, Driver, Event, RunContext

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hopscope.instrumentation.conventions import WAIT_PREFIX
+from hopscope.core.attributes import WAIT_PREFIX
 
 WORKLOADS_DIR = Path(__file__).resolve().parent / "workloads"
 #: The extra workload name that point reads of `aggregate` are recorded under.

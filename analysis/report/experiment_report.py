@@ -29,7 +29,7 @@ def write_experiment_report(run_dir: Path, console: Console | None = None) -> Pa
 
 def _ledger_only_report(run_dir: Path) -> Path:
     from hopscope.analysis.run import Run
-    from hopscope.collector.schema import SPAN_SCHEMA
+    from hopscope.core.schema import SPAN_SCHEMA
 
     manifest = _read_json(run_dir / "manifest.json")
     ledger_path = run_dir / "ledger.parquet"

@@ -23,7 +23,7 @@ import pyarrow as pa
 import zstandard
 
 from hopscope.collector.errors import Problems, UnknownFormat
-from hopscope.collector.schema import SPAN_SCHEMA
+from hopscope.core.schema import SPAN_SCHEMA
 
 from . import jaeger, otlp_arrow, otlp_dict, otlp_native, otlp_proto, zipkin
 from .otlp_arrow import NeedsSlowPath

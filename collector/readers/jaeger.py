@@ -15,9 +15,9 @@ original kept in attribute `jaeger.original_span_id`), so references still match
 from __future__ import annotations
 
 from hopscope.collector.errors import Problems
-from hopscope.collector.schema import ATTR_SERVICE
+from hopscope.core import ids
+from hopscope.core.attributes import ATTR_SERVICE
 
-from . import ids
 from .rows import SpanRows, format_double
 
 _KIND_TAG = {

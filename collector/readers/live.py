@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 
 from hopscope.collector.errors import IngestError, Problems
-from hopscope.collector.schema import SPAN_SCHEMA
+from hopscope.core.schema import SPAN_SCHEMA
 
 from .formats import JAEGER_V3, TEMPO, read_bytes
 

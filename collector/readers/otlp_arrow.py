@@ -16,19 +16,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from hopscope.collector.schema import (
+from hopscope.core.attributes import (
     ATTR_DERIVED,
     ATTR_EVENT_ID,
     ATTR_HOP,
     ATTR_SERVICE,
     ATTR_STACK,
     ATTR_WORKLOAD,
-    KINDS,
-    SPAN_SCHEMA,
-    STATUSES,
 )
+from hopscope.core.ids import unhex
+from hopscope.core.schema import KINDS, SPAN_SCHEMA, STATUSES
 
-from .ids import unhex
 from .rows import RESOURCE_LIFTED, SPAN_LIFTED
 
 _ANY = pa.struct(

@@ -14,9 +14,9 @@ from __future__ import annotations
 import orjson
 
 from hopscope.collector.errors import Problems
-from hopscope.collector.schema import KINDS, STATUSES
+from hopscope.core import ids
+from hopscope.core.schema import KINDS, STATUSES
 
-from . import ids
 from .rows import SpanRows, format_double
 
 

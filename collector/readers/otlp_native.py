@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hopscope.collector.schema import KINDS, SPAN_SCHEMA, STATUSES
+from hopscope.core.schema import KINDS, SPAN_SCHEMA, STATUSES
 
 from .otlp_arrow import PARSE_THREADS, NeedsSlowPath
 

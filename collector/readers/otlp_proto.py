@@ -11,9 +11,9 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from hopscope.collector.errors import Problems
-from hopscope.collector.schema import KINDS, STATUSES
+from hopscope.core import ids
+from hopscope.core.schema import KINDS, STATUSES
 
-from . import ids
 from .rows import SpanRows, format_double
 
 

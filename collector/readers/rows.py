@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from hopscope.collector.schema import (
+from hopscope.core.attributes import (
     ATTR_DERIVED,
     ATTR_EVENT_ID,
     ATTR_HOP,
     ATTR_SERVICE,
     ATTR_STACK,
     ATTR_WORKLOAD,
-    SPAN_SCHEMA,
 )
+from hopscope.core.schema import SPAN_SCHEMA
 
 #: Span attributes that get their own column.
 SPAN_LIFTED = frozenset({ATTR_WORKLOAD, ATTR_EVENT_ID, ATTR_HOP, ATTR_DERIVED})

@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from hopscope.collector.errors import Problems
-from hopscope.collector.schema import ATTR_SERVICE
+from hopscope.core import ids
+from hopscope.core.attributes import ATTR_SERVICE
 
-from . import ids
 from .rows import ATTR_INGEST_FLAG, SpanRows
 
 _KINDS = {"CLIENT": "CLIENT", "SERVER": "SERVER", "PRODUCER": "PRODUCER", "CONSUMER": "CONSUMER"}

@@ -15,7 +15,7 @@ import pytest
 
 from hopscope.analysis.critical_path import RefSpan, jaeger_paths, jaeger_reference
 from hopscope.analysis.spans import prepare
-from hopscope.collector.schema import SPAN_SCHEMA
+from hopscope.core.schema import SPAN_SCHEMA
 
 CONF = Path("/work/shared/conformance")
 CASES = json.loads((CONF / "critical_path_cases.json").read_text())["cases"]

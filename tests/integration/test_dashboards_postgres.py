@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from hopscope.analysis import Run
-from hopscope.collector.schema import SPAN_SCHEMA
+from hopscope.core.schema import SPAN_SCHEMA
 from hopscope.dashboards import build
 from hopscope.dashboards import queries as q
 from hopscope.dashboards.results_tables import TABLES, write_results

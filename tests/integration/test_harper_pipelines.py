@@ -29,7 +29,7 @@ from hopscope.deploy.lifecycle import up
 from hopscope.deploy.registry import service_class
 from hopscope.deploy.services.harper import Harper
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
-from hopscope.pipelines.cli import run_bench
+from hopscope.pipelines.bench import run_bench
 from hopscope.pipelines.harper.component_deploy import ensure_component
 from hopscope.pipelines.harper.driver import HarperDriver
 from hopscope.pipelines.loadgen import LoadGenerator

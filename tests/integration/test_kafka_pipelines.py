@@ -24,16 +24,16 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from hopscope.cli import app
+from hopscope.core.rundir import new_run_id
 from hopscope.deploy.base import Context
 from hopscope.deploy.config import load_config
 from hopscope.deploy.lifecycle import up
 from hopscope.deploy.services.collector import Collector
 from hopscope.deploy.services.postgres import Postgres
-from hopscope.pipelines.cli import resolve_bench, run_bench
+from hopscope.pipelines.bench import resolve_bench, run_bench
 from hopscope.pipelines.driver import PreflightError
 from hopscope.pipelines.kafka.driver import INGEST_TABLE, KafkaDriver
 from hopscope.pipelines.workload import WorkloadError, load_workload
-from hopscope.rundir import new_run_id
 
 RATE = 50.0
 DURATION_S = 4.0

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hopscope.deploy.base import Context
-from hopscope.pipelines.experiment import load_profile, plan_phases
+from hopscope.experiment.study import load_profile, plan_phases
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = REPO / "runs" / "artifacts" / "integration-run"

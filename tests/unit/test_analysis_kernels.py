@@ -156,7 +156,7 @@ def _parquet(tmp_path, cfg_seed: int, groups: int = 5):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hopscope.collector.schema import SPAN_PARQUET_OPTIONS
+    from hopscope.core.schema import SPAN_PARQUET_OPTIONS
 
     cfg = SynthConfig.load(None)
     cfg.events, cfg.seed = 300, cfg_seed
@@ -255,7 +255,7 @@ def test_a_row_group_the_kernel_declines_sends_prepare_to_numpy(tmp_path) -> Non
     import pyarrow.parquet as pq
 
     from hopscope.analysis.spans import ParquetColumns, _streamed_native_index, prepare
-    from hopscope.collector.schema import SPAN_PARQUET_OPTIONS
+    from hopscope.core.schema import SPAN_PARQUET_OPTIONS
 
     table, path = _parquet(tmp_path, 5)
     # upper-case span ids in the last rows only: the stream declines after several groups

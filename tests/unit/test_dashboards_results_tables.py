@@ -92,7 +92,7 @@ def _chain_run(durations: np.ndarray) -> object:
     import pyarrow as pa
 
     from hopscope.analysis import Run
-    from hopscope.collector.schema import SPAN_SCHEMA
+    from hopscope.core.schema import SPAN_SCHEMA
 
     rows = []
     for e, durs in enumerate(durations):

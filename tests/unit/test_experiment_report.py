@@ -23,9 +23,9 @@ from hopscope.analysis.report.experiment_sections import (
     repeat_frame,
     sweep_frame,
 )
-from hopscope.pipelines.crosschecks import CrossCheckError, parse_end_to_end_latency, parse_pgbench_log
-from hopscope.pipelines.experiment import FAIRNESS_EXPECTED, ProfileError, load_profile, plan_phases
-from hopscope.pipelines.phase_stats import phase_figures
+from hopscope.experiment.crosschecks import CrossCheckError, parse_end_to_end_latency, parse_pgbench_log
+from hopscope.experiment.phase_stats import phase_figures
+from hopscope.experiment.study import FAIRNESS_EXPECTED, ProfileError, load_profile, plan_phases
 
 # -- plan ------------------------------------------------------------------------------------
 

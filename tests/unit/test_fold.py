@@ -9,7 +9,7 @@ from test_hops import EXPECTED, row, sid, trace_rows
 from hopscope.analysis import Run
 from hopscope.analysis.fold import library_spans
 from hopscope.analysis.spans import prepare
-from hopscope.collector.schema import SPAN_SCHEMA
+from hopscope.core.schema import SPAN_SCHEMA
 
 
 def library(span: int, parent: int, start: int, end: int, name: str, service: str) -> dict:

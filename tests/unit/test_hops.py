@@ -14,7 +14,7 @@ import pytest
 from hopscope.analysis import Run
 from hopscope.analysis.critical_path import jaeger_paths
 from hopscope.analysis.spans import prepare
-from hopscope.collector.schema import SPAN_SCHEMA
+from hopscope.core.schema import SPAN_SCHEMA
 
 T = "0123456789abcdef0123456789abcdef"
 

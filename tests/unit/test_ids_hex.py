@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hopscope.collector.readers import ids
+from hopscope.core import ids
 
 
 def _raw(text: str) -> np.ndarray:

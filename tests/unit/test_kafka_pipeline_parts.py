@@ -67,7 +67,7 @@ def test_point_read_root_span_is_the_point_read_hop(root_spans: str) -> None:
 
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from hopscope.instrumentation.conventions import ATTR_HOP, ATTR_WORKLOAD
+    from hopscope.core.attributes import ATTR_HOP, ATTR_WORKLOAD
     from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
     from hopscope.pipelines.driver import LoopbackDriver
     from hopscope.pipelines.loadgen import LoadGenerator

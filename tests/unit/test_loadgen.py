@@ -15,10 +15,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from typer.testing import CliRunner
 
 from hopscope.cli import app
+from hopscope.core.attributes import ATTR_EVENT_ID, ATTR_HOP, ATTR_SEND_LAG_NS, LOADGEN_SPAN_NAME
 from hopscope.instrumentation.carriers import parse_traceparent
-from hopscope.instrumentation.conventions import ATTR_EVENT_ID, ATTR_HOP, ATTR_SEND_LAG_NS, LOADGEN_SPAN_NAME
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
-from hopscope.pipelines.cli import resolve_bench, run_bench
+from hopscope.pipelines.bench import resolve_bench, run_bench
 from hopscope.pipelines.driver import (
     DRIVER_PATHS,
     Ack,
@@ -286,7 +286,7 @@ def test_cli_bench_writes_ledger_and_manifest(tmp_path: Path) -> None:
 
 
 def test_root_spans_auto_defers_only_at_high_rates() -> None:
-    from hopscope.pipelines.cli import LIVE_ROOT_SPANS_MAX_RATE, resolve_root_spans
+    from hopscope.pipelines.bench import LIVE_ROOT_SPANS_MAX_RATE, resolve_root_spans
     from hopscope.pipelines.workload import WorkloadError
 
     slow = load_workload("write_notify", {"rate": 100.0, "duration_s": 1.0})

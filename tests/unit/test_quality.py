@@ -8,7 +8,7 @@ from test_hops import row
 from hopscope.analysis import Run
 from hopscope.analysis.clock_skew import correct
 from hopscope.analysis.spans import prepare
-from hopscope.collector.schema import SPAN_SCHEMA
+from hopscope.core.schema import SPAN_SCHEMA
 
 
 def test_counts() -> None:

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hopscope.collector.errors import Problems, UnknownFormat
-from hopscope.collector.readers import formats, ids, read_bytes
+from hopscope.collector.readers import formats, read_bytes
+from hopscope.core import ids
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from hopscope.collector.errors import Problems
 from hopscope.collector.ingest import ingest
 from hopscope.collector.readers import formats, otlp_arrow, otlp_native, otlp_proto, read_bytes, read_file
-from hopscope.collector.schema import KINDS, SPAN_SCHEMA, STATUSES
+from hopscope.core.schema import KINDS, SPAN_SCHEMA, STATUSES
 
 T0 = 1_764_300_000_123_456_789
 

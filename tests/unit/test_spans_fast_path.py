@@ -15,7 +15,7 @@ import pytest
 from hopscope.analysis import Run, hops, spans
 from hopscope.analysis.spans import PER_SPAN_VALUES, prepare
 from hopscope.analysis.synth import Breakage, SynthConfig, generate
-from hopscope.collector.schema import SPAN_SCHEMA
+from hopscope.core.schema import SPAN_SCHEMA
 
 
 def _general(table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> spans.SpanArrays:
@@ -82,7 +82,7 @@ def test_chunk_without_any_parent_id(broken_table: pa.Table) -> None:
 def test_parquet_row_groups_match_the_table(broken_table: pa.Table, tmp_path) -> None:
     import pyarrow.parquet as pq
 
-    from hopscope.collector.schema import SPAN_PARQUET_OPTIONS
+    from hopscope.core.schema import SPAN_PARQUET_OPTIONS
 
     path = tmp_path / "spans.parquet"
     pq.write_table(broken_table, path, row_group_size=700, **SPAN_PARQUET_OPTIONS)

@@ -38,15 +38,6 @@ SPAN_SCHEMA = pa.schema(
     ]
 )
 
-# Attribute keys lifted into their own columns (and so left out of `attributes`).
-ATTR_STACK = "hopscope.stack"
-ATTR_RUN_ID = "hopscope.run_id"
-ATTR_WORKLOAD = "hopscope.workload"
-ATTR_EVENT_ID = "hopscope.event_id"
-ATTR_HOP = "hopscope.hop"
-ATTR_DERIVED = "hopscope.derived"
-ATTR_SERVICE = "service.name"
-
 #: how spans.parquet is written (ingest, synth, the benchmarks): zstd; dictionary pages for the
 #: low-cardinality columns (attribute keys and values too) and for the trace and event ids, which
 #: every span of a trace repeats

@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import IngestError, Problems
-from .ingest import IngestResult, ingest, write_outputs
-from .readers import FORMATS
-from .schema import SPAN_SCHEMA
+from hopscope.collector.errors import IngestError, Problems
+from hopscope.collector.ingest import IngestResult, ingest, write_outputs
+from hopscope.collector.readers import FORMATS
+from hopscope.core.schema import SPAN_SCHEMA
 
 _console = Console()
 _err = Console(stderr=True)
@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
         strict: Annotated[bool, typer.Option("--strict")] = False,
     ) -> None:
         """Fetch traces from a running Jaeger (api_v3) or Tempo into RUN_DIR/spans.parquet."""
-        from .readers import live
+        from hopscope.collector.readers import live
 
         if (jaeger is None) == (tempo is None):
             raise typer.BadParameter("give exactly one of --jaeger or --tempo")

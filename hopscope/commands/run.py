@@ -1,5 +1,5 @@
 """`hopscope run`: the whole experiment — every workload on both stacks — into one run
-directory with the comparison report. The work is in `hopscope.pipelines.experiment`."""
+directory with the comparison report. The work is in `hopscope.experiment.study`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every workload on both stacks (interleaved, with warm-up, tracing on/off A/B and
         cross-checks) and write one run directory with the comparison report."""
-        from hopscope.pipelines.experiment import ProfileError, headline_rows, load_profile, run_experiment
+        from hopscope.experiment.study import ProfileError, headline_rows, load_profile, run_experiment
         from hopscope.pipelines.workload import WorkloadError
 
         console = Console(stderr=True)

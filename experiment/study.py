@@ -1,6 +1,6 @@
 """`hopscope run`: every workload on both stacks, interleaved, into one run directory.
 
-A *profile* (`pipelines/profiles/<name>.yaml`) says which workloads run, at what rates and
+A *profile* (`experiment/profiles/<name>.yaml`) says which workloads run, at what rates and
 for how long, how many repeats, and whether the tracing-off half of the overhead A/B and
 the independent cross-checks run. The plan interleaves the stacks (repeat r: for each
 workload, kafka then harper, the order flipped on odd repeats) so that machine drift over
@@ -33,10 +33,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from hopscope.rundir import base_manifest, create_run_dir, update_manifest
+from hopscope.core.rundir import base_manifest, create_run_dir, update_manifest
+from hopscope.pipelines.bench import run_bench
+from hopscope.pipelines.workload import WORKLOADS_DIR, Workload, load_workload
 
 from .phase_stats import phase_figures
-from .workload import WORKLOADS_DIR, Workload, load_workload
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_STACKS = ("kafka", "harper")
@@ -174,8 +175,6 @@ def workload_for(profile: Profile, name: str, workloads_dir: Path = WORKLOADS_DI
 def run_phase(
     phase: Phase, workload: Workload, phases_dir: Path, run_token: str, console: Console
 ) -> PhaseResult:
-    from .cli import run_bench
-
     phase_id = f"{phase.label}-{run_token}"  # also the phase's run_id: unique in the collector's runs root
     out = phases_dir / phase_id
     t0 = time.monotonic()

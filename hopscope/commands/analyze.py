@@ -38,9 +38,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Analyse a run and write report.html, report.md and the analysis tables into RUN_DIR."""
         # Imported here so `hopscope --help` does not pay for pandas/plotly.
+        from hopscope.analysis.report.analyze import AnalyzeError, Mode, analyze_run
         from hopscope.collector.errors import IngestError
-
-        from .analyze import AnalyzeError, Mode, analyze_run
 
         try:
             chosen = Mode(mode)

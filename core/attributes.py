@@ -1,20 +1,23 @@
 """The `hopscope.*` attribute names and span naming rules every component uses.
 
-The keys lifted into their own span-table columns are defined once, in
-`hopscope.collector.schema`, and imported here so writer and reader cannot drift.
+Part of the floor (`hopscope.core`): every part takes these names from here, so writer and
+reader cannot drift; nothing in `hopscope.core` imports another part of hopscope.
+OpenTelemetry's semantic-convention constants are used where one exists.
 """
 
 from __future__ import annotations
 
-from hopscope.collector.schema import (
-    ATTR_DERIVED,
-    ATTR_EVENT_ID,
-    ATTR_HOP,
-    ATTR_RUN_ID,
-    ATTR_SERVICE,
-    ATTR_STACK,
-    ATTR_WORKLOAD,
-)
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
+
+#: Keys lifted into their own span-table columns (hopscope.core.schema), so left out of `attributes`.
+ATTR_STACK = "hopscope.stack"
+ATTR_RUN_ID = "hopscope.run_id"
+ATTR_WORKLOAD = "hopscope.workload"
+ATTR_EVENT_ID = "hopscope.event_id"
+ATTR_HOP = "hopscope.hop"
+ATTR_DERIVED = "hopscope.derived"
+ATTR_SERVICE = SERVICE_NAME
+
 
 __all__ = [
     "ATTR_DERIVED",

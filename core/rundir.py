@@ -1,4 +1,6 @@
-"""Run directories and their `manifest.json`, shared by `hopscope bench` and `hopscope run`.
+"""Run directories: their layout (every file name a part reads or writes) and `manifest.json`.
+
+Part of the floor (`hopscope.core`): nothing else spells a run-directory file name.
 
 The manifest is merged, not overwritten: each step adds its section, and
 `expected_hops` (`{stack: {workload: [hop, ...]}}`) is merged per stack.
@@ -19,7 +21,43 @@ from typing import Any
 import orjson
 import psutil
 
+# --- the layout of a run directory -------------------------------------------------------------
+#: what ran: command, versions, host, workloads, expected hops, drivers' read-back settings
 MANIFEST = "manifest.json"
+#: the load generator's event ledger (one row per event and receipt)
+LEDGER = "ledger.parquet"
+#: the collector's span files (`spans/<phase id>/*.jsonl[.zst]` in an experiment)
+SPANS_DIR = "spans"
+#: every span of the run in one flat table (hopscope.core.schema), written by ingest
+SPANS_PARQUET = "spans.parquet"
+#: what ingest read, per file and reader, and what it could not use
+INGEST_REPORT = "ingest_report.json"
+#: an experiment's per-phase figures, read by the report's experiment sections
+EXPERIMENT = "experiment.json"
+#: an experiment's phases, one bench run directory each
+PHASES_DIR = "phases"
+#: the independent cross-checks' results
+CROSSCHECKS = "crosschecks.json"
+#: a synthetic run's known truth
+TRUTH = "truth.json"
+#: the analysis' data-quality figures
+QUALITY = "quality.json"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+#: the traceback of a report that failed (the run directory keeps everything else)
+REPORT_ERROR = "report.error.txt"
+
+
+def graph_file(stack: str, workload: str) -> str:
+    """The hop graph of one stack × workload, as GraphML."""
+    return f"graph-{stack}-{workload}.graphml"
+
+
+def table_file(name: str) -> str:
+    """One analysis table (`hop_stats`, `e2e`, `tail_growth`, …) as Parquet."""
+    return f"{name}.parquet"
+
+
 DEFAULT_RUNS_DIR = Path("runs")
 _VERSIONED = (
     "hopscope",

@@ -1,0 +1,114 @@
+"""One workload on one stack, open loop: the driver, the load generator, the ledger and the
+run directory's manifest. `hopscope bench` is this with a command line; the experiment
+(`hopscope.experiment`) runs it once per phase."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from hopscope.core.rundir import base_manifest, create_run_dir, update_manifest
+from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
+
+from .driver import UnknownStackError, create_driver, get_driver_factory
+from .ledger import write_ledger
+from .loadgen import LoadGenerator, LoadResult
+from .workload import WORKLOADS_DIR, Workload, WorkloadError, load_workload
+
+
+class BenchConfigError(ValueError):
+    """Bad command-line configuration, found before any load is sent."""
+
+
+def resolve_bench(
+    stack: str, workload_name: str, overrides: dict[str, Any], workloads_dir: Path = WORKLOADS_DIR
+) -> Workload:
+    """Validate workload + stack together; raises WorkloadError / UnknownStackError."""
+    workload = load_workload(workload_name, overrides, workloads_dir)
+    factory = get_driver_factory(stack)
+    simulation = bool(getattr(factory, "simulation", False))
+    if not simulation and stack not in workload.stacks:
+        raise UnknownStackError(
+            f"workload {workload.name!r} defines no hops for stack {stack!r} "
+            f"(defined: {', '.join(sorted(workload.stacks))}); add them to its YAML file"
+        )
+    return workload
+
+
+#: Above this many events/s the root spans are built after the run: live ones cost ~100 µs of
+#: the generator's CPU per event (benchmarks/loadgen_bench.py), which at 10k/s is a whole core.
+LIVE_ROOT_SPANS_MAX_RATE = 2000.0
+
+
+def resolve_root_spans(mode: str, workload: Workload) -> str:
+    """`auto` → live at modest rates (spans reach the collector while the run goes on), deferred
+    above LIVE_ROOT_SPANS_MAX_RATE (same spans, same ids and times, built after the run)."""
+    if mode not in ("auto", "live", "deferred"):
+        raise WorkloadError(f"root spans must be 'auto', 'live' or 'deferred', got {mode!r}")
+    if mode != "auto":
+        return mode
+    peak = max(r for r, _ in workload.phases()) + (workload.point_read_rate or 0.0)
+    return "deferred" if peak > LIVE_ROOT_SPANS_MAX_RATE else "live"
+
+
+def run_bench(
+    stack: str,
+    workload: Workload,
+    *,
+    out: Path | None = None,
+    tracing: bool = True,
+    otlp_endpoint: str | None = None,
+    schedule: str | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+    driver_options: dict[str, Any] | None = None,
+    root_spans: str = "auto",
+) -> tuple[Path, LoadResult]:
+    console = console or Console(stderr=True)
+    root_spans = resolve_root_spans(root_spans, workload)
+    driver = create_driver(stack, tracing=tracing, otlp_endpoint=otlp_endpoint, **(driver_options or {}))
+    driver.preflight(workload)  # before any load, before the run dir exists
+    run_dir, run_id = create_run_dir(out, prefix=f"bench-{stack}-{workload.name}")
+    if driver.simulation:
+        console.print(
+            f"[bold yellow]SIMULATION[/]: stack {stack!r} is an in-process loopback, not a real system"
+        )
+    provider = setup_tracing("hopscope.loadgen", stack, run_id, endpoint=otlp_endpoint, enabled=tracing)
+    try:
+        generator = LoadGenerator(
+            workload,
+            driver,
+            stack=stack,
+            run_id=run_id,
+            run_dir=run_dir,
+            tracer_provider=provider,
+            schedule=schedule,
+            progress=progress,
+            console=console,
+            root_spans=root_spans,  # type: ignore[arg-type]
+        )
+        result = asyncio.run(generator.run())
+    finally:
+        shutdown_tracing(provider)
+    paths = write_ledger(result.ledger, run_dir)
+    update_manifest(
+        run_dir,
+        **base_manifest(run_id, "bench"),
+        stack=stack,
+        simulation=driver.simulation,
+        workload=workload.model_dump(mode="json"),
+        schedule=schedule or workload.schedule,
+        tracing={"enabled": tracing, "otlp_endpoint": otlp_endpoint, "root_spans": root_spans},
+        driver=driver.manifest(),
+        expected_hops={
+            stack: workload.expected_hops(stack)
+            if stack in workload.stacks
+            else {workload.name: ["loadgen.send"]}
+        },
+        load=result.summary(),
+        files={k: p.name for k, p in paths.items()},
+    )
+    return run_dir, result
