@@ -5,6 +5,6 @@ Notebook entry point: `hopscope.analysis.load(RUN_DIR)` returns a `Run`.
 
 from __future__ import annotations
 
-from .run import Run, RunDirError, load
+from .run import MODES, NoSpans, Run, RunDirError, load
 
-__all__ = ["Run", "RunDirError", "load"]
+__all__ = ["MODES", "NoSpans", "Run", "RunDirError", "load"]

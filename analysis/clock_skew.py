@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
-from .spans import CONSUMER, PRODUCER, SpanArrays
+from .span_arrays import CONSUMER, PRODUCER, SpanArrays
 
 
 @dataclass

@@ -25,7 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .spans import CONSUMER, PRODUCER, SpanArrays, segmented_search
+from hopscope.core.attributes import wait_hop
+
+from .search import segmented_search
+from .span_arrays import CONSUMER, PRODUCER, SpanArrays
 from .tree import Children, children_csr, levels
 
 
@@ -342,7 +345,7 @@ def event_reference(spans: list[RefSpan], target_id: str) -> list[tuple[str, int
         own_b = min(t, ce[sid])
         gap_a = max(a, ce[sid])
         if t > gap_a:
-            out.append((f"wait:{prev}", gap_a, t))
+            out.append((wait_hop(prev), gap_a, t))
         if own_b > a:
             out.append((label, a, own_b))
             prev = label

@@ -16,14 +16,11 @@ have nothing to fold: their spans keep the name fallback.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .span_arrays import PER_SPAN_VALUES, SpanArrays
 from .tree import levels
-
-if TYPE_CHECKING:
-    from .spans import SpanArrays
 
 
 def library_spans(parent: np.ndarray, hop_attr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,8 +42,6 @@ def library_spans(parent: np.ndarray, hop_attr: np.ndarray) -> tuple[np.ndarray,
 
 def fold_library_spans(sa: SpanArrays, hop_attr: np.ndarray) -> SpanArrays:
     """`sa` without its library spans; parents and links that named one name its anchor."""
-    from .spans import PER_SPAN_VALUES  # spans imports this module: resolve at call time
-
     folded, anchor = library_spans(sa.parent, hop_attr)
     per_trace = np.bincount(sa.trace[folded], minlength=sa.n_traces)
     counts = {**sa.counts, "folded_library_spans": per_trace}

@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+
+from hopscope.core.attributes import WAIT_PREFIX
 
 from . import kernels
 from .critical_path import event_paths
-from .spans import SpanArrays
-
-WAIT_PREFIX = "wait:"
+from .span_arrays import SpanArrays
 
 
 @dataclass
@@ -46,8 +47,6 @@ class HopValues:
 
 def pair_codes(sa: SpanArrays) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """A (stack, workload) code per trace and the list of pairs (sorted by name; codes index it)."""
-    import pandas as pd
-
     # hashed, not sorted: a million traces name only a handful of stacks and workloads
     s_code, s_names = pd.factorize(sa.trace_stack.astype(object))
     w_code, w_names = pd.factorize(sa.trace_workload.astype(object))

@@ -5,7 +5,7 @@ many whole-array passes (hex parsing, sorting, binary searches) or one depth lev
 step at a time: the id index (trace codes, (trace, span id) order, parents, links), the root
 above each span, clock-skew shifts, and the event-mode critical paths summed per delivery
 and label. `analysis/native` runs them as plain loops (the walk on two threads), with the
-GIL released; the numpy versions in spans.py, tree.py, clock_skew.py and critical_path.py
+GIL released; the numpy versions in id_index.py, tree.py, clock_skew.py and critical_path.py
 stay the reference and the fallback (the extension is not built without cargo;
 `HOPSCOPE_NATIVE=0` turns it off for comparisons).
 tests/unit/test_analysis_kernels.py checks both give the same arrays.
@@ -14,19 +14,31 @@ tests/unit/test_analysis_kernels.py checks both give the same arrays.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-if TYPE_CHECKING:
-    from .spans import SpanArrays
-
 try:
     import hopscope_analysis_native as _native
 except ImportError:  # not built: bin/bootstrap builds it where cargo is available
     _native = None
+
+
+class SpanTree(Protocol):
+    """What the kernels read of span_arrays.SpanArrays (named here, not imported: the span
+    arrays call the kernels)."""
+
+    event_parent: np.ndarray
+    parent: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    kind: np.ndarray
+    host: np.ndarray
+    hop: np.ndarray
+    hop_names: np.ndarray
+
 
 AVAILABLE = _native is not None and os.environ.get("HOPSCOPE_NATIVE", "1") != "0"
 _THREADS = min(2, os.cpu_count() or 1)
@@ -93,7 +105,7 @@ _INDEX_FIELDS = {
 
 class IdIndexBuilder:
     """The id index built batch by batch (prepare() feeds it a Parquet row group at a time,
-    so the id strings of the whole file are never held at once): spans.IdIndex's fields but
+    so the id strings of the whole file are never held at once): id_index.IdIndex's fields but
     `span_id_col` from `finish()`, or None once an id is not lower-case hex of full width
     (the numpy path handles every spelling)."""
 
@@ -162,13 +174,13 @@ def index_spans(
     return builder.finish()
 
 
-def event_roots(sa: SpanArrays) -> np.ndarray:
+def event_roots(sa: SpanTree) -> np.ndarray:
     """The root above each span of the event tree (itself for a root), -1 where none is reached."""
     assert _native is not None
     return np.frombuffer(_native.event_roots(_i64(sa.event_parent)), dtype=np.int64)
 
 
-def skew_shifts(sa: SpanArrays) -> tuple[np.ndarray, np.ndarray]:
+def skew_shifts(sa: SpanTree) -> tuple[np.ndarray, np.ndarray]:
     """(shift ns, own clock corrected) per span: clock_skew.correct's rules."""
     assert _native is not None
     delta, corrected = _native.skew_shifts(
@@ -183,7 +195,7 @@ def skew_shifts(sa: SpanArrays) -> tuple[np.ndarray, np.ndarray]:
 
 
 def event_path_sums(
-    sa: SpanArrays,
+    sa: SpanTree,
     targets: np.ndarray,
     start: np.ndarray,
     end: np.ndarray,

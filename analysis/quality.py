@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 
-from .hops import WAIT_PREFIX
-from .spans import SpanArrays
+from hopscope.core.attributes import WAIT_PREFIX
+
+from .span_arrays import SpanArrays
 
 
 def missing_expected(

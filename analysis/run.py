@@ -16,10 +16,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import allocator, clock_skew, graph, quality
+from hopscope.core.rundir import (
+    INGEST_REPORT,
+    LEDGER,
+    MANIFEST,
+    QUALITY,
+    SPANS_DIR,
+    SPANS_PARQUET,
+    graph_file,
+    table_file,
+)
+from hopscope.core.schema import SPAN_SCHEMA
+
+from . import allocator, clock_skew, critical_path, graph, quality
 from .hops import Deliveries, HopValues, find_deliveries, hop_values, pair_codes
-from .spans import NEEDED_COLUMNS, ParquetColumns, SpanArrays, prepare
-from .stats import NS_PER_MS, PairMatrix, build_matrix, growth_rows, hop_rows
+from .span_arrays import SpanArrays
+from .span_file import NEEDED_COLUMNS, ParquetColumns
+from .spans import prepare
+from .stats import NS_PER_MS, QUANTILES, PairMatrix, build_matrix, growth_rows, hop_rows
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,20 +59,55 @@ HOP_STATS_COLUMNS = [
 ]
 
 
+#: critical-path modes: `event` (the attribution; follows links across brokers) and `jaeger`
+#: (Jaeger UI's per-trace path, reported beside the event-mode figures)
+MODES = ("event", "jaeger")
+
+JAEGER_STATS_COLUMNS = [
+    "stack",
+    "workload",
+    "hop",
+    "order",
+    "traces",
+    "mean_ms",
+    "std_ms",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p999_ms",
+    "max_ms",
+    "crit_share",
+]
+
+
 class RunDirError(Exception):
     """A run directory that cannot be analysed (names the file and the problem)."""
 
 
+class NoSpans(RunDirError):
+    """The run directory holds no span table (spans.parquet). `span_files`: it has span files
+    under spans/ that were not ingested (else nothing reached the run at all)."""
+
+    def __init__(self, message: str, *, span_files: bool) -> None:
+        super().__init__(message)
+        self.span_files = span_files
+
+
 def _read_spans(run_dir: Path) -> ParquetColumns:
-    path = run_dir / "spans.parquet"
+    path = run_dir / SPANS_PARQUET
     if not path.exists():
-        if not (run_dir / "spans").is_dir():
-            raise RunDirError(f"{run_dir}: neither spans.parquet nor spans/ exists")
-        try:
-            from hopscope.collector.ingest import ingest  # written by the collector folder
-        except ImportError as exc:
-            raise RunDirError(f"{path} is missing and hopscope.collector.ingest is not available") from exc
-        ingest([run_dir / "spans"], run_dir)
+        spans = run_dir / SPANS_DIR
+        if spans.is_dir() and any(p.is_file() for p in spans.rglob("*")):
+            raise NoSpans(
+                f"{path} is missing: ingest {spans}/ first (`hopscope ingest {spans} --out {run_dir}`; "
+                "`hopscope analyze` does it)",
+                span_files=True,
+            )
+        raise NoSpans(
+            f"{run_dir}: neither {SPANS_PARQUET} nor span files under {SPANS_DIR}/ — nothing to analyse "
+            f"(run `hopscope ingest SRC --out {run_dir}` first)",
+            span_files=False,
+        )
     try:
         cols = ParquetColumns(str(path))
     except (OSError, pa.ArrowInvalid) as exc:
@@ -77,8 +126,6 @@ def _read_spans(run_dir: Path) -> ParquetColumns:
 
 def _complete_columns(table: pa.Table) -> pa.Table:
     """Add optional SPAN_SCHEMA columns a foreign table may lack, as nulls."""
-    from hopscope.core.schema import SPAN_SCHEMA
-
     for name in NEEDED_COLUMNS:
         if name not in table.column_names:
             table = table.append_column(
@@ -125,7 +172,11 @@ class Run:
         ingest_report: dict | None = None,
         run_dir: Path | None = None,
         correct_skew: bool = True,
+        mode: str = "event",
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"critical-path mode {mode!r}: choose one of {', '.join(MODES)}")
+        self.mode = mode
         self.run_dir = run_dir
         self.manifest = manifest or {}
         self.ledger = ledger
@@ -304,6 +355,73 @@ class Run:
             raise KeyError(f"no deliveries for stack={stack!r} workload={workload!r}")
         return graph.build(stack, workload, stats, self._transitions(stack, workload))
 
+    # -- Jaeger mode -----------------------------------------------------------------------------
+
+    @cached_property
+    def _jaeger(self) -> pd.DataFrame:
+        """Per trace × hop: time on Jaeger UI's critical path (critical_path.jaeger_paths, on the
+        clock-skew-corrected times), summed over the trace's roots."""
+        c = self._core
+        sa = c.sa
+        sec, roots = critical_path.jaeger_paths(sa, c.skew.start, c.skew.end)
+        trace = sa.trace[roots[sec.walker]]
+        n_labels = max(len(sa.hop_names), 1)
+        key = trace * n_labels + sec.label
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if len(ks) else np.zeros(0, np.int64)
+        length = (sec.end - sec.start)[order]
+        value = np.add.reduceat(length, starts) if len(ks) else np.zeros(0, np.int64)
+        first = np.minimum.reduceat(sec.start[order], starts) if len(ks) else np.zeros(0, np.int64)
+        tr = ks[starts] // n_labels if len(ks) else np.zeros(0, np.int64)
+        label = ks[starts] % n_labels if len(ks) else np.zeros(0, np.int64)
+        path = np.bincount(trace, weights=sec.end - sec.start, minlength=sa.n_traces)
+        origin = np.full(sa.n_traces, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(origin, trace, sec.start)
+        take = pa.array(tr)
+        return pd.DataFrame(
+            {
+                "stack": sa.trace_stack[tr].astype(str),
+                "workload": sa.trace_workload[tr].astype(str),
+                "trace_id": sa.trace_id_arrow.take(take).to_pandas(),
+                "event_id": sa.trace_event_arrow.take(take).to_pandas(),
+                "hop": sa.hop_names[label].astype(str),
+                "value_ms": value / NS_PER_MS,
+                "offset_ms": (first - origin[tr]) / NS_PER_MS,
+                "path_ms": path[tr] / NS_PER_MS,
+            }
+        )
+
+    def jaeger_paths(self) -> pd.DataFrame:
+        """One row per trace × hop on the trace's Jaeger-mode critical path (Jaeger UI's
+        algorithm: no link is followed, a PRODUCER's CONSUMER child is pruned): the hop's time
+        on the path (`value_ms`), its first section's start after the path's (`offset_ms`) and
+        the whole path (`path_ms`)."""
+        return self._jaeger.copy()
+
+    def jaeger_stats(self) -> pd.DataFrame:
+        """Per stack × workload × hop, over the traces whose Jaeger-mode path holds the hop:
+        count (`traces`), mean/std/p50…p999/max (ms); `crit_share` = the hop's share of all
+        Jaeger-path time of the stack × workload; `order` by mean offset."""
+        df = self._jaeger
+        if df.empty:
+            return pd.DataFrame(columns=JAEGER_STATS_COLUMNS)
+        rows = []
+        for (stack, workload), g in df.groupby(["stack", "workload"], sort=True):
+            total = g.drop_duplicates("trace_id")["path_ms"].sum()
+            by_hop = g.groupby("hop", sort=False)
+            offsets = by_hop["offset_ms"].mean().sort_values(kind="stable")
+            for j, hop in enumerate(offsets.index):
+                v = by_hop.get_group(hop)["value_ms"].to_numpy(dtype=float)
+                row = {"stack": stack, "workload": workload, "hop": hop, "order": j, "traces": len(v)}
+                row.update({"mean_ms": float(v.mean()), "std_ms": float(v.std())})
+                qs = np.quantile(v, list(QUANTILES.values()))
+                row.update({name: float(q) for name, q in zip(QUANTILES, qs, strict=True)})
+                row["max_ms"] = float(v.max())
+                row["crit_share"] = float(v.sum() / total) if total > 0 else np.nan
+                rows.append(row)
+        return pd.DataFrame(rows, columns=JAEGER_STATS_COLUMNS)
+
     def quality(self) -> dict:
         """Data-quality counts per stack × workload (key "stack/workload"), plus run-level ingest counts."""
         return json.loads(json.dumps(self._quality))
@@ -385,10 +503,15 @@ class Run:
             ("e2e", self.e2e()),
             ("tail_growth", self.tail_growth()),
         ):
-            path = out / f"{name}.parquet"
+            path = out / table_file(name)
             df.to_parquet(path, index=False)
             written.append(path)
-        path = out / "quality.json"
+        if self.mode == "jaeger":
+            for name, df in (("jaeger_paths", self.jaeger_paths()), ("jaeger_stats", self.jaeger_stats())):
+                path = out / table_file(name)
+                df.to_parquet(path, index=False)
+                written.append(path)
+        path = out / QUALITY
         path.write_text(json.dumps(self.quality(), indent=2, sort_keys=True))
         written.append(path)
         for stack, workload in self.pairs():
@@ -396,25 +519,31 @@ class Run:
                 g = self.graph(stack, workload)
             except KeyError:
                 continue
-            path = out / f"graph-{stack}-{workload}.graphml"
+            path = out / graph_file(stack, workload)
             nx.write_graphml(g, path)
             written.append(path)
         return written
 
 
-def load(run_dir: str | Path, *, correct_skew: bool = True) -> Run:
-    """Open a run directory (spans.parquet, manifest.json, ledger.parquet, ingest_report.json)."""
+def load(run_dir: str | Path, *, mode: str = "event", correct_skew: bool = True) -> Run:
+    """Open a run directory (spans.parquet, manifest.json, ledger.parquet, ingest_report.json).
+
+    `mode="jaeger"` adds Jaeger-mode critical paths per trace (`jaeger_paths()`,
+    `jaeger_stats()`, written by `write_outputs`) beside the event-mode figures, which stay the
+    attribution. A missing spans.parquet is `NoSpans`: ingest spans/ first (`hopscope ingest`,
+    or `hopscope analyze`, which does it)."""
     rd = Path(run_dir)
     if not rd.is_dir():
         raise RunDirError(f"{rd}: not a directory")
     table = _read_spans(rd)
-    ledger_path = rd / "ledger.parquet"
+    ledger_path = rd / LEDGER
     ledger = pq.read_table(ledger_path).to_pandas() if ledger_path.exists() else None
     return Run(
         table,
-        manifest=_read_json(rd / "manifest.json"),
+        manifest=_read_json(rd / MANIFEST),
         ledger=ledger,
-        ingest_report=_read_json(rd / "ingest_report.json"),
+        ingest_report=_read_json(rd / INGEST_REPORT),
         run_dir=rd,
         correct_skew=correct_skew,
+        mode=mode,
     )

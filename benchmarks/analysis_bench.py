@@ -37,8 +37,8 @@ def _dict_col(indices: np.ndarray, values: list[str]) -> pa.Array:
 
 def generate(n_spans: int, hops: int, seed: int) -> pa.Table:
     """events × hops spans: root CLIENT, then alternating PRODUCER / CONSUMER (child + link) spans."""
-    from hopscope.analysis.synth import hex_ids
     from hopscope.core.schema import LINK_TYPE, SPAN_SCHEMA
+    from hopscope.synth import hex_ids
 
     rng = np.random.default_rng(seed)
     events = max(1, n_spans // hops)
@@ -194,7 +194,7 @@ def time_ingest(tmp: Path, events: int) -> dict | None:
         from hopscope.collector.ingest import ingest
     except ImportError:
         return None
-    from hopscope.analysis.synth import SynthConfig, generate, write_run
+    from hopscope.synth import SynthConfig, generate, write_run
 
     cfg = SynthConfig.load(None)
     cfg.events = events

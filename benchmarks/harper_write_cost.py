@@ -7,7 +7,8 @@ each node's process spent per write (from /proc, idle baseline subtracted). The 
 of the cluster's CPU per write and a rate is the share of the host's cores a workload takes
 before anything queues: the profiles' rates are chosen from it.
 
-Needs the deployed cluster (`hopscope up --only harper`):
+Needs the deployed cluster (`hopscope up --only harper`); it deploys the Harper stack's
+component the way the stack's driver does (idempotent):
 
     .venv/bin/python benchmarks/harper_write_cost.py [--writes 300]
 """
@@ -28,6 +29,7 @@ from rich.table import Table
 from hopscope.deploy.base import Context
 from hopscope.deploy.config import load_config
 from hopscope.deploy.services.harper import Harper
+from hopscope.pipelines.harper.component_deploy import ensure_deployed
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
@@ -53,6 +55,7 @@ def main() -> None:
     if len(procs) != len(client.nodes) or not all(p.alive and p.pid for p in procs):
         raise SystemExit("the Harper cluster is not running: `hopscope up --only harper` first")
     pids = [int(p.pid) for p in procs]  # type: ignore[arg-type]
+    ensure_deployed(harper)  # the `Notify` resource is the Harper stack's component
 
     # idle baseline: what the nodes burn with no request at all (replication heartbeats, analytics)
     before = cpu_ms(pids)

@@ -1,4 +1,5 @@
-"""`hopscope ingest`: span files / folders → RUN_DIR/spans.parquet + ingest_report.json."""
+"""`hopscope ingest`: span files / folders → RUN_DIR/spans.parquet + ingest_report.json;
+`ingest_run`: a run directory's own spans/ when its spans.parquet is missing."""
 
 from __future__ import annotations
 
@@ -18,16 +19,15 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from hopscope.core.rundir import INGEST_REPORT, MANIFEST, QUALITY, SPANS_DIR, SPANS_PARQUET, TRUTH
 from hopscope.core.schema import SPAN_PARQUET_OPTIONS, SPAN_SCHEMA
 
 from .errors import MAX_MESSAGES, MalformedInput, NoUsableSpans, Problems, UnknownFormat
 from .readers import read_file
 from .readers.otlp_arrow import PARSE_THREADS
 
-SPANS_FILE = "spans.parquet"
-REPORT_FILE = "ingest_report.json"
 # Files a run directory holds next to spans that are not spans.
-_NOT_SPANS = {SPANS_FILE, REPORT_FILE, "manifest.json", "truth.json", "quality.json"}
+_NOT_SPANS = {SPANS_PARQUET, INGEST_REPORT, MANIFEST, TRUTH, QUALITY}
 
 
 @dataclass
@@ -180,7 +180,7 @@ def ingest(
     fmt: str | None = None,
     console: Console | None = None,
 ) -> IngestResult:
-    """Read spans from files/folders, write `out_dir/spans.parquet` and `out_dir/ingest_report.json`.
+    """Read spans from files/folders, write `out_dir/SPANS_PARQUET` and `out_dir/INGEST_REPORT`.
 
     Bad lines/records/spans are skipped and counted (or raised as MalformedInput when
     `strict`). Raises NoUsableSpans when there is no input file or no usable span.
@@ -195,7 +195,7 @@ def ingest(
         raise NoUsableSpans(f"no span files in {', '.join(str(s) for s in sources)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / (SPANS_FILE + ".partial")
+    partial = out_dir / (SPANS_PARQUET + ".partial")
     rows = 0
     writer: pq.ParquetWriter | None = None
     try:
@@ -228,13 +228,13 @@ def _finish(
     """Put spans.parquet in place (from `written`) and write ingest_report.json; NoUsableSpans if empty."""
     result = IngestResult(files, rows, 0.0, out_dir, problems, list(ignored))
     if rows == 0:
-        (out_dir / REPORT_FILE).write_text(json.dumps(result.report(), indent=2))
+        (out_dir / INGEST_REPORT).write_text(json.dumps(result.report(), indent=2))
         detail = f"; skipped {dict(problems.skipped)}" if problems.skipped else ""
-        raise NoUsableSpans(f"no usable span in {files} input(s){detail} (see {out_dir / REPORT_FILE})")
+        raise NoUsableSpans(f"no usable span in {files} input(s){detail} (see {out_dir / INGEST_REPORT})")
     if written is not None:
-        os.replace(written, out_dir / SPANS_FILE)
+        os.replace(written, out_dir / SPANS_PARQUET)
     result.seconds = time.perf_counter() - t0
-    (out_dir / REPORT_FILE).write_text(json.dumps(result.report(), indent=2))
+    (out_dir / INGEST_REPORT).write_text(json.dumps(result.report(), indent=2))
     return result
 
 
@@ -245,6 +245,22 @@ def write_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = None
     if table.num_rows:
-        partial = out_dir / (SPANS_FILE + ".partial")
+        partial = out_dir / (SPANS_PARQUET + ".partial")
         pq.write_table(table, partial, **SPAN_PARQUET_OPTIONS)
     return _finish(table.num_rows, problems, out_dir, partial, files=files, t0=t0, ignored=ignored)
+
+
+def ingest_run(run_dir: Path, *, strict: bool = False, console: Console | None = None) -> IngestResult | None:
+    """Ingest RUN_DIR's own span files (SPANS_DIR/) into RUN_DIR/SPANS_PARQUET when that is
+    missing: what `hopscope analyze` (and an experiment, before its report) does first. None when
+    there is nothing to do: SPANS_PARQUET is there already, or no span file is (the analysis
+    then says what is missing)."""
+    run_dir = Path(run_dir)
+    spans = run_dir / SPANS_DIR
+    if (run_dir / SPANS_PARQUET).exists() or not spans.is_dir():
+        return None
+    if not any(p.is_file() for p in spans.rglob("*")):
+        return None
+    if console is not None:
+        console.print(f"[bold]ingest[/] {spans} → {run_dir / SPANS_PARQUET}", soft_wrap=True)
+    return ingest([spans], run_dir, strict=strict, console=console)

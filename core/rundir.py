@@ -26,6 +26,8 @@ import psutil
 MANIFEST = "manifest.json"
 #: the load generator's event ledger (one row per event and receipt)
 LEDGER = "ledger.parquet"
+#: the ledger's latency histograms (encoded HdrHistograms, µs, warm-up excluded)
+LATENCY_HDR = "latency-hdr.json"
 #: the collector's span files (`spans/<phase id>/*.jsonl[.zst]` in an experiment)
 SPANS_DIR = "spans"
 #: every span of the run in one flat table (hopscope.core.schema), written by ingest
@@ -36,6 +38,8 @@ INGEST_REPORT = "ingest_report.json"
 EXPERIMENT = "experiment.json"
 #: an experiment's phases, one bench run directory each
 PHASES_DIR = "phases"
+#: the logs of the processes a stack's driver started for the run (glue, Streams app)
+LOGS_DIR = "logs"
 #: the independent cross-checks' results
 CROSSCHECKS = "crosschecks.json"
 #: a synthetic run's known truth

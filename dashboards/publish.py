@@ -45,7 +45,7 @@ def _status(exc: Exception) -> int | None:
 
 
 def _get_or_none(call: Any, *args: Any) -> Any:
-    from grafana_client.client import GrafanaClientError
+    from grafana_client.client import GrafanaClientError  # imported late: see connect()
 
     try:
         return call(*args)
@@ -66,7 +66,7 @@ def publish(
     `urls` overrides a datasource's URL by uid; `secrets` gives secureJsonData by
     uid (sent on create, and on update when given: Grafana never returns them).
     """
-    from grafana_client.client import GrafanaException
+    from grafana_client.client import GrafanaException  # imported late: see connect()
 
     urls = urls or {}
     secrets = secrets or {}

@@ -19,13 +19,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hopscope.deploy.services.collector import CollectorConfig
-from hopscope.deploy.services.harper import HarperConfig
-from hopscope.deploy.services.jaeger import JaegerConfig
-from hopscope.deploy.services.kafka import ConnectConfig, KafkaConfig
-from hopscope.deploy.services.postgres import PostgresConfig
-from hopscope.deploy.services.prometheus import PrometheusConfig
-from hopscope.deploy.services.redis import RedisConfig
+from hopscope.deploy.settings import (
+    CollectorConfig,
+    ConnectConfig,
+    HarperConfig,
+    JaegerConfig,
+    KafkaConfig,
+    PostgresConfig,
+    PrometheusConfig,
+    RedisConfig,
+)
 
 
 class ConfigError(ValueError):

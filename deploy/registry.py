@@ -18,10 +18,9 @@ SERVICES: dict[str, str] = {
     "prometheus": "hopscope.deploy.services.prometheus:Prometheus",
 }
 
-#: Named groups for `up --only`.
+#: Named groups for `up --only` (deploy knows services, not stacks: the command layer expands a
+#: stack's name into the services its declaration needs).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "kafka-stack": ("postgres", "redis", "kafka", "connect"),
-    "harper-stack": ("harper",),
     "telemetry": ("jaeger", "collector", "prometheus"),
 }
 

@@ -6,8 +6,11 @@
 - `pgbench` with a one-row INSERT script (autocommit, so INSERT + commit like the
   write_notify client) against our Postgres — against the traced `client.insert` hop.
 
-Each result is stored in `RUN_DIR/crosschecks.json`; the report puts the tool's figure next
-to the traced one and gives their ratio. A check that cannot run says why, with no figure.
+A stack names the checks that apply to it in its `stack.yaml` (`crosschecks:`): a name from
+`CHECKS` here, or its own `module:function` (module relative to the stack folder), called with a
+`CheckRun`. Each result is stored in the run's cross-check file (`hopscope.core.rundir.CROSSCHECKS`);
+the report puts the tool's figure next to the traced one and gives their ratio. A check that
+cannot run says why, with no figure.
 """
 
 from __future__ import annotations
@@ -18,13 +21,22 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 from rich.console import Console
 
-CROSSCHECKS_FILE = "crosschecks.json"
+from hopscope.core.rundir import CROSSCHECKS
+from hopscope.deploy.base import Context
+from hopscope.deploy.config import load_config
+from hopscope.deploy.services.kafka import Kafka
+from hopscope.deploy.services.postgres import Postgres
+from hopscope.pipelines.stack import Stack
+
 E2E_TOPIC = "hopscope_crosscheck_e2e"
 PG_TABLE = "hopscope_crosscheck_pgbench"
 PGBENCH_CANDIDATES = ("/usr/lib/postgresql/15/bin/pgbench", "pgbench")
@@ -98,8 +110,6 @@ def kafka_settings(drivers: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def kafka_end_to_end(ctx: Any, props: dict[str, str], records: int, workdir: Path) -> dict[str, Any]:
-    from hopscope.deploy.services.kafka import Kafka
-
     kafka = Kafka(ctx)
     kafka.ensure_topic(E2E_TOPIC, 1, 3, {"min.insync.replicas": "2"})
     conf = workdir / "endtoendlatency.properties"
@@ -135,10 +145,6 @@ def kafka_end_to_end(ctx: Any, props: dict[str, str], records: int, workdir: Pat
 
 
 def pgbench(ctx: Any, seconds: float, rate: float, workdir: Path) -> dict[str, Any]:
-    import psycopg
-
-    from hopscope.deploy.services.postgres import Postgres
-
     binary = next((p for p in PGBENCH_CANDIDATES if shutil.which(p)), None)
     if binary is None:
         raise CrossCheckError(f"pgbench not found (looked for {', '.join(PGBENCH_CANDIDATES)})")
@@ -183,34 +189,75 @@ def pgbench(ctx: Any, seconds: float, rate: float, workdir: Path) -> dict[str, A
     }
 
 
-def run_crosschecks(
-    run_dir: Path, results: list[Any], stacks: list[str], seconds: float, console: Console
-) -> dict[str, Any]:
-    """Run the checks that apply to the chosen stacks; every outcome (figure or error) is stored."""
-    out: dict[str, Any] = {}
-    if "kafka" not in stacks:
-        return out
-    from hopscope.deploy.base import Context
-    from hopscope.deploy.config import load_config
+@dataclass(frozen=True)
+class CheckRun:
+    """What a cross-check gets: the services, the manifests of its stack's drivers (phases that
+    ran), how long to run and a scratch folder."""
 
+    ctx: Context
+    stack: str
+    drivers: list[dict[str, Any]]
+    seconds: float
+    workdir: Path
+
+
+#: one-row INSERTs per second of the pgbench check
+PGBENCH_RATE = 100.0
+
+
+def check_kafka_end_to_end(run: CheckRun) -> dict[str, Any]:
+    records = max(50, round(run.seconds * 50))
+    return kafka_end_to_end(run.ctx, kafka_settings(run.drivers), records, run.workdir)
+
+
+def check_pgbench(run: CheckRun) -> dict[str, Any]:
+    return pgbench(run.ctx, run.seconds, PGBENCH_RATE, run.workdir)
+
+
+#: The checks a stack can name in its declaration.
+CHECKS: dict[str, Callable[[CheckRun], dict[str, Any]]] = {
+    "kafka_end_to_end": check_kafka_end_to_end,
+    "pgbench": check_pgbench,
+}
+
+
+def declared_checks(stack: Stack) -> list[tuple[str, Callable[[CheckRun], dict[str, Any]]]]:
+    """(result name, function) of each check the stack declares; CrossCheckError for a name
+    that is neither known here nor a `module:function`."""
+    out = []
+    for entry in stack.spec.crosschecks:
+        if ":" in entry:
+            out.append((entry.rpartition(":")[2], stack.resolve(entry, "cross-check")))
+        elif entry in CHECKS:
+            out.append((entry, CHECKS[entry]))
+        else:
+            raise CrossCheckError(
+                f"{stack.file}: cross-check {entry!r} is neither one of {sorted(CHECKS)} "
+                "nor a 'module:function' of the stack"
+            )
+    return out
+
+
+def run_crosschecks(
+    run_dir: Path, results: list[Any], stacks: list[Stack], seconds: float, console: Console
+) -> dict[str, Any]:
+    """Run the checks the chosen stacks declare; every outcome (figure or error) is stored."""
+    out: dict[str, Any] = {}
+    planned = [(s, name, fn) for s in stacks for name, fn in declared_checks(s)]
+    if not planned:
+        return out
     ctx = Context(load_config())
-    drivers = [r.driver for r in results if r.phase.stack == "kafka" and r.status == "ok"]
-    rate = 100.0
     with tempfile.TemporaryDirectory(prefix="hopscope-crosscheck-") as tmp:
         work = Path(tmp)
-        for name, fn in (
-            (
-                "kafka_end_to_end",
-                lambda: kafka_end_to_end(ctx, kafka_settings(drivers), max(50, round(seconds * 50)), work),
-            ),
-            ("pgbench", lambda: pgbench(ctx, seconds, rate, work)),
-        ):
-            console.print(f"cross-check [bold]{name}[/] …")
+        for stack, name, fn in planned:
+            drivers = [r.driver for r in results if r.phase.stack == stack.name and r.status == "ok"]
+            key = name if name not in out else f"{stack.name}.{name}"
+            console.print(f"cross-check [bold]{key}[/] …")
             try:
-                out[name] = {"status": "ok", **fn()}
-                console.print(f"  p50 {out[name]['p50_ms']:.2f} ms, p99 {out[name]['p99_ms']:.2f} ms")
+                out[key] = {"status": "ok", **fn(CheckRun(ctx, stack.name, drivers, seconds, work))}
+                console.print(f"  p50 {out[key]['p50_ms']:.2f} ms, p99 {out[key]['p99_ms']:.2f} ms")
             except Exception as exc:  # one failing tool must not hide the other's figure
-                out[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-                console.print(f"  [red]failed:[/] {out[name]['error']}")
-    (run_dir / CROSSCHECKS_FILE).write_text(json.dumps(out, indent=2, default=str))
+                out[key] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                console.print(f"  [red]failed:[/] {out[key]['error']}")
+    (run_dir / CROSSCHECKS).write_text(json.dumps(out, indent=2, default=str))
     return out

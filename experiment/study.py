@@ -1,25 +1,29 @@
-"""`hopscope run`: every workload on both stacks, interleaved, into one run directory.
+"""`hopscope run`: every workload on every stack, interleaved, into one run directory.
 
 A *profile* (`experiment/profiles/<name>.yaml`) says which workloads run, at what rates and
 for how long, how many repeats, and whether the tracing-off half of the overhead A/B and
-the independent cross-checks run. The plan interleaves the stacks (repeat r: for each
-workload, kafka then harper, the order flipped on odd repeats) so that machine drift over
-the run hits both stacks alike.
+the independent cross-checks run. The stacks are the discovered ones (`stack.yaml` folders,
+in their declared order) unless the profile or the caller names some. The plan interleaves
+them (repeat r: for each workload, each stack in order, the order flipped on odd repeats) so
+that machine drift over the run hits every stack alike. What a stack needs (its services,
+fairness controls, service read-backs, cross-checks) comes from its declaration.
 
 Each phase is one `hopscope bench` (`run_bench`) into `RUN_DIR/phases/<phase id>/`. A phase
 that fails is recorded (stack × workload × repeat, the error) and the run carries on. At the
 end the traced phases are merged into the run the analysis reads: their span files under
 `RUN_DIR/spans/<phase id>/`, their ledgers into `RUN_DIR/ledger.parquet`, and
-`manifest.json` with the expected hops of both stacks. Per-phase figures from the ledgers
-(repeats, overhead, ingest sweep, point reads) go to `RUN_DIR/experiment.json`, which the
-report's experiment sections read.
+the manifest with the expected hops of every stack. Per-phase figures from the ledgers
+(repeats, overhead, ingest sweep, point reads) go to the run's experiment file
+(`hopscope.core.rundir.EXPERIMENT`), which the report's experiment sections read.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
+import statistics
 import time
 import traceback
 from collections.abc import Callable
@@ -33,15 +37,32 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from hopscope.core.rundir import base_manifest, create_run_dir, update_manifest
+from hopscope.analysis.report.experiment_report import write_experiment_report
+from hopscope.collector.ingest import ingest_run
+from hopscope.core.rundir import (
+    EXPERIMENT,
+    LEDGER,
+    MANIFEST,
+    PHASES_DIR,
+    REPORT_ERROR,
+    SPANS_DIR,
+    base_manifest,
+    create_run_dir,
+    update_manifest,
+)
+from hopscope.deploy.base import Context
+from hopscope.deploy.config import load_config
+from hopscope.deploy.lifecycle import status, up
 from hopscope.pipelines.bench import run_bench
+from hopscope.pipelines.stack import Stack, discover_stacks, load_stack
 from hopscope.pipelines.workload import WORKLOADS_DIR, Workload, load_workload
 
+from .crosschecks import declared_checks, run_crosschecks
 from .phase_stats import phase_figures
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
-DEFAULT_STACKS = ("kafka", "harper")
-EXPERIMENT_FILE = "experiment.json"
+#: Services every traced run needs besides the stacks' own.
+TELEMETRY_SERVICES = ("collector",)
 
 
 class ProfileError(ValueError):
@@ -62,7 +83,8 @@ class Profile(BaseModel):
     crosscheck_seconds: float = Field(default=10.0, gt=0)
     #: wait after the last phase so the collector has written every span
     span_flush_s: float = Field(default=5.0, ge=0)
-    stacks: tuple[str, ...] = DEFAULT_STACKS
+    #: the stacks to run, in order; None = every discovered stack (in its declared order)
+    stacks: tuple[str, ...] | None = None
     #: workload overrides applied to every workload (fields of a workload file)
     defaults: dict[str, Any] = Field(default_factory=dict)
     #: workload name → its own overrides (applied after `defaults`); the keys say which run
@@ -200,8 +222,8 @@ def run_phase(
             error_kind=type(exc).__name__,
             run_dir=str(out) if out.exists() else None,
         )
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    figures = phase_figures(run_dir / "ledger.parquet", workload.name)
+    manifest = json.loads((run_dir / MANIFEST).read_text())
+    figures = phase_figures(run_dir / LEDGER, workload.name)
     return PhaseResult(
         phase,
         phase_id,
@@ -220,8 +242,6 @@ def run_phase(
 def collector_endpoint() -> str | None:
     """The collector's OTLP endpoint from the deploy config (the generator's default is 4317)."""
     try:
-        from hopscope.deploy.config import load_config
-
         return load_config().collector.otlp_grpc_endpoint
     except Exception:  # no deploy config: the tracing library's default
         return None
@@ -231,13 +251,10 @@ def collector_runs_root() -> Path | None:
     """Where the running collector writes `<run id>/spans/`: read from its rendered config
     (the path it really uses), else from our configuration."""
     try:
-        from hopscope.deploy.base import Context
-        from hopscope.deploy.config import load_config
-
         ctx = Context(load_config())
         conf = ctx.service_dir("collector") / "config.yaml"
         if conf.exists():
-            m = re.search(r"path:\s*['\"]?(\S+?)/\*/spans/", conf.read_text())
+            m = re.search(rf"path:\s*['\"]?(\S+?)/\*/{SPANS_DIR}/", conf.read_text())
             if m:
                 return Path(m.group(1))
         return ctx.config.collector.runs_root.resolve()
@@ -250,10 +267,10 @@ def gather_spans(result: PhaseResult, run_dir: Path, runs_root: Path | None) -> 
     collector's open handle valid: a late span still lands in the moved file)."""
     if runs_root is None or not result.phase.tracing:
         return 0
-    src = runs_root / result.phase_id / "spans"
+    src = runs_root / result.phase_id / SPANS_DIR
     if not src.is_dir():
         return 0
-    dst = run_dir / "spans" / result.phase_id
+    dst = run_dir / SPANS_DIR / result.phase_id
     dst.mkdir(parents=True, exist_ok=True)
     n = 0
     for f in sorted(src.iterdir()):
@@ -276,45 +293,86 @@ def merge_ledgers(results: list[PhaseResult], run_dir: Path) -> int:
     tables = []
     for r in results:
         if r.status == "ok" and r.phase.tracing and r.run_dir:
-            path = Path(r.run_dir) / "ledger.parquet"
+            path = Path(r.run_dir) / LEDGER
             if path.exists():
                 tables.append(pq.read_table(path))
     if not tables:
         return 0
     merged = pa.concat_tables(tables, promote_options="permissive")
-    pq.write_table(merged, run_dir / "ledger.parquet", compression="zstd")
+    pq.write_table(merged, run_dir / LEDGER, compression="zstd")
     return merged.num_rows
 
 
-def expected_hops(stacks: list[str], workloads: dict[str, Workload]) -> dict[str, dict[str, list[str]]]:
+def expected_hops(stacks: list[Stack], workloads: dict[str, Workload]) -> dict[str, dict[str, list[str]]]:
     out: dict[str, dict[str, list[str]]] = {}
     for s in stacks:
         for w in workloads.values():
-            if s in w.stacks:
-                out.setdefault(s, {}).update(w.expected_hops(s))
+            if w.name in s.spec.workloads:
+                out.setdefault(s.name, {}).update(s.expected_hops(w))
+    return out
+
+
+# --- what the stacks declare -------------------------------------------------------------------
+
+
+def resolve_stacks(names: list[str] | tuple[str, ...] | None) -> list[Stack]:
+    """The named stacks (UnknownStackError lists the discovered ones), or every discovered one."""
+    if names is None:
+        return list(discover_stacks().values())
+    return [load_stack(n) for n in names]
+
+
+def required_services(stacks: list[Stack]) -> list[str]:
+    """The services the stacks declare, then the telemetry's, each once."""
+    return list(dict.fromkeys([*(svc for s in stacks for svc in s.spec.services), *TELEMETRY_SERVICES]))
+
+
+def fairness_expected(stacks: list[Stack]) -> list[dict[str, Any]]:
+    """The study's controls as the report reads them: per control what it must be and, per
+    stack that declares it, where the read-back value is in that stack's driver manifest."""
+    rows: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for s in stacks:
+        for c in s.spec.fairness:
+            row = rows.setdefault((c.control, c.expected), {"control": c.control, "expected": c.expected})
+            row[s.name] = c.read_back
+    return list(rows.values())
+
+
+def read_services_fairness(stacks: list[Stack]) -> dict[str, Any]:
+    """Settings read from the running services themselves (beside what each driver read back),
+    by each stack's declared `services_readback`; a failing read-back is recorded as an error."""
+    readers = [s for s in stacks if s.spec.services_readback]
+    if not readers:
+        return {}
+    ctx = Context(load_config())
+    out: dict[str, Any] = {}
+    for s in readers:
+        try:
+            out[s.name] = s.resolve(s.spec.services_readback or "", "services read-back")(ctx)
+        except Exception as exc:  # recorded: the table then shows what the drivers read back
+            out[s.name] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
 
 
 # --- the whole run -----------------------------------------------------------------------------
 
 
-def bring_up(stacks: list[str], console: Console) -> str | None:
-    """`hopscope up` for what the chosen stacks and the telemetry need; returns an error text."""
+def bring_up(stacks: list[Stack], console: Console) -> str | None:
+    """`hopscope up` for the services the chosen stacks declare and the telemetry's; returns an
+    error text."""
     try:
-        from hopscope.deploy.base import Context
-        from hopscope.deploy.config import load_config
-        from hopscope.deploy.lifecycle import status, up
-
         ctx = Context(load_config())
-        groups = [f"{s}-stack" for s in stacks if s in ("kafka", "harper")] + ["collector"]
+        services = required_services(stacks)
         # Only what is not running: `up` would also (re)check dependencies such as Jaeger,
         # which the run does not need once the collector is up.
-        todo = [st.service for st in status(ctx, ",".join(groups)) if st.state not in ("running", "external")]
+        todo = [
+            st.service for st in status(ctx, ",".join(services)) if st.state not in ("running", "external")
+        ]
         if todo:
             console.print(f"starting {', '.join(todo)} (hopscope up)")
             up(ctx, ",".join(todo), console)
         else:
-            console.print("services already running: " + ", ".join(groups))
+            console.print("services already running: " + ", ".join(services))
     except Exception as exc:
         console.print(f"[red]hopscope up failed:[/] {exc}")
         return f"{type(exc).__name__}: {exc}"
@@ -336,7 +394,11 @@ def run_experiment(
 ) -> ExperimentResult:
     console = console or Console(stderr=True)
     t0 = time.monotonic()
-    stacks = list(stacks or profile.stacks)
+    chosen = resolve_stacks(stacks or profile.stacks)
+    stacks = [s.name for s in chosen]
+    if profile.crosschecks:
+        for s in chosen:
+            declared_checks(s)  # a bad declaration fails now, not after every phase ran
     names = list(workloads or profile.workloads)
     unknown = [w for w in names if w not in profile.workloads]
     if unknown:
@@ -347,10 +409,18 @@ def run_experiment(
     resolved = {w: workload_for(profile, w, workloads_dir) for w in names}
     repeats = repeat or profile.repeat
     plan = plan_phases(stacks, names, repeats, profile.overhead_ab, profile.overhead_repeats)
+    # A stack runs the workloads it declares hops for; the others are skipped, and said so.
+    declared = {s.name: set(s.spec.workloads) for s in chosen}
+    skipped = sorted({f"{p.stack}/{p.workload}" for p in plan if p.workload not in declared[p.stack]})
+    plan = [p for p in plan if p.workload in declared[p.stack]]
+    if skipped:
+        console.print(
+            f"[yellow]skipped[/] (the stack declares no hops for the workload): {', '.join(skipped)}"
+        )
 
     run_dir, run_id = create_run_dir(out, prefix="run")
     run_token = run_id.rsplit("-", 1)[-1] if out is None else _token()
-    phases_dir = run_dir / "phases"
+    phases_dir = run_dir / PHASES_DIR
     phases_dir.mkdir(exist_ok=True)
     update_manifest(
         run_dir,
@@ -360,9 +430,9 @@ def run_experiment(
         workloads={w: wl.model_dump(mode="json") for w, wl in resolved.items()},
         repeat=repeats,
         plan=[p.label for p in plan],
-        expected_hops=expected_hops(stacks, resolved),
+        expected_hops=expected_hops(chosen, resolved),
     )
-    up_error = bring_up(stacks, console) if start_services else None
+    up_error = bring_up(chosen, console) if start_services else None
 
     results: list[PhaseResult] = []
     for i, phase in enumerate(plan, 1):
@@ -373,11 +443,9 @@ def run_experiment(
             on_phase(res)
 
     crosschecks: dict[str, Any] = {}
-    if profile.crosschecks:
-        from .crosschecks import run_crosschecks
-
+    if profile.crosschecks and any(s.spec.crosschecks for s in chosen):
         console.rule("[bold]cross-checks[/]")
-        crosschecks = run_crosschecks(run_dir, results, stacks, profile.crosscheck_seconds, console)
+        crosschecks = run_crosschecks(run_dir, results, chosen, profile.crosscheck_seconds, console)
 
     if any(r.phase.tracing and r.status == "ok" for r in results) and profile.span_flush_s:
         console.print(f"waiting {profile.span_flush_s:.0f} s for the collector to write the last spans")
@@ -395,11 +463,12 @@ def run_experiment(
         "repeat": repeats,
         "up_error": up_error,
         "phases": [r.to_json() for r in results],
+        **({"skipped": skipped} if skipped else {}),
         "crosschecks": crosschecks,
-        "fairness_expected": FAIRNESS_EXPECTED,
-        "services_fairness": read_services_fairness(stacks),
+        "fairness_expected": fairness_expected(chosen),
+        "services_fairness": read_services_fairness(chosen),
     }
-    (run_dir / EXPERIMENT_FILE).write_text(json.dumps(experiment, indent=2, default=str))
+    (run_dir / EXPERIMENT).write_text(json.dumps(experiment, indent=2, default=str))
     update_manifest(
         run_dir,
         phases={
@@ -423,92 +492,23 @@ def run_experiment(
     if analyze:
         console.rule("[bold]analysis and report[/]")
         try:
-            from hopscope.analysis.report.experiment_report import write_experiment_report
-
+            ingest_run(run_dir, console=console)  # the merged span files → the span table
             report = write_experiment_report(run_dir, console=console)
         except Exception as exc:  # the run directory keeps everything; `hopscope analyze` can redo it
             report_error = f"{type(exc).__name__}: {exc}"
             console.print(f"[red]report failed:[/] {report_error}")
-            (run_dir / "report.error.txt").write_text(traceback.format_exc())
+            (run_dir / REPORT_ERROR).write_text(traceback.format_exc())
     seconds = time.monotonic() - t0
     update_manifest(run_dir, elapsed_s=round(seconds, 1))
     return ExperimentResult(run_dir, run_id, results, seconds, crosschecks, report, report_error, up_error)
 
 
 def _token() -> str:
-    import secrets
-
     return secrets.token_hex(3)
-
-
-#: The study's controls: what each must be, where the read-back value is in a driver's
-#: manifest (dotted path, `topics[]` = every topic), per stack.
-FAIRNESS_EXPECTED: list[dict[str, Any]] = [
-    {"control": "replication factor", "expected": "3", "kafka": "topics[].replication_factor"},
-    {"control": "min.insync.replicas", "expected": "2", "kafka": "topics[].min.insync.replicas"},
-    {"control": "producer acks", "expected": "all", "kafka": "producer.acks"},
-    {"control": "Debezium producer acks", "expected": "all", "kafka": "debezium.producer.override.acks"},
-    {"control": "idempotence", "expected": "true", "kafka": "producer.enable.idempotence"},
-    {"control": "compression", "expected": "lz4", "kafka": "producer.compression.type"},
-    {"control": "batching linger.ms", "expected": None, "kafka": "producer.linger.ms"},
-    {"control": "Debezium poll.interval.ms", "expected": None, "kafka": "debezium.poll.interval.ms"},
-    {"control": "Debezium max.batch.size", "expected": None, "kafka": "debezium.max.batch.size"},
-    {
-        "control": "topic timestamp type",
-        "expected": "LogAppendTime",
-        "kafka": "topics[].message.timestamp.type",
-    },
-    {"control": "Postgres synchronous_commit", "expected": "on", "kafka": "postgres.synchronous_commit"},
-    {
-        "control": "broker default.replication.factor",
-        "expected": "3",
-        "kafka": "broker.default.replication.factor",
-    },
-    {"control": "broker min.insync.replicas", "expected": "2", "kafka": "broker.min.insync.replicas"},
-    {
-        "control": "Harper replicatedConfirmation",
-        "expected": "1",
-        "harper": "write_confirmation.operations_api_field.replicatedConfirmation",
-    },
-    {
-        "control": "Harper write confirmation (replicas)",
-        "expected": "1",
-        "harper": "write_confirmation.replicas",
-    },
-    {"control": "Harper nodes", "expected": "3", "harper": "node_count"},
-]
-
-
-def read_services_fairness(stacks: list[str]) -> dict[str, Any]:
-    """Settings read from the running services themselves (beside what each driver read back)."""
-    from hopscope.deploy.base import Context
-    from hopscope.deploy.config import load_config
-
-    ctx = Context(load_config())
-    out: dict[str, Any] = {}
-    if "kafka" in stacks:
-        try:
-            from hopscope.deploy.services.kafka import Kafka
-
-            broker = Kafka(ctx).broker_configs()
-            keep = ("default.replication.factor", "min.insync.replicas", "compression.type", "num.partitions")
-            out["kafka"] = {"broker": {k: broker.get(k) for k in keep}}
-        except Exception as exc:  # recorded: the table then shows what the drivers read back
-            out["kafka"] = {"error": f"{type(exc).__name__}: {exc}"}
-    if "harper" in stacks:
-        try:
-            from hopscope.deploy.services.harper import Harper
-
-            out["harper"] = Harper(ctx).fairness()
-        except Exception as exc:
-            out["harper"] = {"error": f"{type(exc).__name__}: {exc}"}
-    return out
 
 
 def headline_rows(result: ExperimentResult) -> list[dict[str, Any]]:
     """Per workload × stack: ledger e2e p50/p99 (median over traced repeats) and failures."""
-    import statistics
-
     rows = []
     workloads = list(dict.fromkeys(r.phase.workload for r in result.phases))
     stacks = list(dict.fromkeys(r.phase.stack for r in result.phases))

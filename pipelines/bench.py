@@ -16,6 +16,7 @@ from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 from .driver import UnknownStackError, create_driver, get_driver_factory
 from .ledger import write_ledger
 from .loadgen import LoadGenerator, LoadResult
+from .stack import expected_hops, find_stack
 from .workload import WORKLOADS_DIR, Workload, WorkloadError, load_workload
 
 
@@ -26,16 +27,23 @@ class BenchConfigError(ValueError):
 def resolve_bench(
     stack: str, workload_name: str, overrides: dict[str, Any], workloads_dir: Path = WORKLOADS_DIR
 ) -> Workload:
-    """Validate workload + stack together; raises WorkloadError / UnknownStackError."""
+    """Validate workload + stack together; raises WorkloadError / StackError."""
     workload = load_workload(workload_name, overrides, workloads_dir)
-    factory = get_driver_factory(stack)
-    simulation = bool(getattr(factory, "simulation", False))
-    if not simulation and stack not in workload.stacks:
-        raise UnknownStackError(
-            f"workload {workload.name!r} defines no hops for stack {stack!r} "
-            f"(defined: {', '.join(sorted(workload.stacks))}); add them to its YAML file"
-        )
+    check_stack(stack, workload)
     return workload
+
+
+def check_stack(stack: str, workload: Workload) -> None:
+    """The stack has a driver and declares the workload's hops (a simulation needs none);
+    raises StackError (UnknownStackError for an unknown stack) before any load."""
+    found = find_stack(stack)
+    if found is not None:
+        found.check_workload(workload)
+    elif not getattr(get_driver_factory(stack), "simulation", False):
+        raise UnknownStackError(
+            f"stack {stack!r} has a registered driver but no declaration: no hops for workload "
+            f"{workload.name!r} (a stack declares them in its folder's stack.yaml)"
+        )
 
 
 #: Above this many events/s the root spans are built after the run: live ones cost ~100 µs of
@@ -69,6 +77,7 @@ def run_bench(
 ) -> tuple[Path, LoadResult]:
     console = console or Console(stderr=True)
     root_spans = resolve_root_spans(root_spans, workload)
+    check_stack(stack, workload)
     driver = create_driver(stack, tracing=tracing, otlp_endpoint=otlp_endpoint, **(driver_options or {}))
     driver.preflight(workload)  # before any load, before the run dir exists
     run_dir, run_id = create_run_dir(out, prefix=f"bench-{stack}-{workload.name}")
@@ -103,11 +112,7 @@ def run_bench(
         schedule=schedule or workload.schedule,
         tracing={"enabled": tracing, "otlp_endpoint": otlp_endpoint, "root_spans": root_spans},
         driver=driver.manifest(),
-        expected_hops={
-            stack: workload.expected_hops(stack)
-            if stack in workload.stacks
-            else {workload.name: ["loadgen.send"]}
-        },
+        expected_hops={stack: expected_hops(stack, workload)},
         load=result.summary(),
         files={k: p.name for k, p in paths.items()},
     )

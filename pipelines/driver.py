@@ -2,9 +2,10 @@
 
 OpenMessaging Benchmark style: the generator owns the schedule, the ledger and
 the root span; a driver only knows how to send an event into its system and
-how its subscribers report receipts. `pipelines/<stack>/` provides a driver
-and registers it under the stack name (lazily imported from `DRIVER_PATHS`,
-or at run time with `register_driver`).
+how its subscribers report receipts. A stack folder (`pipelines/<stack>/`, or one
+named by `HOPSCOPE_STACK_PATH`) names its driver in `stack.yaml`; the driver is
+imported on first use (`hopscope.pipelines.stack`). `register_driver` adds one at
+run time (tests, the loopback simulation).
 
 `LoopbackDriver` is a **simulation**: an in-process fake of this interface for
 the generator's own tests and benchmark. It is never a stack and its runs are
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from .stack import UnknownStackError, find_stack, stack_names
 from .workload import Workload
 
 AckStatus = Literal["ok", "error", "timeout"]
@@ -36,10 +37,6 @@ class PreflightError(RuntimeError):
         self.service = service
         self.endpoint = endpoint
         self.problem = problem
-
-
-class UnknownStackError(ValueError):
-    """No driver is registered (or importable) for a stack name."""
 
 
 @dataclass(slots=True)
@@ -120,11 +117,7 @@ class Driver(ABC):
 
 DriverFactory = Callable[..., Driver]
 
-#: Stacks whose driver lives in a module that is imported on first use ("module:Class").
-DRIVER_PATHS: dict[str, str] = {
-    "kafka": "hopscope.pipelines.kafka.driver:KafkaDriver",
-    "harper": "hopscope.pipelines.harper.driver:HarperDriver",
-}
+#: Drivers registered at run time (simulations, tests); discovered stacks are not listed here.
 _DRIVERS: dict[str, DriverFactory] = {}
 
 
@@ -133,24 +126,18 @@ def register_driver(stack: str, factory: DriverFactory) -> None:
 
 
 def known_stacks() -> list[str]:
-    return sorted(set(_DRIVERS) | set(DRIVER_PATHS))
+    """Discovered stacks (in their declared order), then the registered drivers."""
+    discovered = stack_names()
+    return discovered + sorted(set(_DRIVERS) - set(discovered))
 
 
 def get_driver_factory(stack: str) -> DriverFactory:
     if stack in _DRIVERS:
         return _DRIVERS[stack]
-    if stack not in DRIVER_PATHS:
+    found = find_stack(stack)
+    if found is None:
         raise UnknownStackError(f"unknown stack {stack!r}; known stacks: {', '.join(known_stacks())}")
-    module_name, _, attr = DRIVER_PATHS[stack].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise UnknownStackError(
-            f"the driver for stack {stack!r} is not available: module {module_name} cannot be imported ({exc})"
-        ) from exc
-    factory = getattr(module, attr)
-    _DRIVERS[stack] = factory
-    return factory
+    return found.driver_factory()
 
 
 def create_driver(

@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hdrh.histogram import HdrHistogram
 
+from hopscope.core.rundir import LATENCY_HDR, LEDGER
+
 OUTCOMES = ("delivered", "lost", "duplicated", "misdelivered")
 ACK_STATUSES = ("pending", "ok", "error", "timeout")
 _OK, _ERROR, _TIMEOUT = 1, 2, 3
@@ -277,9 +279,9 @@ def latency_summary_us(values_ns: np.ndarray) -> dict[str, float | int]:
 def write_ledger(result: LedgerResult, run_dir: Path) -> dict[str, Path]:
     """`ledger.parquet` plus `latency-hdr.json` (encoded HdrHistograms, µs, warm-up excluded)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    ledger_path = run_dir / "ledger.parquet"
+    ledger_path = run_dir / LEDGER
     pq.write_table(result.table, ledger_path, compression="zstd")
-    hdr_path = run_dir / "latency-hdr.json"
+    hdr_path = run_dir / LATENCY_HDR
     doc = {
         "unit": "us",
         "note": "measured from each event's intended send time; warm-up events excluded",

@@ -50,6 +50,7 @@ from hopscope.instrumentation.tracing import tracing_enabled
 from .driver import Ack, Driver, Event, RunContext
 from .ledger import Ledger, LedgerResult
 from .schedule import NS_PER_S, Plan, phased_plan
+from .stack import root_hops
 from .workload import POINT_READ, Workload
 
 #: Dispatch at most this many events before yielding to the loop, so acks and
@@ -220,10 +221,8 @@ class LoadGenerator:
             self._deferred_tracer.id_generator = self._preset_ids  # type: ignore[attr-defined]
             self.tracer = None
         self._root_ids: dict[int, tuple[int, int]] = {}
-        self.root_hop = workload.root_hop(stack)
         # A point read's root span is the read itself: the stack's first point-read hop.
-        pr_hops = workload.stacks[stack].point_read_hops if stack in workload.stacks else []
-        self.point_read_root_hop = pr_hops[0].name if pr_hops else self.root_hop
+        self.root_hop, self.point_read_root_hop = root_hops(stack, workload.name)
         self.clock = Clock()
         self._inflight: set[asyncio.Future[Ack]] = set()
         self._payload = (b"hopscope-payload-" * (workload.payload_bytes // 17 + 1))[: workload.payload_bytes]

@@ -1,8 +1,8 @@
 """Workload definitions: declarative YAML files validated into pydantic models.
 
 One file per workload in `pipelines/workloads/` (OpenMessaging Benchmark
-style). A stack appears only as a key under `stacks:` with its ordered
-expected hops, so a third stack is a new key here plus a new driver.
+style), holding only what is common to every stack. Each stack declares its own
+hops per workload in its folder's `stack.yaml` (`hopscope.pipelines.stack`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hopscope.core.attributes import WAIT_PREFIX
-
 WORKLOADS_DIR = Path(__file__).resolve().parent / "workloads"
 #: The extra workload name that point reads of `aggregate` are recorded under.
 POINT_READ = "point_read"
@@ -29,59 +27,6 @@ class WorkloadError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HopSpec(_Strict):
-    name: str = Field(min_length=1)
-    derived: bool = False
-    #: For derived hops: the embedded timestamp the span is built from.
-    source: str | None = None
-
-    @model_validator(mode="after")
-    def _derived_needs_source(self) -> HopSpec:
-        if self.derived and not self.source:
-            raise ValueError(f"derived hop {self.name!r} must name its timestamp 'source'")
-        if self.name.startswith(WAIT_PREFIX) and self.derived:
-            raise ValueError(f"wait hop {self.name!r} is a gap between spans; it cannot be derived")
-        return self
-
-    @property
-    def is_wait(self) -> bool:
-        return self.name.startswith(WAIT_PREFIX)
-
-
-def _check_hop_list(hops: list[HopSpec], what: str) -> list[HopSpec]:
-    if not hops:
-        raise ValueError(f"{what} is empty")
-    names = [h.name for h in hops]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"{what} lists hop(s) more than once: {dupes}")
-    for i, hop in enumerate(hops):
-        if hop.is_wait:
-            target = hop.name[len(WAIT_PREFIX) :]
-            following = names[i + 1] if i + 1 < len(names) else None
-            if following != target:
-                raise ValueError(
-                    f"{what}: {hop.name!r} must be followed by hop {target!r} (it is the wait before it), "
-                    f"found {following!r}"
-                )
-    return hops
-
-
-class StackSpec(_Strict):
-    hops: list[HopSpec]
-    point_read_hops: list[HopSpec] = Field(default_factory=list)
-
-    @field_validator("hops")
-    @classmethod
-    def _hops_ok(cls, hops: list[HopSpec]) -> list[HopSpec]:
-        return _check_hop_list(hops, "hops")
-
-    @field_validator("point_read_hops")
-    @classmethod
-    def _pr_hops_ok(cls, hops: list[HopSpec]) -> list[HopSpec]:
-        return _check_hop_list(hops, "point_read_hops") if hops else hops
 
 
 class SubscriberSpec(_Strict):
@@ -114,7 +59,6 @@ class Workload(_Strict):
     subscribers: tuple[SubscriberSpec, ...]
     rate_sweep: tuple[float, ...] | None = None
     point_read_rate: float | None = Field(default=None, gt=0)
-    stacks: dict[str, StackSpec]
     seed: int = 1
     ack_timeout_s: float = Field(default=30.0, gt=0)
     drain_timeout_s: float = Field(default=30.0, gt=0)
@@ -142,16 +86,6 @@ class Workload(_Strict):
                 raise ValueError(f"rate_sweep rates must be > 0, got {bad}")
         return value
 
-    @field_validator("stacks")
-    @classmethod
-    def _stack_names(cls, stacks: dict[str, StackSpec]) -> dict[str, StackSpec]:
-        if not stacks:
-            raise ValueError("no stack defined")
-        for name in stacks:
-            if not name.isidentifier():
-                raise ValueError(f"stack name {name!r} must be an identifier")
-        return stacks
-
     @model_validator(mode="after")
     def _filters_and_reads(self) -> Workload:
         names = [s.name for s in self.subscribers]
@@ -174,10 +108,6 @@ class Workload(_Strict):
         for field, values in self.fields.items():
             if not values:
                 raise ValueError(f"field {field!r} has no values")
-        if self.point_read_rate is not None:
-            missing = [s for s, spec in self.stacks.items() if not spec.point_read_hops]
-            if missing:
-                raise ValueError(f"point_read_rate is set but stack(s) {missing} have no point_read_hops")
         return self
 
     # --- derived views -------------------------------------------------------------------
@@ -208,27 +138,6 @@ class Workload(_Strict):
 
     def expected_subscribers(self, fields: Mapping[str, str]) -> list[str]:
         return [s.name for s in self.subscribers if s.matches(fields)]
-
-    def expected_hops(self, stack: str) -> dict[str, list[str]]:
-        """`{workload: [hop, ...]}` for the manifest's `expected_hops[stack]`."""
-        spec = self.stack(stack)
-        hops = {self.name: [h.name for h in spec.hops]}
-        if self.point_read_rate is not None and spec.point_read_hops:
-            hops[POINT_READ] = [h.name for h in spec.point_read_hops]
-        return hops
-
-    def stack(self, stack: str) -> StackSpec:
-        if stack not in self.stacks:
-            raise WorkloadError(
-                f"workload {self.name!r} defines no hops for stack {stack!r} (defined: {sorted(self.stacks)})"
-            )
-        return self.stacks[stack]
-
-    def root_hop(self, stack: str) -> str:
-        """The hop the load generator's root span stands for (the stack's first hop)."""
-        if stack not in self.stacks:
-            return "loadgen.send"
-        return self.stacks[stack].hops[0].name
 
 
 # --- loading ---------------------------------------------------------------------------------

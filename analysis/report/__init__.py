@@ -5,16 +5,17 @@
     run = load(run_dir)
     write_report(ReportContext.from_run(run), run_dir)
 
-Sections are functions in `sections.REPORT_SECTIONS` (top level) and
-`sections.WORKLOAD_PARTS` (inside each workload); a new section is one more function.
+Sections are functions in `outline.REPORT_SECTIONS` (top level) and
+`outline.WORKLOAD_PARTS` (inside each workload); a new section is one more function.
 """
 
 from __future__ import annotations
 
 from .context import ReportContext, RunLike
 from .headline import Headline, headline
+from .outline import REPORT_SECTIONS, WORKLOAD_PARTS, build_sections
 from .render import ReportFiles, render_html, render_markdown, write_report
-from .sections import REPORT_SECTIONS, WORKLOAD_PARTS, Section, build_sections
+from .section import Section
 
 __all__ = [
     "REPORT_SECTIONS",

@@ -45,6 +45,9 @@ class ReportContext:
     meta: dict[str, Any] = field(default_factory=dict)
     #: `experiment.json` of a `hopscope run` (phases, fairness, cross-checks); empty otherwise
     experiment: dict[str, Any] = field(default_factory=dict)
+    #: Jaeger-mode critical-path statistics per trace (`Run.jaeger_stats()`) of a run loaded in
+    #: jaeger mode; None otherwise
+    jaeger_stats: pd.DataFrame | None = None
     _pairs: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _graphs: dict[tuple[str, str], nx.DiGraph | None] = field(default_factory=dict, repr=False)
 
@@ -78,6 +81,7 @@ class ReportContext:
             workloads=workloads,
             title=title,
             meta=meta,
+            jaeger_stats=run.jaeger_stats() if getattr(run, "mode", "event") == "jaeger" else None,  # type: ignore[attr-defined]
             _pairs=set(pairs),
         )
 

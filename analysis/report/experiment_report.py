@@ -1,6 +1,9 @@
 """The report of a `hopscope run` directory: `analyze_run` on the merged spans, or — when no
 span reached the run (collector down, every traced phase failed) — the same report built
-from the ledgers and `experiment.json` alone, saying so, instead of no report at all."""
+from the ledgers and `experiment.json` alone, saying so, instead of no report at all.
+
+The run's span files must be ingested first (`hopscope.collector.ingest.ingest_run`): the
+analysis reads spans.parquet only."""
 
 from __future__ import annotations
 
@@ -10,7 +13,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from .analyze import EXPERIMENT_FILE, AnalyzeError, _read_json, analyze_run
+from hopscope.core.rundir import EXPERIMENT, LEDGER, MANIFEST
+from hopscope.core.schema import SPAN_SCHEMA
+
+from ..run import NoSpans, Run
+from .analyze import analyze_run, read_json
 from .context import ReportContext
 from .experiment_sections import apply_experiment
 from .render import write_report
@@ -20,19 +27,16 @@ def write_experiment_report(run_dir: Path, console: Console | None = None) -> Pa
     console = console or Console(stderr=True)
     try:
         return analyze_run(run_dir, console=console).report.html
-    except AnalyzeError as exc:
-        if "nothing to analyse" not in str(exc):
-            raise
+    except NoSpans as exc:
+        if exc.span_files:
+            raise  # span files not ingested is not the same as no span at all
         console.print(f"[yellow]no spans in the run[/] ({exc}); report from the ledgers only")
     return _ledger_only_report(run_dir)
 
 
 def _ledger_only_report(run_dir: Path) -> Path:
-    from hopscope.analysis.run import Run
-    from hopscope.core.schema import SPAN_SCHEMA
-
-    manifest = _read_json(run_dir / "manifest.json")
-    ledger_path = run_dir / "ledger.parquet"
+    manifest = read_json(run_dir / MANIFEST)
+    ledger_path = run_dir / LEDGER
     ledger = pq.read_table(ledger_path).to_pandas() if ledger_path.exists() else None
     run = Run.from_table(SPAN_SCHEMA.empty_table(), manifest=manifest, ledger=ledger, run_dir=run_dir)
     ctx = ReportContext.from_run(
@@ -44,5 +48,5 @@ def _ledger_only_report(run_dir: Path) -> Path:
             "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         },
     )
-    apply_experiment(ctx, _read_json(run_dir / EXPERIMENT_FILE))
+    apply_experiment(ctx, read_json(run_dir / EXPERIMENT))
     return write_report(ctx, run_dir).html

@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from hopscope.core.attributes import WAIT_PREFIX, wait_hop
+
 from .context import ReportContext
-from .sections import Section, figure_part, note, slug
+from .section import Section, figure_part, note, slug
 from .tables import Column, count, fmt_ms, fmt_share, make_table, ms, share, text
 
 #: Repeats of one figure disagreeing by more than this ((max − min) ÷ median) are flagged.
@@ -547,9 +549,9 @@ def overhead_section(ctx: ReportContext) -> Iterable[Section]:
 #: Where the traced counterpart of each tool's figure comes from: (stack, workloads to try, hop).
 #: Kafka: the partial sum of the hops up to the consumer's poll (client intent → consumer start).
 KAFKA_HOP_SOURCES = (
-    ("fanout", "wait:router.consume"),
-    ("ingest", "wait:ingest.consume"),
-    ("aggregate", "wait:streams.aggregate"),
+    ("fanout", wait_hop("router.consume")),
+    ("ingest", wait_hop("ingest.consume")),
+    ("aggregate", wait_hop("streams.aggregate")),
 )
 PG_HOP_SOURCE = ("write_notify", "client.insert")
 
@@ -562,7 +564,7 @@ def _traced_kafka(ctx: ReportContext) -> tuple[str, dict[str, float]] | None:
         row = g[g["hop"] == hop]
         if len(row):
             r = row.iloc[0]
-            return f"kafka/{workload}: produce → {hop.removeprefix('wait:')} (partial sum)", {
+            return f"kafka/{workload}: produce → {hop.removeprefix(WAIT_PREFIX)} (partial sum)", {
                 "p50": float(r["p50_ms"]), "p99": float(r["p99_ms"])
             }  # fmt: skip
     return None

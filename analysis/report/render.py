@@ -12,8 +12,11 @@ from pathlib import Path
 import jinja2
 from plotly.offline import get_plotlyjs
 
+from hopscope.core.rundir import REPORT_HTML, REPORT_MD
+
 from .context import ReportContext
-from .sections import Section, SectionFn, build_sections
+from .outline import build_sections
+from .section import Section, SectionFn
 
 #: `src=`/`href=` attributes that would make the browser fetch something from the network.
 EXTERNAL_REF = re.compile(
@@ -38,9 +41,13 @@ def _meta_items(ctx: ReportContext) -> list[tuple[str, str]]:
     return items
 
 
+#: the page template (templates/report.html.j2: the report file's name + .j2)
+TEMPLATE_NAME = f"{REPORT_HTML}.j2"
+
+
 def render_html(ctx: ReportContext, sections: list[Section]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    page = env.from_string(_template("report.html.j2")).render(
+    page = env.from_string(_template(TEMPLATE_NAME)).render(
         title=ctx.title,
         meta=_meta_items(ctx),
         css=_template("report.css"),
@@ -48,7 +55,7 @@ def render_html(ctx: ReportContext, sections: list[Section]) -> str:
         sections=sections,
     )
     if m := EXTERNAL_REF.search(page):
-        raise ValueError(f"report.html would load from the network: {m.group(0)!r}")
+        raise ValueError(f"{REPORT_HTML} would load from the network: {m.group(0)!r}")
     return page
 
 
@@ -77,7 +84,7 @@ def write_report(
     """Build every section once and write both files into `out_dir`."""
     sections = build_sections(ctx, section_fns, on_done)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = ReportFiles(out_dir / "report.html", out_dir / "report.md")
+    files = ReportFiles(out_dir / REPORT_HTML, out_dir / REPORT_MD)
     files.html.write_text(render_html(ctx, sections), encoding="utf-8")
     files.markdown.write_text(render_markdown(ctx, sections), encoding="utf-8")
     return files

@@ -1,73 +1,24 @@
-"""The report as a list of section functions. Each returns Sections (HTML + Markdown), so a
-new section (repeats with spread, an ingest sweep, a fairness table, …) plugs in by being
-appended to a list, without touching the others."""
+"""The sections of every analysed run: the headline, each workload's parts (summary, CDF,
+breakdown, tail growth, shares, hop graph, hop table), the Jaeger-mode paths, data quality.
+The report's order is in outline.py."""
 
 from __future__ import annotations
 
 import html
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-import plotly.io as pio
 
 from ..quality import span_source_problems
 from . import plots
 from .context import ReportContext
 from .headline import Headline, headline
+from .section import Section, figure_part, note, slug
 from .tables import Column, Table, count, fmt_count, fmt_ms, fmt_ratio, fmt_share, make_table, ms, share, text
 
 #: Unattributed time above this share of the ledger's end-to-end latency (at p50) is flagged.
 CLOSURE_FLAG_SHARE = 0.05
-
-
-@dataclass
-class Section:
-    """One titled part of the report, rendered both ways."""
-
-    anchor: str
-    title: str
-    html: str
-    markdown: str
-    children: list[Section] = field(default_factory=list)
-
-
-SectionFn = Callable[[ReportContext], Iterable[Section]]
-WorkloadPartFn = Callable[[ReportContext, str], Section | None]
-
-
-def slug(*parts: str) -> str:
-    return "-".join(re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-") for p in parts)
-
-
-def note(message: str) -> tuple[str, str]:
-    return f'<p class="note">{html.escape(message)}</p>', f"> {message}\n"
-
-
-def figure_html(fig: go.Figure, div_id: str) -> str:
-    height = int(fig.layout.height or 450)
-    body = pio.to_html(
-        fig,
-        full_html=False,
-        include_plotlyjs=False,
-        div_id=div_id,
-        default_height=f"{height}px",
-        config={"displaylogo": False, "responsive": True},
-    )
-    return f'<div class="plot">{body}</div>'
-
-
-def figure_part(anchor: str, title: str, fig: go.Figure | None, caption: str, empty: str) -> tuple[str, str]:
-    """A plot with its caption; when there is nothing to draw, say why instead."""
-    if fig is None:
-        return note(empty)
-    return (
-        figure_html(fig, anchor + "-plot") + f'<p class="caption">{html.escape(caption)}</p>',
-        f"*Plot in report.html: {title}.* {caption}\n",
-    )
 
 
 # -- the headline -----------------------------------------------------------------------
@@ -331,22 +282,48 @@ def workload_hop_table(ctx: ReportContext, workload: str) -> Section | None:
     return Section(anchor, "Per-hop statistics", "".join(parts_html), "\n".join(parts_md))
 
 
-#: The parts of each workload's section, in order. Append to extend.
-WORKLOAD_PARTS: list[WorkloadPartFn] = [
-    workload_summary,
-    workload_cdf,
-    workload_breakdown,
-    workload_growth,
-    workload_shares,
-    workload_graphs,
-    workload_hop_table,
-]
+# -- Jaeger mode ------------------------------------------------------------------------
+
+JAEGER_COLUMNS = [
+    count("order", "#"), text("hop"), count("traces"), ms("mean_ms"), ms("p50_ms"), ms("p99_ms"),
+    ms("p999_ms", "p99.9 (ms)"), ms("max_ms"), share("crit_share", "crit. path"),
+    ms("event_mean_ms", "event mode mean (ms)"),
+]  # fmt: skip
 
 
-def workload_sections(ctx: ReportContext) -> Iterable[Section]:
+def jaeger_section(ctx: ReportContext) -> Iterable[Section]:
+    """Jaeger UI's critical path per trace (run loaded with mode="jaeger"), per stack × workload,
+    with the event-mode mean of the same hop beside it. Nothing for an event-mode run."""
+    js = ctx.jaeger_stats
+    if js is None:
+        return
+    parts_html, parts_md = [], []
+    intro = (
+        "Jaeger UI's critical path of every trace: links are not followed and a PRODUCER's CONSUMER "
+        "child is pruned, so the path stops where the event crosses a broker. Per hop: its time on "
+        "the path per trace, over the traces whose path holds it. The event-mode figures above stay "
+        "the attribution."
+    )
+    parts_html.append(f"<p>{html.escape(intro)}</p>")
+    parts_md.append(intro + "\n")
     for workload in ctx.workloads:
-        children = [s for part in WORKLOAD_PARTS if (s := part(ctx, workload)) is not None]
-        yield Section(slug("workload", workload), f"Workload: {workload}", "", "", children)
+        for stack in ctx.stacks:
+            rows = js[(js["stack"] == stack) & (js["workload"] == workload)]
+            if rows.empty:
+                continue
+            event = ctx.hops(stack, workload)
+            means = dict(zip(event["hop"], event["mean_ms"], strict=True)) if not event.empty else {}
+            rows = rows.sort_values(["order", "hop"], kind="stable").assign(
+                event_mean_ms=lambda f, m=means: [m.get(h) for h in f["hop"]]
+            )
+            t = make_table(rows, JAEGER_COLUMNS, caption=f"{stack} · {workload} (Jaeger mode, per trace)")
+            parts_html.append(t.to_html())
+            parts_md.append(t.to_markdown())
+    if len(parts_html) == 1:
+        n_html, n_md = note("No trace has a Jaeger-mode critical path.")
+        parts_html.append(n_html)
+        parts_md.append(n_md)
+    yield Section("jaeger-paths", "Jaeger-mode critical paths", "".join(parts_html), "\n".join(parts_md))
 
 
 # -- data quality -----------------------------------------------------------------------
@@ -529,44 +506,3 @@ def _positive(value: object) -> bool:
         return float(value) > 0  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
-
-
-# The experiment sections need Section/note/figure_part from this module, so they are
-# imported once those exist; each yields nothing for a run without experiment.json.
-from .experiment_sections import (  # noqa: E402
-    crosscheck_section,
-    fairness_section,
-    overhead_section,
-    run_status_section,
-    workload_point_reads,
-    workload_repeats,
-    workload_sweep,
-)
-
-WORKLOAD_PARTS.insert(1, workload_repeats)
-WORKLOAD_PARTS += [workload_sweep, workload_point_reads]
-
-#: The report's top-level sections, in order. Append to extend.
-REPORT_SECTIONS: list[SectionFn] = [
-    headline_section,
-    run_status_section,
-    fairness_section,
-    workload_sections,
-    overhead_section,
-    crosscheck_section,
-    quality_section,
-]
-
-
-def build_sections(
-    ctx: ReportContext,
-    section_fns: Iterable[SectionFn] | None = None,
-    on_done: Callable[[str], None] | None = None,
-) -> list[Section]:
-    out: list[Section] = []
-    for fn in section_fns if section_fns is not None else REPORT_SECTIONS:
-        for s in fn(ctx):
-            out.append(s)
-            if on_done is not None:
-                on_done(s.title)
-    return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from hopscope.deploy.base import Service
 from hopscope.deploy.services.jaeger import (
@@ -24,35 +23,13 @@ from hopscope.deploy.services.jaeger import (
     otlp_json_span,
     render,
 )
+from hopscope.deploy.settings import CollectorConfig
 
 COLLECTOR_RELEASE = "0.161.0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_MODULE = REPO_ROOT / "collector" / "otelcol-hopscope"
 COLLECTOR_TEMPLATE = REPO_ROOT / "collector" / "config" / "otelcol-hopscope.yaml.j2"
 HEALTH_SERVICE = "hopscope-health"
-
-
-class CollectorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    otlp_grpc_port: int = 24317
-    otlp_http_port: int = 24318
-    prometheus_port: int = 28889
-    health_port: int = 23133
-    #: e.g. "http://collector.example:4317" — then no local collector is started.
-    external_otlp_endpoint: str | None = None
-    #: Each run's spans go to `<runs_root>/<hopscope.run_id>/spans/spans.jsonl` (relative: to the cwd of `up`).
-    runs_root: Path = Path("runs")
-    #: Spans without `hopscope.run_id` land in `<runs_root>/<this>/spans/`.
-    unassigned_run_id: str = "_unassigned"
-    #: Where spans are forwarded over OTLP gRPC ("host:port"); default: the local Jaeger, if any.
-    jaeger_otlp_endpoint: str | None = None
-    rotate_megabytes: int = 100
-    memory_limit_mib: int = 512
-    metrics_flush_interval: str = "5s"
-
-    @property
-    def otlp_grpc_endpoint(self) -> str:
-        return self.external_otlp_endpoint or f"http://127.0.0.1:{self.otlp_grpc_port}"
 
 
 class Collector(Service):

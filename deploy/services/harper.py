@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 
 from hopscope.deploy.base import Service, wait_until
 from hopscope.deploy.harper_client import CONFIRM_HEADER, HarperClient, HarperError, HarperNode, confirm_value
+from hopscope.deploy.settings import HarperConfig
 
 HARPER_VERSION = "4.7.29"
 HEALTH_DATABASE = "hopscope"
@@ -31,51 +31,6 @@ _INSTALLED_MARKER = ".hopscope-installed"
 _NODE_SETTINGS = "hopscope-node.json"
 
 _console = Console(stderr=True)
-
-
-class HarperConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    nodes: int = Field(3, ge=1, le=9)
-    #: node N (1-based) listens on 127.0.0.N (Harper needs one hostname per node).
-    http_port: int = 29926
-    operations_port: int = 29925
-    replication_port: int = 29933
-    mqtt_port: int = 29883
-    mqtt_secure_port: int = 29887
-    #: Harper binds every listener on all addresses, so node N uses port + (N-1) * port_step.
-    port_step: int = 10
-    #: HTTP worker threads per node (3 nodes share the host's cores).
-    threads: int = 1
-    log_level: str = "warn"
-    admin_user: str = "hopscope"
-    #: Harper's dev default: loopback clients are super users without credentials. With false,
-    #: node 1's own system-database replication sockets were refused ("Unauthorized").
-    authorize_local: bool = True
-    #: replicas a confirmed write waits for (the study's fairness setting: 2 durable copies).
-    confirm_replicas: int = 1
-    #: our own bound on any request: a confirmed write hangs while every replica is down.
-    request_timeout: float = 10.0
-    #: e.g. ["https://harper1.example:9926", ...] — then no local nodes are started.
-    external_urls: list[str] | None = None
-    #: operations API per external node; default: same host, port 9925 (Harper's default).
-    external_operations_urls: list[str] | None = None
-    #: MQTT "host:port" per external node; default: same host, port 1883.
-    external_mqtt: list[str] | None = None
-    external_username: str = "admin"
-    external_password: str | None = None
-
-    @field_validator("external_urls", "external_operations_urls", "external_mqtt", mode="before")
-    @classmethod
-    def _split_env_list(cls, value: object) -> object:
-        # environment variables arrive as one string: accept "a,b,c" or a JSON list
-        if isinstance(value, str):
-            text = value.strip()
-            return (
-                json.loads(text)
-                if text.startswith("[")
-                else [v.strip() for v in text.split(",") if v.strip()]
-            )
-        return value
 
 
 class Harper(Service):
@@ -399,30 +354,17 @@ class Harper(Service):
             )
         except HarperError as exc:
             raise self.fail("health", f"replicated write/read round trip: {exc}") from exc
-        self.ensure_component()
 
-    def ensure_component(self) -> str:
-        """Deploy the hopscope component (`pipelines/harper/component/`) to every node if it changed."""
-        from hopscope.pipelines.harper.component_deploy import ensure_component
-
-        collector = self.ctx.config.collector
-        otlp = f"http://127.0.0.1:{collector.otlp_http_port}/v1/traces"
-        # Harper's redeploy sometimes half-removes the old node_modules (ENOTEMPTY here) and its
-        # npm install then fails on the remains: local nodes get a clean install instead.
-        stale = [
-            self.node_dir(i) / "root" / "components" / "hopscope" / "node_modules"
+    def component_install_dirs(self, project: str) -> list[Path]:
+        """The `node_modules` folder of component `project` on every local node (none when the
+        cluster is external). Harper's redeploy sometimes half-removes it (ENOTEMPTY) and its npm
+        install then fails on the remains: a deployer may clear them first for a clean install."""
+        if self.is_external():
+            return []
+        return [
+            self.node_dir(i) / "root" / "components" / project / "node_modules"
             for i in range(1, self.cfg.nodes + 1)
-            if not self.is_external()
         ]
-        try:
-            return ensure_component(
-                self.client(),
-                self.ctx.service_dir(self.name) / "component.sha256",
-                otlp,
-                before_deploy=lambda: [shutil.rmtree(path, ignore_errors=True) for path in stale],
-            )
-        except HarperError as exc:
-            raise self.fail("health", str(exc)) from exc
 
     def _ensure_health_table(self, client: HarperClient) -> None:
         schema = client.operation(1, {"operation": "describe_all"})

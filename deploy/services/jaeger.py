@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 import jinja2
-from pydantic import BaseModel, ConfigDict
 
 from hopscope.deploy.base import Context, DeployError, Service
+from hopscope.deploy.settings import JaegerConfig
 
 JAEGER_VERSION = "v1.76.0"
 JAEGER_PACKAGE = "github.com/jaegertracing/jaeger/cmd/jaeger"
@@ -31,32 +31,6 @@ DEPLOY_DIR = Path(__file__).resolve().parent.parent
 JAEGER_MODULE = DEPLOY_DIR / "jaeger" / "module"
 JAEGER_TEMPLATE = DEPLOY_DIR / "jaeger" / "config.yaml.j2"
 MARKER = ".installed"
-
-
-class JaegerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    query_port: int = 26686
-    otlp_grpc_port: int = 24417
-    otlp_http_port: int = 24418
-    #: Jaeger's gRPC query API (api_v2/api_v3); its default 16685 would clash with a system Jaeger.
-    query_grpc_port: int = 26685
-    #: Memory storage bound; older traces are evicted.
-    max_traces: int = 100_000
-    #: e.g. "http://jaeger.example:16686" — then no local Jaeger is started.
-    external_url: str | None = None
-    #: With `external_url`: its OTLP/HTTP endpoint (e.g. "http://jaeger.example:4318"), so the
-    #: health check can write a span and read it back; without it only the query API is checked.
-    external_otlp_http_endpoint: str | None = None
-
-    @property
-    def query_url(self) -> str:
-        return self.external_url or f"http://127.0.0.1:{self.query_port}"
-
-    @property
-    def otlp_http_url(self) -> str | None:
-        if self.external_url is not None:
-            return self.external_otlp_http_endpoint
-        return f"http://127.0.0.1:{self.otlp_http_port}"
 
 
 # --- Go builds into the cache (shared with the collector) ------------------------------

@@ -32,10 +32,10 @@ from typing import Any
 
 import httpx
 import psycopg
-from pydantic import BaseModel, ConfigDict
 
 from hopscope.deploy import apt
 from hopscope.deploy.base import DeployError, Service, terminate_pidfile, wait_until
+from hopscope.deploy.settings import ConnectConfig, KafkaConfig
 
 KAFKA_VERSION = "4.4.0"
 DEBEZIUM_VERSION = "3.6.1.Final"
@@ -64,33 +64,6 @@ CDC_HEALTH_PREFIX = "hopscope_health"
 CDC_HEALTH_TOPIC = f"{CDC_HEALTH_PREFIX}.public.{CDC_HEALTH_TABLE}"
 #: librdkafka logs every refused connection while brokers start; health checks report failures themselves.
 QUIET_CLIENT: dict[str, Any] = {"log_level": 2, "socket.timeout.ms": 5000}
-
-
-class KafkaConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    broker_ports: list[int] = [29092, 29093, 29094]
-    controller_ports: list[int] = [29192, 29193, 29194]
-    heap: str = "512m"
-    #: e.g. "kafka1.example:9092,kafka2.example:9092" — then no local brokers are started.
-    external_bootstrap: str | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return self.external_bootstrap or ",".join(f"127.0.0.1:{p}" for p in self.broker_ports)
-
-
-class ConnectConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    port: int = 28083
-    heap: str = "512m"
-    #: e.g. "http://connect.example:8083" — then no local worker is started.
-    external_url: str | None = None
-    #: Worker-wide producer linger (fairness: the same small linger as the other producers).
-    producer_linger_ms: int = 1
-
-    @property
-    def url(self) -> str:
-        return self.external_url or f"http://127.0.0.1:{self.port}"
 
 
 # --- installing jars with Maven --------------------------------------------------------

@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import psycopg
-from pydantic import BaseModel, ConfigDict
 
 from hopscope.deploy import apt
 from hopscope.deploy.base import DeployError, Service, run_checked
+from hopscope.deploy.settings import PostgresConfig
 
 PG_VERSION = "15"
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
@@ -27,13 +27,6 @@ SERVER_SETTINGS = {
     "max_connections": "200",
     "shared_buffers": "256MB",
 }
-
-
-class PostgresConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    port: int = 25432
-    #: e.g. "postgresql://user:pass@db.example:5432/app" — then no local server is started.
-    external_dsn: str | None = None
 
 
 class Postgres(Service):

@@ -5,18 +5,10 @@ from __future__ import annotations
 import shutil
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from hopscope.deploy import apt
 from hopscope.deploy.base import Service
-
-
-class PrometheusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    port: int = 29090
-    scrape_interval: str = "5s"
-    #: e.g. "http://prometheus.example:9090" — then no local server is started.
-    external_url: str | None = None
+from hopscope.deploy.settings import PrometheusConfig
 
 
 class Prometheus(Service):

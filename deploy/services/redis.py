@@ -6,17 +6,10 @@ import shutil
 import time
 
 import redis
-from pydantic import BaseModel, ConfigDict
 
 from hopscope.deploy import apt
 from hopscope.deploy.base import Service
-
-
-class RedisConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    port: int = 26379
-    #: e.g. "redis://:pass@cache.example:6379/0" — then no local server is started.
-    external_url: str | None = None
+from hopscope.deploy.settings import RedisConfig
 
 
 class Redis(Service):

@@ -9,10 +9,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hopscope.deploy.config import load_config
 from hopscope.pipelines.bench import LIVE_ROOT_SPANS_MAX_RATE, resolve_bench, run_bench
-from hopscope.pipelines.driver import PreflightError, UnknownStackError, get_driver_factory, known_stacks
+from hopscope.pipelines.driver import PreflightError, get_driver_factory, known_stacks
 from hopscope.pipelines.loadgen import LoadResult
+from hopscope.pipelines.stack import StackError
 from hopscope.pipelines.workload import WORKLOADS_DIR, Workload, WorkloadError
+
+
+def _stack_help() -> str:
+    try:
+        names = ", ".join(known_stacks())
+    except StackError:  # a broken declaration must not break --help; `bench` names the problem
+        names = "see pipelines/*/stack.yaml"
+    return f"a discovered stack or a simulation ({names})"
 
 
 def print_result(
@@ -46,7 +56,10 @@ def print_result(
 def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
-        stack: Annotated[str, typer.Option("--stack", help=f"stack driver ({', '.join(known_stacks())})")],
+        stack: Annotated[
+            str,
+            typer.Option("--stack", help=_stack_help()),
+        ],
         workload: Annotated[str, typer.Option("--workload", help="workload name or YAML path")],
         rate: Annotated[
             float | None, typer.Option("--rate", help="events/s (replaces an ingest sweep)")
@@ -81,7 +94,7 @@ def register(app: typer.Typer) -> None:
         ] = "auto",
         workloads_dir: Annotated[Path, typer.Option("--workloads-dir")] = WORKLOADS_DIR,
     ) -> None:
-        """Run one workload open-loop against one stack; writes ledger.parquet and manifest.json."""
+        """Run one workload open-loop against one stack; writes the ledger and the manifest."""
         console = Console(stderr=True)
         overrides: dict[str, Any] = {
             "rate": rate,
@@ -94,8 +107,6 @@ def register(app: typer.Typer) -> None:
         }
         if otlp_endpoint is None:
             # The root spans must reach the same collector the drivers export to.
-            from hopscope.deploy.config import load_config
-
             otlp_endpoint = load_config().collector.otlp_grpc_endpoint
         try:
             resolved = resolve_bench(stack, workload, overrides, workloads_dir)
@@ -109,7 +120,7 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
                 console=console,
             )
-        except (WorkloadError, UnknownStackError) as exc:
+        except (WorkloadError, StackError) as exc:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from exc
         except PreflightError as exc:

@@ -18,6 +18,7 @@ from rich.table import Table
 from hopscope.collector.errors import IngestError, Problems
 from hopscope.collector.ingest import IngestResult, ingest, write_outputs
 from hopscope.collector.readers import FORMATS
+from hopscope.core.rundir import INGEST_REPORT, SPANS_PARQUET
 from hopscope.core.schema import SPAN_SCHEMA
 
 _console = Console()
@@ -51,7 +52,7 @@ def _summary(result: IngestResult, title: str) -> None:
     _console.print(t)
     for why in result.problems.declined[:5]:
         _console.print(f"[yellow]slower path:[/] {why}")
-    _console.print(f"wrote {result.out_dir / 'spans.parquet'} and {result.out_dir / 'ingest_report.json'}")
+    _console.print(f"wrote {result.out_dir / SPANS_PARQUET} and {result.out_dir / INGEST_REPORT}")
 
 
 def register(app: typer.Typer) -> None:
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest_cmd(
         src: Annotated[list[Path], typer.Argument(help="span files or folders (recursed)")],
-        out: Annotated[Path, typer.Option("--out", help="run directory to write spans.parquet into")],
+        out: Annotated[Path, typer.Option("--out", help=f"run directory to write {SPANS_PARQUET} into")],
         strict: Annotated[bool, typer.Option("--strict", help="stop at the first bad line/span")] = False,
         fmt: Annotated[
             str | None, typer.Option("--format", help=f"skip detection: one of {', '.join(FORMATS)}")
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("fetch-traces")
     def fetch_traces_cmd(
-        out: Annotated[Path, typer.Option("--out", help="run directory to write spans.parquet into")],
+        out: Annotated[Path, typer.Option("--out", help=f"run directory to write {SPANS_PARQUET} into")],
         jaeger: Annotated[
             str | None, typer.Option("--jaeger", help="Jaeger v2 query base URL, e.g. http://127.0.0.1:16686")
         ] = None,

@@ -1,4 +1,4 @@
-"""`hopscope run`: the whole experiment — every workload on both stacks — into one run
+"""`hopscope run`: the whole experiment — every workload on every stack — into one run
 directory with the comparison report. The work is in `hopscope.experiment.study`."""
 
 from __future__ import annotations
@@ -9,6 +9,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from hopscope.pipelines.stack import StackError, stack_names
+
+
+def _stacks_help() -> str:
+    try:
+        names = ", ".join(stack_names())
+    except StackError:  # a broken declaration must not break --help; `run` names the problem
+        names = "see pipelines/*/stack.yaml"
+    return f"comma-separated (default: the profile's, else every discovered stack: {names})"
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -24,9 +34,7 @@ def register(app: typer.Typer) -> None:
         profile: Annotated[
             str, typer.Option("--profile", help="profile name (quick, full, smoke) or YAML path")
         ] = "full",
-        stacks: Annotated[
-            str | None, typer.Option("--stacks", help="comma-separated, e.g. kafka,harper")
-        ] = None,
+        stacks: Annotated[str | None, typer.Option("--stacks", help=_stacks_help())] = None,
         workloads: Annotated[
             str | None, typer.Option("--workloads", help="comma-separated, e.g. write_notify,ingest")
         ] = None,
@@ -39,8 +47,9 @@ def register(app: typer.Typer) -> None:
         start: Annotated[bool, typer.Option("--up/--no-up", help="start what is not running first")] = True,
         report: Annotated[bool, typer.Option("--report/--no-report")] = True,
     ) -> None:
-        """Run every workload on both stacks (interleaved, with warm-up, tracing on/off A/B and
+        """Run every workload on every stack (interleaved, with warm-up, tracing on/off A/B and
         cross-checks) and write one run directory with the comparison report."""
+        # At call time: the study loads the analysis and deploy, which other commands' --help need not.
         from hopscope.experiment.study import ProfileError, headline_rows, load_profile, run_experiment
         from hopscope.pipelines.workload import WorkloadError
 
@@ -57,7 +66,7 @@ def register(app: typer.Typer) -> None:
                 analyze=report,
                 console=console,
             )
-        except (ProfileError, WorkloadError) as exc:
+        except (ProfileError, WorkloadError, StackError) as exc:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from exc
 

@@ -13,17 +13,49 @@ from rich.table import Table
 
 from hopscope.deploy.base import Context, DeployError
 from hopscope.deploy.config import ConfigError, load_config
-from hopscope.deploy.registry import SERVICES, UnknownService, instantiate, resolve
+from hopscope.deploy.lifecycle import down, status, up
+from hopscope.deploy.registry import GROUPS, SERVICES, UnknownService, instantiate, resolve
+from hopscope.pipelines.stack import StackError, discover_stacks
 
 console = Console(stderr=True)
+#: `--only <stack>-stack` stands for the services that stack's declaration needs.
+STACK_SUFFIX = "-stack"
 
-OnlyOpt = Annotated[
-    str | None,
-    typer.Option("--only", help="comma-separated services or groups (kafka-stack, harper-stack, telemetry)"),
-]
+
+def _only_help() -> str:
+    try:
+        stacks = [f"{name}{STACK_SUFFIX}" for name in discover_stacks()]
+    except StackError:  # a broken declaration must not break --help; `up` names the problem
+        stacks = []
+    return f"comma-separated services or groups ({', '.join([*stacks, *GROUPS])})"
+
+
+OnlyOpt = Annotated[str | None, typer.Option("--only", help=_only_help())]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML config (default: $HOPSCOPE_CONFIG or ./hopscope.toml)")
 ]
+
+
+def expand_stacks(only: str | None) -> str | None:
+    """`<stack>-stack` items → the services the stack declares (deploy itself knows no stack)."""
+    if not only:
+        return only
+    items = [x.strip() for x in only.split(",") if x.strip()]
+    if not any(x.endswith(STACK_SUFFIX) for x in items):
+        return only
+    try:
+        stacks = discover_stacks()
+    except StackError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    out: list[str] = []
+    for item in items:
+        name = item.removesuffix(STACK_SUFFIX)
+        if item.endswith(STACK_SUFFIX) and name in stacks:
+            out += stacks[name].spec.services
+        else:
+            out.append(item)  # a service or group: deploy's registry checks it
+    return ",".join(dict.fromkeys(out))
 
 
 def context(config: Path | None) -> Context:
@@ -36,12 +68,10 @@ def context(config: Path | None) -> Context:
 
 def up_cmd(only: OnlyOpt = None, config: ConfigOpt = None) -> None:
     """Install (once, cached) and start the services, each checked by a real round trip."""
-    from hopscope.deploy.lifecycle import up
-
     ctx = context(config)
     t0 = time.monotonic()
     try:
-        timings = up(ctx, only, console)
+        timings = up(ctx, expand_stacks(only), console)
     except (DeployError, UnknownService) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -52,10 +82,8 @@ def up_cmd(only: OnlyOpt = None, config: ConfigOpt = None) -> None:
 
 def down_cmd(only: OnlyOpt = None, config: ConfigOpt = None) -> None:
     """Stop the services started by `up` (by their recorded PIDs)."""
-    from hopscope.deploy.lifecycle import down
-
     try:
-        stopped = down(context(config), only)
+        stopped = down(context(config), expand_stacks(only))
     except (DeployError, UnknownService) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -68,10 +96,8 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Each service's state, endpoint, PIDs and memory."""
-    from hopscope.deploy.lifecycle import status
-
     try:
-        rows = status(context(config), only)
+        rows = status(context(config), expand_stacks(only))
     except UnknownService as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc

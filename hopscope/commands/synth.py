@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hopscope.core.rundir import SPANS_DIR, SPANS_PARQUET
+
 
 def register(app: typer.Typer) -> None:
     """Add `hopscope synth` to the main app."""
@@ -25,12 +27,13 @@ def register(app: typer.Typer) -> None:
         parquet: Annotated[
             bool,
             typer.Option(
-                "--parquet/--no-parquet", help="also write spans.parquet (else ingest runs on load)"
+                "--parquet/--no-parquet",
+                help=f"also write {SPANS_PARQUET} (else `hopscope analyze` ingests {SPANS_DIR}/ first)",
             ),
         ] = True,
     ) -> None:
         """Synthetic traces (OTLP JSON lines), ledger, manifest and truth.json for tests and demos."""
-        from hopscope.analysis.synth import SynthConfig, generate, write_run
+        from hopscope.synth import SynthConfig, generate, write_run
 
         console = Console(stderr=True)
         try:

@@ -8,6 +8,10 @@ the hash, which the component reports back (`GET /HopscopeTelemetry/…`): a
 deploy is done when every node's *restarted* worker serves the new hash, not
 when the old worker still answers. Each node installs the pinned npm packages
 itself (`npm install` from `package-lock.json`); node_modules is never shipped.
+
+The Harper stack deploys it (`ensure_deployed`, from the driver's preflight): the Harper
+service knows nothing of it. When every node already serves the digest this costs one
+staging copy, one hash and one GET per node.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from hopscope.deploy.harper_client import HarperClient, HarperError
+from hopscope.deploy.services.harper import Harper
 
 PROJECT = "hopscope"
 COMPONENT_DIR = Path(__file__).resolve().parent / "component"
@@ -134,3 +139,16 @@ def _ensure_locked(
             raise HarperError(f"deploying the hopscope component from {COMPONENT_DIR}: {exc}") from exc
     state_file.write_text(digest + "\n")
     return "deployed"
+
+
+def ensure_deployed(harper: Harper) -> str:
+    """Deploy the component to the cluster `harper` runs if some node does not serve it
+    (idempotent); returns 'deployed' or 'unchanged'. Raises HarperError on failure."""
+    otlp = f"http://127.0.0.1:{harper.ctx.config.collector.otlp_http_port}/v1/traces"
+    stale = harper.component_install_dirs(PROJECT)
+    return ensure_component(
+        harper.client(),
+        harper.ctx.service_dir(harper.name) / "component.sha256",
+        otlp,
+        before_deploy=lambda: [shutil.rmtree(path, ignore_errors=True) for path in stale],
+    )

@@ -1,11 +1,15 @@
-"""The Harper stack driver: the four workloads on the 3-node cluster, traced through every hop.
+"""The Harper stack driver: the 3-node cluster for the load generator — what every workload shares.
 
-| workload | send (node 1) | delivery |
-|---|---|---|
-| write_notify | REST PUT /Notify/<id>, `X-Replicate-To: *;confirm=1` | MQTT `Notify/#` on every node (sub-i on node i+1) |
-| fanout | MQTT 5 publish QoS 1 to Fanout/<region>/<category>/<id> | MQTT topic filters, subscribers spread over the nodes |
-| aggregate | REST PUT /Reading/<id> (component updates Aggregate/<key>), confirmed | MQTT `Aggregate/#` on node 2; point reads GET /Aggregate/<key> on node 2 |
-| ingest | REST POST /Ingest/ (confirmed) | the confirmed write is the sink's receipt |
+| workload | send (node 1) | delivery | module |
+|---|---|---|---|
+| write_notify | REST PUT /Notify/<id>, `X-Replicate-To: *;confirm=1` | MQTT `Notify/#` on every node (sub-i on node i+1) | `write_notify.py` |
+| fanout | MQTT 5 publish QoS 1 to Fanout/<region>/<category>/<id> | MQTT topic filters, subscribers spread over the nodes | `fanout.py` |
+| aggregate | REST PUT /Reading/<id> (component updates Aggregate/<key>), confirmed | MQTT `Aggregate/#` on node 2; point reads GET /Aggregate/<key> on node 2 | `aggregate.py` |
+| ingest | REST POST /Ingest/ (confirmed) | the confirmed write is the sink's receipt | `ingest.py` |
+
+The driver deploys the stack's component (`component_deploy.py`) in its preflight when some
+node does not serve it, and keeps the clients, subscribers, receipts and the manifest; each
+workload's own steps are its `Pipeline` (`pipeline.py`).
 
 The client sends `traceparent` as an HTTP header (or inside the MQTT payload:
 Harper drops MQTT 5 user properties). The component continues the trace and
@@ -26,53 +30,32 @@ import aiomqtt
 import httpx
 import orjson
 from opentelemetry.trace import SpanKind
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from hopscope.deploy.harper_client import CONFIRM_HEADER, HarperClient, confirm_value
+from hopscope.deploy.base import Context
+from hopscope.deploy.config import load_config
+from hopscope.deploy.harper_client import CONFIRM_HEADER, HarperClient, HarperError, confirm_value
+from hopscope.deploy.services.harper import Harper
 from hopscope.instrumentation.carriers import TraceparentError, parse_traceparent
 from hopscope.instrumentation.hops import start_hop_span
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 from hopscope.pipelines.driver import Ack, Driver, Event, PreflightError, RunContext
-from hopscope.pipelines.workload import POINT_READ, Workload
+from hopscope.pipelines.workload import Workload
 
 from . import topics
-from .component_deploy import READY_PATH
+from .aggregate import Aggregate
+from .component_deploy import READY_PATH, ensure_deployed
+from .fanout import Fanout
+from .ingest import Ingest
+from .pipeline import HarperDriverConfig, Pipeline, Sub
+from .write_notify import WriteNotify
 
-SUPPORTED = ("write_notify", "fanout", "aggregate", "ingest")
+#: workload → its pipeline on this stack
+PIPELINES: dict[str, type[Pipeline]] = {p.workload: p for p in (WriteNotify, Fanout, Aggregate, Ingest)}
+SUPPORTED = tuple(PIPELINES)
 #: Hops that are built from timestamps instead of a hook (none at present: see README.md).
 DERIVED_HOPS: dict[str, list[str]] = {w: [] for w in SUPPORTED}
-
-
-@dataclass
-class HarperDriverConfig:
-    #: replicas a write waits for (Kafka side: acks=all with min.insync.replicas=2 = 2 copies)
-    confirm_replicas: int = 1
-    #: our own bound on a request: a confirmed write hangs while every replica is down
-    request_timeout_s: float = 10.0
-    mqtt_qos: int = 1
-    #: node (1-based) that receives every write / publish
-    write_node: int = 1
-    #: node that serves point reads and the aggregate reader (a replica, not the writer)
-    read_node: int = 2
-    #: drain ends early once no receipt came for this long after all were expected
-    quiet_s: float = 2.0
-    max_connections: int = 64
-
-
-@dataclass
-class _Sub:
-    name: str
-    node: int
-    filters: list[str]
-    hop: str
-    client: aiomqtt.Client | None = None
-    task: asyncio.Task[None] | None = None
-    received: int = 0
-    #: aggregate reader: events already received (a later state repeats the last few)
-    seen: set[str] = field(default_factory=set)
-    already_seen: int = 0
+__all__ = ["HarperDriver", "HarperDriverConfig", "summarize_component_telemetry"]
 
 
 @dataclass
@@ -109,17 +92,7 @@ def summarize_component_telemetry(nodes: list[dict[str, Any]]) -> dict[str, Any]
     return {"nodes": nodes, **totals, "problems": problems}
 
 
-def _harper_client() -> HarperClient:
-    from hopscope.deploy.base import Context
-    from hopscope.deploy.config import load_config
-    from hopscope.deploy.services.harper import Harper
-
-    return Harper(Context(load_config())).client()
-
-
 def _collector_endpoint() -> str:
-    from hopscope.deploy.config import load_config
-
     return load_config().collector.otlp_grpc_endpoint
 
 
@@ -135,15 +108,17 @@ class HarperDriver(Driver):
         **options: Any,
     ) -> None:
         self.config = config or HarperDriverConfig(**options)
-        self.client = client or _harper_client()
+        #: the deployed cluster (None with a client of the caller's: then nothing is deployed)
+        self.service = None if client is not None else Harper(Context(load_config()))
+        self.client = client or self.service.client()
         self.otlp_endpoint = otlp_endpoint
         #: off: no traceparent goes out, so the component and the subscribers make no spans
         self.tracing = tracing
         self.workload: Workload | None = None
+        self.pipeline: Pipeline | None = None
         self._run: RunContext | None = None
-        self._subs: list[_Sub] = []
+        self._subs: list[Sub] = []
         self._http: httpx.AsyncClient | None = None
-        self._publisher: aiomqtt.Client | None = None
         self._provider: Any = None
         self._tracer: Any = None
         self._expected = 0
@@ -164,6 +139,12 @@ class HarperDriver(Driver):
             raise PreflightError(
                 "harper", "-", f"confirm_replicas={self.config.confirm_replicas} > replicas available"
             )
+        if self.service is not None:
+            # The stack's component, deployed by the stack (idempotent; cheap when unchanged).
+            try:
+                ensure_deployed(self.service)
+            except HarperError as exc:
+                raise PreflightError("harper", self.client.nodes[0].rest_url, str(exc)) from exc
         with self.client.http(timeout=5) as http:
             for node in self.client.nodes:
                 url = f"{node.rest_url}/{READY_PATH}"
@@ -175,7 +156,7 @@ class HarperDriver(Driver):
                     raise PreflightError(
                         "harper",
                         url,
-                        f"HTTP {status}: the hopscope component is not deployed (run `hopscope up`)",
+                        f"HTTP {status}: the hopscope component is not deployed",
                     )
         self._fairness = self._read_fairness()
 
@@ -202,6 +183,7 @@ class HarperDriver(Driver):
 
     async def setup(self, workload: Workload, run: RunContext) -> None:
         self.workload, self._run = workload, run
+        self.pipeline = PIPELINES[workload.name](self)
         self._setup_wall_ms = time.time() * 1000
         cfg = self.config
         self._provider = setup_tracing(
@@ -218,9 +200,9 @@ class HarperDriver(Driver):
         self._http = httpx.AsyncClient(
             headers=self.client.auth_headers(), timeout=cfg.request_timeout_s, limits=limits
         )
-        self._subs = self._plan_subscribers(workload)
+        self._subs = self.pipeline.subscribers(workload)
         for sub in self._subs:
-            sub.client = self._mqtt(sub.node, f"{run.run_id}-{sub.name}", max_queued_incoming_messages=0)
+            sub.client = self.mqtt(sub.node, f"{run.run_id}-{sub.name}", max_queued_incoming_messages=0)
             await sub.client.__aenter__()
             # retainHandling=2: a table subscription would first replay every stored record
             for flt in sub.filters:
@@ -228,16 +210,15 @@ class HarperDriver(Driver):
                     flt, options=SubscribeOptions(qos=cfg.mqtt_qos, retainHandling=2), timeout=10
                 )
             sub.task = asyncio.create_task(self._consume(sub))
-        if workload.name == "fanout":
-            self._publisher = self._mqtt(
-                cfg.write_node, f"{run.run_id}-publisher", max_inflight_messages=1000
-            )
-            # QoS 1 publishes in flight are the open loop working as meant, not a concern to log
-            self._publisher.pending_calls_threshold = max(1000, self.config.max_connections)
-            await self._publisher.__aenter__()
+        await self.pipeline.setup(workload)
         await asyncio.sleep(0.5)  # subscriptions reach the other nodes' routing
 
-    def _mqtt(self, node_index: int, identifier: str, **options: Any) -> aiomqtt.Client:
+    @property
+    def run(self) -> RunContext:
+        assert self._run is not None
+        return self._run
+
+    def mqtt(self, node_index: int, identifier: str, **options: Any) -> aiomqtt.Client:
         """An MQTT 5 client of one node, with the cluster's credentials (not yet connected)."""
         node = self.client.node(node_index)
         user, password = self.client.auth()
@@ -250,26 +231,6 @@ class HarperDriver(Driver):
             protocol=aiomqtt.ProtocolVersion.V5,
             **options,
         )
-
-    def _plan_subscribers(self, workload: Workload) -> list[_Sub]:
-        n = len(self.client.nodes)
-        if workload.name == "ingest":
-            return []  # the sink's receipt is the confirmed write itself
-        if workload.name == "aggregate":
-            return [
-                _Sub(s.name, self.config.read_node, [f"{topics.AGGREGATE}/#"], "reader.receive")
-                for s in workload.subscribers
-            ]
-        out = []
-        for i, spec in enumerate(workload.subscribers):
-            node = i % n + 1  # sub-0 on the writer's node, the others on replicas
-            filters = (
-                [f"{topics.NOTIFY}/#"]
-                if workload.name == "write_notify"
-                else topics.fanout_filters(workload, spec)
-            )
-            out.append(_Sub(spec.name, node, filters, "subscriber.receive"))
-        return out
 
     async def drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -292,9 +253,9 @@ class HarperDriver(Driver):
             if sub.client is not None:
                 with contextlib.suppress(Exception):
                     await sub.client.__aexit__(None, None, None)
-        if self._publisher is not None:
+        if self.pipeline is not None:
             with contextlib.suppress(Exception):
-                await self._publisher.__aexit__(None, None, None)
+                await self.pipeline.aclose()
         if self._http is not None:
             if self.tracing and self._run is not None:
                 self._component_telemetry = await self._read_component_telemetry()
@@ -326,21 +287,10 @@ class HarperDriver(Driver):
 
     # --- sending --------------------------------------------------------------------------
     def send(self, event: Event) -> asyncio.Future[Ack]:
-        assert self.workload is not None
-        name = self.workload.name
-        if event.workload == POINT_READ:
-            coro = self._point_read(event)
-        elif name == "fanout":
-            coro = self._publish(event)
-        elif name == "write_notify":
-            coro = self._put(event, topics.NOTIFY)
-        elif name == "aggregate":
-            coro = self._put(event, topics.READING)
-        else:
-            coro = self._post_ingest(event)
-        return asyncio.ensure_future(coro)
+        assert self.pipeline is not None
+        return asyncio.ensure_future(self.pipeline.send(event))
 
-    def _body(self, event: Event) -> dict[str, Any]:
+    def body(self, event: Event) -> dict[str, Any]:
         assert self._run is not None
         return {
             "key": event.key,
@@ -349,13 +299,13 @@ class HarperDriver(Driver):
             "payload": event.payload.decode("utf-8", "replace"),
         }
 
-    def _write_headers(self, event: Event) -> dict[str, str]:
+    def write_headers(self, event: Event) -> dict[str, str]:
         headers = {"content-type": "application/json", **event.carrier}
         if self.config.confirm_replicas > 0:
             headers[CONFIRM_HEADER] = confirm_value(self.config.confirm_replicas)
         return headers
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> tuple[Ack, httpx.Response | None]:
+    async def request(self, method: str, url: str, **kwargs: Any) -> tuple[Ack, httpx.Response | None]:
         assert self._http is not None and self._run is not None
         try:
             resp = await self._http.request(method, url, **kwargs)
@@ -370,35 +320,10 @@ class HarperDriver(Driver):
             return Ack("error", now, f"{method} {url}: HTTP {resp.status_code}: {resp.text[:200]}"), resp
         return Ack("ok", now), resp
 
-    async def _put(self, event: Event, resource: str) -> Ack:
-        node = self.client.node(self.config.write_node)
-        self._expect(event)
-        ack, _ = await self._request(
-            "PUT",
-            f"{node.rest_url}/{resource}/{event.event_id}",
-            content=orjson.dumps(self._body(event)),
-            headers=self._write_headers(event),
-        )
-        return ack
+    def expect(self, event: Event) -> None:
+        self._expected += len(event.expected_subscribers)
 
-    async def _post_ingest(self, event: Event) -> Ack:
-        assert self._run is not None
-        node = self.client.node(self.config.write_node)
-        ack, resp = await self._request(
-            "POST",
-            f"{node.rest_url}/{topics.INGEST}/",
-            content=orjson.dumps({"id": event.event_id, **self._body(event)}),
-            headers=self._write_headers(event),
-        )
-        if ack.status == "ok":
-            acked = ack.acked_ns or self._run.now_ns()
-            # the component names its last hop (the confirmation) in a W3C traceresponse header
-            parent = (resp.headers.get("traceresponse") if resp is not None else None) or event.traceparent
-            for sub in event.expected_subscribers:  # the confirmed, replicated write is the receipt
-                self._record_sink(event, sub, acked, parent)
-        return ack
-
-    def _record_sink(self, event: Event, subscriber: str, acked_ns: int, parent: str | None) -> None:
+    def record_sink(self, event: Event, subscriber: str, acked_ns: int, parent: str | None) -> None:
         """The sink's receipt (the confirmed write came back), as a span the analysis can pair."""
         assert self._run is not None
         if parent and self._tracer is not None:
@@ -418,56 +343,14 @@ class HarperDriver(Driver):
             return
         self._run.receipt(event.event_id, subscriber, acked_ns)
 
-    async def _point_read(self, event: Event) -> Ack:
-        assert self._run is not None
-        node = self.client.node(self.config.read_node)
-        headers = {**event.carrier, "x-hopscope-run": self._run.run_id, "x-hopscope-event": event.event_id}
-        ack, resp = await self._request(
-            "GET", f"{node.rest_url}/{topics.AGGREGATE}/{event.key}", headers=headers
-        )
-        if resp is not None and resp.status_code == 404:
-            # a key not aggregated yet is an answer, not a failure of the read path
-            return Ack("ok", ack.acked_ns, "404: no aggregate yet")
-        return ack
-
-    async def _publish(self, event: Event) -> Ack:
-        assert self._publisher is not None and self._run is not None and self.workload is not None
-        self._expect(event)
-        topic = topics.fanout_topic(self.workload, event.fields, event.event_id)
-        message = {
-            "eventId": event.event_id,
-            "runId": self._run.run_id,
-            "workload": event.workload,
-            "traceparent": event.traceparent,
-            "payload": event.payload.decode("utf-8", "replace"),
-        }
-        props = Properties(PacketTypes.PUBLISH)
-        if event.traceparent:  # Harper drops user properties; sent anyway so the loss stays visible
-            props.UserProperty = ("traceparent", event.traceparent)
-        try:
-            await self._publisher.publish(
-                topic,
-                orjson.dumps(message),
-                qos=self.config.mqtt_qos,
-                properties=props,
-                timeout=self.config.request_timeout_s,
-            )
-        except aiomqtt.MqttError as exc:
-            status = "timeout" if "timed out" in str(exc).lower() else "error"
-            return Ack(status, None, f"MQTT publish {topic}: {exc}")  # type: ignore[arg-type]
-        return Ack("ok", self._run.now_ns())
-
-    def _expect(self, event: Event) -> None:
-        self._expected += len(event.expected_subscribers)
-
     # --- receiving ------------------------------------------------------------------------
-    async def _consume(self, sub: _Sub) -> None:
+    async def _consume(self, sub: Sub) -> None:
         assert sub.client is not None
         async for message in sub.client.messages:
             self._on_message(sub, message)
 
-    def _on_message(self, sub: _Sub, message: aiomqtt.Message) -> None:
-        assert self._run is not None
+    def _on_message(self, sub: Sub, message: aiomqtt.Message) -> None:
+        assert self._run is not None and self.pipeline is not None
         received = self._run.now_ns()
         where = f"MQTT {message.topic} at {sub.name}"
         try:
@@ -477,15 +360,7 @@ class HarperDriver(Driver):
             if record.get("runId") != self._run.run_id:
                 self._counters.foreign_messages += 1
                 return
-            if sub.hop == "reader.receive":
-                # an aggregate state covers every event folded in since the reader's last one
-                items = [i for i in record.get("recent") or [] if isinstance(i, dict)]
-                # the key's row outlives runs: its recent list may still name earlier runs' events
-                own = f"{self._run.run_id}-"
-                items = [i for i in items if str(i.get("eventId", "")).startswith(own)]
-                deliveries = [(i.get("eventId"), i.get("traceparent")) for i in items]
-            else:
-                deliveries = [(record.get("eventId", record.get("id")), record.get("traceparent"))]
+            deliveries = self.pipeline.deliveries(sub, record)
             parsed = []
             for event_id, tp in deliveries:
                 if not isinstance(event_id, str):
@@ -504,11 +379,8 @@ class HarperDriver(Driver):
         node = self.client.node(sub.node)
         workload = str(record.get("workload") or (self.workload.name if self.workload else ""))
         for event_id, parent in parsed:
-            if sub.hop == "reader.receive":
-                if event_id in sub.seen:
-                    sub.already_seen += 1  # the same event again in a later aggregate state
-                    continue
-                sub.seen.add(event_id)
+            if self.pipeline.seen_before(sub, event_id):
+                continue
             if parent is None:
                 self._run.receipt(event_id, sub.name, received)
                 sub.received += 1

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from hopscope.analysis import load
 from hopscope.analysis.report.analyze import analyze_run
+from hopscope.collector.ingest import ingest_run
 from hopscope.deploy.base import Context, read_pid
 from hopscope.deploy.config import load_config
 from hopscope.deploy.harper_client import HarperClient
@@ -30,9 +31,10 @@ from hopscope.deploy.registry import service_class
 from hopscope.deploy.services.harper import Harper
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 from hopscope.pipelines.bench import run_bench
-from hopscope.pipelines.harper.component_deploy import ensure_component
+from hopscope.pipelines.harper.component_deploy import ensure_component, ensure_deployed
 from hopscope.pipelines.harper.driver import HarperDriver
 from hopscope.pipelines.loadgen import LoadGenerator
+from hopscope.pipelines.stack import load_stack
 from hopscope.pipelines.workload import load_workload
 
 pytestmark = pytest.mark.integration
@@ -49,13 +51,15 @@ RUNS = {
 
 @pytest.fixture(scope="module")
 def stack_ctx() -> Context:
-    """Harper via `up` (which deploys the component) and the running collector.
+    """Harper via `up`, the stack's component deployed by the stack (as its driver's preflight
+    does), and the running collector.
 
     Only these two: the session-wide `deployed` fixture would also build Jaeger,
     which these tests do not read.
     """
     ctx = Context(load_config())
-    up(ctx, "harper", Console(stderr=True))
+    up(ctx, ",".join(load_stack("harper").spec.services), Console(stderr=True))
+    ensure_deployed(Harper(ctx))
     collector = service_class("collector")(ctx)
     if not collector.is_external() and not collector.running():
         pytest.fail("the collector is not running: `hopscope up --only telemetry` first")
@@ -243,10 +247,11 @@ def test_workload_is_traced_through_every_hop(
 
     _wait_for_spans(run_dir)
     _assert_span_metrics_cardinality_is_bounded(harper.ctx, run_id, result.target_events)
+    ingest_run(run_dir)  # as `hopscope analyze` does first
     analyze_run(run_dir, console=Console(stderr=True, quiet=True))
     run = load(run_dir)
     quality = run.quality()["pairs"]
-    expected = workload.expected_hops("harper")
+    expected = load_stack("harper").expected_hops(workload)
     per_event = result.ledger.table.column("workload").to_pylist()
     events = {wl: per_event.count(wl) for wl in expected}
     for wl in expected:

@@ -1,6 +1,6 @@
 """The four workloads on the real Kafka stack, traced through every hop (short runs).
 
-Services: `hopscope up --only kafka-stack` plus a running collector (its file
+Services: `hopscope up --only kafka-stack` (the stack's declared services) plus a running collector (its file
 exporter writes each run's spans to `<runs_root>/<run id>/spans/`). Each test
 runs `hopscope bench`'s code path, waits for the spans, runs `hopscope analyze`
 and checks the ledger (0 lost / duplicated / misdelivered), trace
@@ -32,7 +32,9 @@ from hopscope.deploy.services.collector import Collector
 from hopscope.deploy.services.postgres import Postgres
 from hopscope.pipelines.bench import resolve_bench, run_bench
 from hopscope.pipelines.driver import PreflightError
-from hopscope.pipelines.kafka.driver import INGEST_TABLE, KafkaDriver
+from hopscope.pipelines.kafka.driver import KafkaDriver
+from hopscope.pipelines.kafka.ingest import INGEST_TABLE
+from hopscope.pipelines.stack import load_stack
 from hopscope.pipelines.workload import WorkloadError, load_workload
 
 RATE = 50.0
@@ -42,7 +44,7 @@ DURATION_S = 4.0
 @pytest.fixture(scope="module")
 def stack() -> Context:
     ctx = Context(load_config())
-    up(ctx, "kafka-stack", Console(stderr=True))
+    up(ctx, ",".join(load_stack("kafka").spec.services), Console(stderr=True))
     collector = Collector(ctx)
     if not collector.running():
         up(ctx, "collector", Console(stderr=True))
@@ -113,6 +115,7 @@ def _check_library_spans(run_dir: Path, workload: str, pairs: dict[str, Any], ho
 
 def _check_run(run_dir: Path, workload: str) -> dict[str, Any]:
     from hopscope.analysis import load
+    from hopscope.collector.ingest import ingest_run
 
     ledger = pd.read_parquet(run_dir / "ledger.parquet")
     ours = ledger[ledger["workload"] == workload]
@@ -123,6 +126,7 @@ def _check_run(run_dir: Path, workload: str) -> dict[str, Any]:
     assert outcomes.get("misdelivered", 0) == 0, outcomes
     assert (ours["ack_status"] == "ok").all(), ours["ack_message"].dropna().head().tolist()
 
+    ingest_run(run_dir)
     run = load(run_dir)
     quality = run.quality()["pairs"][f"kafka/{workload}"]
     assert quality["traces"] == len(ours), quality

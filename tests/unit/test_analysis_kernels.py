@@ -11,9 +11,10 @@ import pytest
 from hopscope.analysis import clock_skew, kernels
 from hopscope.analysis.critical_path import event_paths
 from hopscope.analysis.hops import PathSums
-from hopscope.analysis.spans import CONSUMER, PRODUCER, prepare
-from hopscope.analysis.synth import Breakage, SynthConfig, generate
+from hopscope.analysis.span_arrays import CONSUMER, PRODUCER
+from hopscope.analysis.spans import prepare
 from hopscope.analysis.tree import levels, top_of
+from hopscope.synth import Breakage, SynthConfig, generate
 
 # Built by bin/bootstrap; the comparisons are skipped only on a machine without cargo (the
 # first test, not skipped, fails where cargo is but the kernels were not built) or where
@@ -128,7 +129,7 @@ def test_bad_parent_index_is_a_named_error() -> None:
 
 
 def _id_columns(table) -> dict:
-    from hopscope.analysis.spans import ID_COLUMNS
+    from hopscope.analysis.span_file import ID_COLUMNS
 
     return {name: table.column(name) for name in ID_COLUMNS}
 
@@ -174,7 +175,7 @@ def _parquet(tmp_path, cfg_seed: int, groups: int = 5):
 def test_id_index_equals_numpy(chunks: int) -> None:
     import pyarrow as pa
 
-    from hopscope.analysis.spans import _native_index, _numpy_index
+    from hopscope.analysis.id_index import _native_index, _numpy_index
 
     cfg = SynthConfig.load(None)
     cfg.events, cfg.seed = 400, 9
@@ -207,7 +208,7 @@ def test_id_index_equals_numpy(chunks: int) -> None:
 def test_id_index_leaves_other_spellings_to_numpy() -> None:
     import pyarrow as pa
 
-    from hopscope.analysis.spans import _native_index
+    from hopscope.analysis.id_index import _native_index
 
     table = generate(SynthConfig.load(None)).table
     upper = pa.compute.utf8_upper(table.column("span_id"))
@@ -220,7 +221,8 @@ def test_id_index_from_dictionary_trace_ids_as_parquet_stores_them(tmp_path) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hopscope.analysis.spans import ParquetColumns, _native_index, _numpy_index
+    from hopscope.analysis.id_index import _native_index, _numpy_index
+    from hopscope.analysis.span_file import ParquetColumns
 
     _table, path = _parquet(tmp_path, 3)
     cols = ParquetColumns(str(path))
@@ -238,7 +240,8 @@ def test_id_index_from_dictionary_trace_ids_as_parquet_stores_them(tmp_path) -> 
 def test_id_index_streamed_by_row_group_equals_numpy(tmp_path) -> None:
     import pyarrow.parquet as pq
 
-    from hopscope.analysis.spans import ParquetColumns, _numpy_index, _streamed_native_index
+    from hopscope.analysis.id_index import _numpy_index, _streamed_native_index
+    from hopscope.analysis.span_file import ParquetColumns
 
     table, path = _parquet(tmp_path, 4)
     assert pq.ParquetFile(path).metadata.num_row_groups > 3
@@ -254,7 +257,9 @@ def test_a_row_group_the_kernel_declines_sends_prepare_to_numpy(tmp_path) -> Non
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hopscope.analysis.spans import ParquetColumns, _streamed_native_index, prepare
+    from hopscope.analysis.id_index import _streamed_native_index
+    from hopscope.analysis.span_file import ParquetColumns
+    from hopscope.analysis.spans import prepare
     from hopscope.core.schema import SPAN_PARQUET_OPTIONS
 
     table, path = _parquet(tmp_path, 5)

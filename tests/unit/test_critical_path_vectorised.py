@@ -17,7 +17,7 @@ from hopscope.analysis.critical_path import (
 )
 from hopscope.analysis.hops import find_deliveries, pair_codes
 from hopscope.analysis.spans import prepare
-from hopscope.analysis.synth import Breakage, SynthConfig, generate
+from hopscope.synth import Breakage, SynthConfig, generate
 
 
 @pytest.fixture(scope="module")

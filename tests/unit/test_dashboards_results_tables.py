@@ -166,3 +166,13 @@ def test_hop_graph_rows_keep_fan_out_branches_and_skip_pairs_without_a_graph() -
     assert type(rows[2][6]) is float  # numpy scalars become plain floats for psycopg
     empty = rt.hop_graph_edges(type("NoPairs", (), {"pairs": lambda self: []})())
     assert list(empty.columns) == [c.source for c in rt.HOP_GRAPH.columns if c.source] and empty.empty
+
+
+def test_results_dsn_takes_the_option_then_the_environment() -> None:
+    from hopscope.dashboards.results_target import describe, results_dsn
+
+    env = {"HOPSCOPE_RESULTS_DSN": "host=db port=6543 dbname=r"}
+    assert results_dsn("host=a dbname=b", env) == "host=a dbname=b"
+    assert results_dsn(None, env) == env["HOPSCOPE_RESULTS_DSN"]
+    assert results_dsn(None, {}) is None
+    assert describe("postgresql://u:secret@127.0.0.1:1/none") == "127.0.0.1:1/none"

@@ -25,7 +25,13 @@ from hopscope.analysis.report.experiment_sections import (
 )
 from hopscope.experiment.crosschecks import CrossCheckError, parse_end_to_end_latency, parse_pgbench_log
 from hopscope.experiment.phase_stats import phase_figures
-from hopscope.experiment.study import FAIRNESS_EXPECTED, ProfileError, load_profile, plan_phases
+from hopscope.experiment.study import (
+    ProfileError,
+    fairness_expected,
+    load_profile,
+    plan_phases,
+    resolve_stacks,
+)
 
 # -- plan ------------------------------------------------------------------------------------
 
@@ -220,7 +226,7 @@ def test_lookup_handles_dotted_keys_and_lists() -> None:
 def test_fairness_flags_a_mismatch_and_a_missing_read_back() -> None:
     good = {"topics": [{"replication_factor": 3, "min.insync.replicas": 2}], "producer": {"acks": "all"}}
     bad = {"topics": [{"replication_factor": 1, "min.insync.replicas": 2}], "producer": {"acks": "all"}}
-    exp = {"stacks": ["kafka"], "workloads": ["w"], "fairness_expected": FAIRNESS_EXPECTED, "phases": [
+    exp = {"stacks": ["kafka"], "workloads": ["w"], "fairness_expected": fairness_expected(resolve_stacks(["kafka", "harper"])), "phases": [
         _phase("kafka", "w", 0, True, 1, 1, driver=good), _phase("kafka", "w", 1, True, 1, 1, driver=bad)]}  # fmt: skip
     f = fairness_frame(_ctx(exp)).set_index("control")
     assert f.loc["replication factor", "kafka"] == "1, 3"

@@ -20,7 +20,6 @@ from hopscope.instrumentation.carriers import parse_traceparent
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 from hopscope.pipelines.bench import resolve_bench, run_bench
 from hopscope.pipelines.driver import (
-    DRIVER_PATHS,
     Ack,
     Driver,
     Event,
@@ -33,6 +32,7 @@ from hopscope.pipelines.driver import (
     register_driver,
 )
 from hopscope.pipelines.loadgen import LoadGenerator, plan_events
+from hopscope.pipelines.stack import StackError
 from hopscope.pipelines.workload import Workload, load_workload
 
 
@@ -220,17 +220,24 @@ def test_point_reads_and_warmup_flags() -> None:
     assert "ack/point_read" in result.ledger.samples
 
 
-def test_registry_and_bench_validation(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(UnknownStackError, match=r"known stacks: .*loopback"):
+def test_registry_and_bench_validation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(UnknownStackError, match=r"known stacks: kafka, harper, .*loopback"):
         create_driver("nats")
-    monkeypatch.setitem(DRIVER_PATHS, "ghost", "hopscope.pipelines.ghost.driver:GhostDriver")
+    ghost = tmp_path / "ghost"
+    ghost.mkdir()
+    (ghost / "stack.yaml").write_text(
+        "name: ghost\ndriver: missing:GhostDriver\nworkloads:\n  fanout: {hops: [{name: a}]}\n"
+    )
+    monkeypatch.setenv("HOPSCOPE_STACK_PATH", str(ghost))
     with pytest.raises(
         UnknownStackError,
-        match=r"driver for stack 'ghost' is not available: module hopscope.pipelines.ghost.driver",
+        match=r"driver for stack 'ghost' is not available: module hopscope_stack_ghost.missing",
     ):
         create_driver("ghost")
+    with pytest.raises(StackError, match="stack 'ghost' declares no hops for workload 'ingest'"):
+        resolve_bench("ghost", "ingest", {})
     register_driver("failing", Failing)
-    with pytest.raises(UnknownStackError, match="defines no hops for stack 'failing'"):
+    with pytest.raises(UnknownStackError, match="'failing' has a registered driver but no declaration"):
         resolve_bench("failing", "fanout", {})
     assert resolve_bench("loopback", "fanout", {"rate": 5}).rate == 5
 

@@ -22,7 +22,8 @@ from hopscope.analysis.report import (
     render_markdown,
     write_report,
 )
-from hopscope.analysis.report.sections import build_sections, quality_section
+from hopscope.analysis.report.outline import build_sections
+from hopscope.analysis.report.sections import quality_section
 
 # -- the fake run ------------------------------------------------------------------------
 

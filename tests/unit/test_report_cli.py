@@ -161,19 +161,120 @@ def test_missing_spans_is_a_clear_error(tmp_path: Path) -> None:
     assert "neither spans.parquet nor span files under spans/" in result.output
 
 
-def test_mode_is_passed_on_or_refused_clearly(analysed) -> None:
-    import inspect
+def test_the_analysis_never_ingests_the_command_does(tmp_path: Path) -> None:
+    from hopscope.analysis import NoSpans, load
+    from hopscope.analysis.report.experiment_report import write_experiment_report
 
-    from hopscope.analysis import load
+    made = CliRunner().invoke(app, ["synth", "--out", str(tmp_path), "--events", "20", "--no-parquet"])
+    assert made.exit_code == 0, made.output
+    with pytest.raises(NoSpans, match="ingest") as raised:
+        load(tmp_path)
+    assert raised.value.span_files
+    with pytest.raises(NoSpans):  # span files left un-ingested are not "no spans": no ledger-only report
+        write_experiment_report(tmp_path)
+    assert not (tmp_path / "spans.parquet").exists()
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "spans.parquet").exists() and (tmp_path / "report.md").exists()
 
+
+#: a synthetic run whose hop values are constants, so each trace's Jaeger path is known exactly:
+#: kafka crosses a broker (PRODUCER → CONSUMER: Jaeger prunes the consumer), harper is an RPC (the
+#: client's time is split around its server's) followed by an async receive (starts after its
+#: parent ended: Jaeger clips it away)
+JAEGER_SYNTH = {
+    "events": 200,
+    "seed": 11,
+    "breakage": {"orphan_rate": 0, "missing_hop_rate": 0, "duplicate_rate": 0, "skew_rate": 0, "malformed_lines": 0},
+    "pairs": [
+        {"stack": "kafka", "workload": "write_notify", "steps": [
+            {"type": "span", "hop": "kafka.produce", "service": "loadgen", "kind": "PRODUCER",
+             "dist": {"kind": "constant", "value_ms": 2.0}},
+            {"type": "wait", "dist": {"kind": "constant", "value_ms": 3.0}},
+            {"type": "span", "hop": "notifier.consume", "service": "notifier", "kind": "CONSUMER",
+             "dist": {"kind": "constant", "value_ms": 4.0}},
+        ]},
+        {"stack": "harper", "workload": "write_notify", "steps": [
+            {"type": "rpc", "hop": "client.put", "service": "loadgen", "server_hop": "harper.commit",
+             "server_service": "harper", "dist": {"kind": "constant", "value_ms": 5.0},
+             "server_dist": {"kind": "constant", "value_ms": 1.5}},
+            {"type": "wait", "dist": {"kind": "constant", "value_ms": 0.5}},
+            {"type": "span", "hop": "ws.receive", "service": "subscriber", "kind": "CONSUMER",
+             "dist": {"kind": "constant", "value_ms": 0.25}},
+        ]},
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def jaeger_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`hopscope synth` (span files only) → `hopscope analyze --mode jaeger` (ingests first)."""
+    import yaml
+
+    run_dir = tmp_path_factory.mktemp("jaeger")
+    (run_dir.parent / "jaeger.yaml").write_text(yaml.safe_dump(JAEGER_SYNTH))
+    runner = CliRunner()
+    made = runner.invoke(
+        app, ["synth", "--out", str(run_dir), "--config", str(run_dir.parent / "jaeger.yaml"), "--no-parquet"]
+    )
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(app, ["analyze", str(run_dir), "--mode", "jaeger"])
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_jaeger_mode_per_trace_paths_match_the_known_values(jaeger_run: Path) -> None:
+    from hopscope.core.attributes import LOADGEN_SPAN_NAME
+
+    paths = pd.read_parquet(jaeger_run / "jaeger_paths.parquet")
+    ledger = pd.read_parquet(jaeger_run / "ledger.parquet")
+    lag_ms = dict(zip(ledger["event_id"], (ledger["sent_ns"] - ledger["intended_ns"]) / 1e6, strict=True))
+    ack_ms = dict(zip(ledger["event_id"], (ledger["acked_ns"] - ledger["intended_ns"]) / 1e6, strict=True))
+    for stack, on_path in (
+        ("kafka", {"kafka.produce": 2.0}),
+        ("harper", {"client.put": 5.0, "harper.commit": 1.5}),
+    ):
+        p = paths[paths["stack"] == stack]
+        assert p["trace_id"].nunique() == 200
+        # the whole known path and nothing else: the hop after the broker / the async receive is
+        # off Jaeger's path (pruned / clipped), and so is the wait before it
+        assert set(p["hop"]) == {LOADGEN_SPAN_NAME, *on_path}
+        for hop, value in on_path.items():
+            got = p.loc[p["hop"] == hop, "value_ms"].to_numpy()
+            assert len(got) == 200 and np.allclose(got, value, rtol=0, atol=1e-9), hop
+        root = p[p["hop"] == LOADGEN_SPAN_NAME]
+        assert np.allclose(root["value_ms"], root["event_id"].map(lag_ms), rtol=0, atol=1e-9)
+        # each trace's Jaeger path runs from the intended send to the producer's ack
+        assert np.allclose(p["path_ms"], p["event_id"].map(ack_ms), rtol=0, atol=1e-9)
+        per_trace = p.groupby("trace_id")["value_ms"].sum()
+        assert np.allclose(per_trace, p.groupby("trace_id")["path_ms"].first(), rtol=0, atol=1e-9)
+
+
+def test_jaeger_mode_sits_beside_the_event_mode_figures(jaeger_run: Path) -> None:
+    from hopscope.core.attributes import wait_hop
+
+    stats = pd.read_parquet(jaeger_run / "jaeger_stats.parquet").set_index(["stack", "hop"])
+    assert stats.loc[("kafka", "kafka.produce"), "traces"] == 200
+    assert stats.loc[("kafka", "kafka.produce"), "p99_ms"] == pytest.approx(2.0)
+    assert stats.loc[("harper", "client.put"), "mean_ms"] == pytest.approx(5.0)
+    assert ("kafka", "notifier.consume") not in stats.index
+    assert stats.groupby(level="stack")["crit_share"].sum().to_numpy() == pytest.approx([1.0, 1.0])
+    # the event-mode attribution is unchanged: it crosses the broker and keeps the gap
+    hops = pd.read_parquet(jaeger_run / "hop_stats.parquet").set_index(["stack", "hop"])
+    assert hops.loc[("kafka", "notifier.consume"), "mean_ms"] == pytest.approx(4.0)
+    assert hops.loc[("kafka", wait_hop("notifier.consume")), "mean_ms"] == pytest.approx(3.0)
+    assert hops.loc[("harper", "ws.receive"), "mean_ms"] == pytest.approx(0.25)
+    md = (jaeger_run / "report.md").read_text()
+    assert "**critical path**: jaeger mode" in md
+    assert "## Jaeger-mode critical paths" in md
+    assert "kafka · write_notify (Jaeger mode, per trace)" in md
+
+
+def test_event_mode_has_no_jaeger_outputs_and_a_bad_mode_is_refused(analysed) -> None:
     run_dir, _, _ = analysed
-    result = CliRunner().invoke(app, ["analyze", str(run_dir), "--mode", "jaeger"])
-    if "mode" in inspect.signature(load).parameters:
-        assert result.exit_code == 0, result.output
-        assert "jaeger mode" in (run_dir / "report.md").read_text()
-    else:
-        assert result.exit_code == 1
-        assert "--mode jaeger" in result.output and "event-mode" in result.output
+    assert not (run_dir / "jaeger_paths.parquet").exists()
+    md = (run_dir / "report.md").read_text()
+    assert "**critical path**: event mode" in md and "Jaeger-mode critical paths" not in md
     bad = CliRunner().invoke(app, ["analyze", str(run_dir), "--mode", "zipkin"])
     assert bad.exit_code == 2
     assert "choose event or jaeger" in bad.output

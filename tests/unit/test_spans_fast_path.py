@@ -12,14 +12,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from hopscope.analysis import Run, hops, spans
-from hopscope.analysis.spans import PER_SPAN_VALUES, prepare
-from hopscope.analysis.synth import Breakage, SynthConfig, generate
+from hopscope.analysis import Run, hops, id_index
+from hopscope.analysis.span_arrays import PER_SPAN_VALUES, SpanArrays
+from hopscope.analysis.span_file import ParquetColumns
+from hopscope.analysis.spans import prepare
 from hopscope.core.schema import SPAN_SCHEMA
+from hopscope.synth import Breakage, SynthConfig, generate
 
 
-def _general(table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> spans.SpanArrays:
-    sort_spans, trace_codes = spans._sort_spans, spans._trace_codes
+def _general(table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> SpanArrays:
+    sort_spans, trace_codes = id_index._sort_spans, id_index._trace_codes
 
     def lexsort_only(trace, n_traces, span_key, hex_ids):
         return sort_spans(trace, n_traces, span_key, False)
@@ -29,12 +31,12 @@ def _general(table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> spans.SpanArra
         return codes, names, None
 
     with monkeypatch.context() as m:
-        m.setattr(spans, "_sort_spans", lexsort_only)
-        m.setattr(spans, "_trace_codes", no_words)
+        m.setattr(id_index, "_sort_spans", lexsort_only)
+        m.setattr(id_index, "_trace_codes", no_words)
         return prepare(table)
 
 
-def _assert_same(a: spans.SpanArrays, b: spans.SpanArrays) -> None:
+def _assert_same(a: SpanArrays, b: SpanArrays) -> None:
     for name in ("trace_lo", "trace_hi", "parent", "link_parent", *PER_SPAN_VALUES):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     for name in ("hop_names", "service_names", "subscriber_names", "trace_stack", "trace_workload"):
@@ -87,7 +89,7 @@ def test_parquet_row_groups_match_the_table(broken_table: pa.Table, tmp_path) ->
     path = tmp_path / "spans.parquet"
     pq.write_table(broken_table, path, row_group_size=700, **SPAN_PARQUET_OPTIONS)
     assert pq.ParquetFile(path).metadata.num_row_groups > 2
-    _assert_same(prepare(spans.ParquetColumns(str(path))), prepare(broken_table))
+    _assert_same(prepare(ParquetColumns(str(path))), prepare(broken_table))
 
 
 def _row(trace: int, span: int, parent: int | None, start: int, end: int, **kw: object) -> dict:

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hopscope.analysis import Run, load
-from hopscope.analysis.synth import Breakage, SynthConfig, generate, write_run
 from hopscope.cli import app
+from hopscope.synth import Breakage, SynthConfig, generate, write_run
 
 NO_BREAKAGE = Breakage(orphan_rate=0, missing_hop_rate=0, duplicate_rate=0, skew_rate=0, malformed_lines=0)
 

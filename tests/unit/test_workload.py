@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hopscope.pipelines.stack import StackError, load_stack, read_stack
 from hopscope.pipelines.workload import (
     POINT_READ,
     WORKLOADS_DIR,
@@ -19,18 +20,18 @@ from hopscope.pipelines.workload import (
 SHIPPED = ["aggregate", "fanout", "ingest", "write_notify"]
 
 
-def test_shipped_workloads_load_with_both_stacks() -> None:
+def test_shipped_workloads_load_and_both_stacks_declare_their_hops() -> None:
     assert known_workloads() == SHIPPED
     for name in SHIPPED:
         w = load_workload(name)
-        assert w.name == name and set(w.stacks) == {"kafka", "harper"}
+        assert w.name == name
         for stack in ("kafka", "harper"):
-            hops = w.expected_hops(stack)[name]
+            hops = load_stack(stack).expected_hops(w)[name]
             assert hops[-1] != hops[0] and len(hops) == len(set(hops))
 
 
 def test_write_notify_kafka_hops_follow_the_design() -> None:
-    spec = load_workload("write_notify").stack("kafka")
+    spec = load_stack("kafka").hops("write_notify")
     assert [h.name for h in spec.hops] == [
         "client.insert",
         "pg.commit",
@@ -57,7 +58,7 @@ def test_fanout_filters_select_the_right_subscribers() -> None:
 
 def test_aggregate_has_point_reads_and_ingest_a_sweep() -> None:
     agg = load_workload("aggregate")
-    assert agg.expected_hops("harper")[POINT_READ] == ["client.point_read", "harper.get"]
+    assert load_stack("harper").expected_hops(agg)[POINT_READ] == ["client.point_read", "harper.get"]
     ingest = load_workload("ingest")
     assert [r for r, _ in ingest.phases()] == [500, 1000, 2000, 5000, 10000]
     assert expected_event_count(ingest) == sum(int(r * 35) for r in (500, 1000, 2000, 5000, 10000))
@@ -121,20 +122,10 @@ def _base() -> dict[str, object]:
         ),
         ({"subscribers": [{"name": "x", "filter": {"colour": "red"}}]}, "filters on field 'colour'"),
         ({"subscribers": [{"name": "x"}, {"name": "x"}]}, "subscriber name(s) used twice: ['x']"),
-        (
-            {"stacks": {"kafka": {"hops": [{"name": "a"}, {"name": "wait:b"}, {"name": "c"}]}}},
-            "'wait:b' must be followed by hop 'b'",
-        ),
-        (
-            {"stacks": {"kafka": {"hops": [{"name": "a", "derived": True}]}}},
-            "must name its timestamp 'source'",
-        ),
-        ({"stacks": {"kafka": {"hops": [{"name": "a"}, {"name": "a"}]}}}, "more than once: ['a']"),
-        ({"stacks": {}}, "no stack defined"),
+        ({"stacks": {"kafka": {"hops": [{"name": "a"}]}}}, "stacks"),  # hops live in stack.yaml
         ({"payload_bytes": -1}, "payload_bytes"),
         ({"rate_sweep": [100, 0]}, "rate_sweep rates must be > 0"),
         ({"unexpected_key": 1}, "unexpected_key"),
-        ({"point_read_rate": 10}, "have no point_read_hops"),
     ],
 )
 def test_invalid_files_name_file_and_field(tmp_path: Path, change: dict[str, object], fragment: str) -> None:
@@ -151,20 +142,50 @@ def test_name_must_match_file_in_workloads_dir(tmp_path: Path) -> None:
         load_workload("w", workloads_dir=tmp_path)
 
 
-def test_not_yaml_and_unknown_stack(tmp_path: Path) -> None:
+def test_not_yaml(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("rate: [1,\n")
     with pytest.raises(WorkloadError, match="not valid YAML"):
         load_workload(bad)
-    with pytest.raises(WorkloadError, match=r"no hops for stack 'nats' \(defined: \['harper', 'kafka'\]\)"):
-        load_workload("fanout").stack("nats")
 
 
-def test_a_third_stack_is_just_a_new_key(tmp_path: Path) -> None:
-    doc = _base()
-    doc["stacks"] = dict(doc["stacks"]) | {
-        "nats": {"hops": [{"name": "client.publish"}, {"name": "subscriber.receive"}]}
-    }
-    w = load_workload(_write(tmp_path, doc))
-    assert w.expected_hops("nats") == {"w": ["client.publish", "subscriber.receive"]}
-    assert w.root_hop("nats") == "client.publish"
+def _stack(tmp: Path, workloads: object, name: str = "nats") -> Path:
+    folder = tmp / name
+    folder.mkdir()
+    doc = {"name": name, "driver": "driver:NatsDriver", "workloads": workloads}
+    (folder / "stack.yaml").write_text(yaml.safe_dump(doc))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("hops", "fragment"),
+    [
+        ([{"name": "a"}, {"name": "wait:b"}, {"name": "c"}], "'wait:b' must be followed by hop 'b'"),
+        ([{"name": "a", "derived": True}], "must name its timestamp 'source'"),
+        ([{"name": "a"}, {"name": "a"}], "more than once: ['a']"),
+        ([], "hops is empty"),
+    ],
+)
+def test_invalid_stack_hops_name_file_and_field(tmp_path: Path, hops: object, fragment: str) -> None:
+    folder = _stack(tmp_path, {"fanout": {"hops": hops}})
+    with pytest.raises(StackError) as err:
+        read_stack(folder)
+    assert fragment in str(err.value)
+    assert str(folder / "stack.yaml") in str(err.value) and "workloads.fanout.hops" in str(err.value)
+
+
+def test_unknown_workload_of_a_stack_and_point_reads_without_hops(tmp_path: Path) -> None:
+    stack = read_stack(_stack(tmp_path, {"fanout": {"hops": [{"name": "a"}]}}))
+    with pytest.raises(StackError, match=r"declares no hops for workload 'ingest' \(declared: \['fanout'\]"):
+        stack.hops("ingest")
+    with pytest.raises(StackError, match="sets point_read_rate but stack 'nats' declares no point_read_hops"):
+        stack.check_workload(load_workload("fanout", {"point_read_rate": 10}))
+
+
+def test_a_third_stack_is_just_a_folder(tmp_path: Path) -> None:
+    stack = read_stack(
+        _stack(tmp_path, {"w": {"hops": [{"name": "client.publish"}, {"name": "subscriber.receive"}]}})
+    )
+    w = load_workload(_write(tmp_path, _base()))
+    assert stack.expected_hops(w) == {"w": ["client.publish", "subscriber.receive"]}
+    assert stack.root_hops("w") == ("client.publish", "client.publish")

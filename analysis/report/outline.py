@@ -1,0 +1,78 @@
+"""The report's order: the top-level sections and each workload's parts, built in one place
+from the run sections (sections.py) and the experiment sections (experiment_sections.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from .context import ReportContext
+from .experiment_sections import (
+    crosscheck_section,
+    fairness_section,
+    overhead_section,
+    run_status_section,
+    workload_point_reads,
+    workload_repeats,
+    workload_sweep,
+)
+from .section import Section, SectionFn, WorkloadPartFn, slug
+from .sections import (
+    headline_section,
+    jaeger_section,
+    quality_section,
+    workload_breakdown,
+    workload_cdf,
+    workload_graphs,
+    workload_growth,
+    workload_hop_table,
+    workload_shares,
+    workload_summary,
+)
+
+#: The parts of each workload's section, in order (the experiment's yield nothing for a run
+#: without experiment.json). Append to extend.
+WORKLOAD_PARTS: list[WorkloadPartFn] = [
+    workload_summary,
+    workload_repeats,
+    workload_cdf,
+    workload_breakdown,
+    workload_growth,
+    workload_shares,
+    workload_graphs,
+    workload_hop_table,
+    workload_sweep,
+    workload_point_reads,
+]
+
+
+def workload_sections(ctx: ReportContext) -> Iterable[Section]:
+    for workload in ctx.workloads:
+        children = [s for part in WORKLOAD_PARTS if (s := part(ctx, workload)) is not None]
+        yield Section(slug("workload", workload), f"Workload: {workload}", "", "", children)
+
+
+#: The report's top-level sections, in order. Append to extend.
+REPORT_SECTIONS: list[SectionFn] = [
+    headline_section,
+    run_status_section,
+    fairness_section,
+    workload_sections,
+    overhead_section,
+    crosscheck_section,
+    jaeger_section,
+    quality_section,
+]
+
+
+def build_sections(
+    ctx: ReportContext,
+    section_fns: Iterable[SectionFn] | None = None,
+    on_done: Callable[[str], None] | None = None,
+) -> list[Section]:
+    out: list[Section] = []
+    for fn in section_fns if section_fns is not None else REPORT_SECTIONS:
+        for s in fn(ctx):
+            out.append(s)
+            if on_done is not None:
+                on_done(s.title)
+    return out

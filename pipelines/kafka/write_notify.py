@@ -1,0 +1,148 @@
+"""write_notify on the Kafka stack: INSERT (autocommit, `synchronous_commit=on`) with a
+`traceparent` column → Debezium (Connect) → Kafka → the notifier (glue process) → a Redis
+channel → the subscribers (threads in the bench process)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, ClassVar
+
+import httpx
+import psycopg
+
+from hopscope.deploy.base import wait_until
+from hopscope.deploy.services.kafka import debezium_postgres_config
+from hopscope.instrumentation.libraries import trace_client, within_traceparent
+
+from ..driver import Ack, Event, PreflightError
+from .common import TOPIC_CONFIGS, now_ns
+from .pipeline import Pipeline
+
+WN_TABLE = "hopscope_wn_events"
+WN_CONNECTOR = "hopscope-write-notify"
+WN_PREFIX = "hopscope_wn"
+WN_SLOT = "hopscope_wn_slot"
+WN_TOPIC = f"{WN_PREFIX}.public.{WN_TABLE}"
+#: Postgres connections the bench's INSERTs share
+PG_POOL = 4
+
+
+class WriteNotify(Pipeline):
+    workload: ClassVar[str] = "write_notify"
+    produces_events: ClassVar[bool] = False
+
+    _pg_free: asyncio.Queue[Any] | None = None
+
+    def preflight(self) -> None:
+        url = self.host.connect().endpoint()
+        try:
+            plugins = httpx.get(f"{url}/connector-plugins", timeout=5)
+            plugins.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise PreflightError("connect", url, f"REST API not answering: {exc}") from exc
+        if not any("PostgresConnector" in p.get("class", "") for p in plugins.json()):
+            raise PreflightError("connect", url, "the Debezium Postgres connector is not installed")
+
+    def setup(self) -> None:
+        host = self.host
+        redis_url = host.redis_url()
+        prefix = f"hopscope:{host.tag}:"
+        self._setup_cdc()
+        host.spawn("notifier", topic=WN_TOPIC, redis_url=redis_url, channel_prefix=prefix)
+        tracer = host.provider("kafka.subscriber").get_tracer("hopscope.pipelines.kafka")
+        for sub in host.workload.subscriber_names:
+            host.subscriber(sub, redis_url, f"{prefix}notify", tracer)
+
+    def _setup_cdc(self) -> None:
+        host = self.host
+        dsn = host.dsn()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {WN_TABLE} (id bigserial PRIMARY KEY, run_id text NOT NULL, "
+                "event_id text NOT NULL, key text NOT NULL, traceparent text NOT NULL, payload text NOT NULL, "
+                "sent_ns bigint NOT NULL)"
+            )
+        # One connector and slot for every run (a slot per run would leave WAL pinned); the
+        # notifier starts at the topic's end, so it never sees an earlier run's rows.
+        host.kafka.ensure_topic(WN_TOPIC, 1, rf=3, configs=TOPIC_CONFIGS)
+        connect = host.connect()
+        config = debezium_postgres_config(
+            dsn,
+            tables=[f"public.{WN_TABLE}"],
+            topic_prefix=WN_PREFIX,
+            slot_name=WN_SLOT,
+            publication_name="hopscope_wn_pub",
+            secret=connect.secret_ref,
+            poll_interval_ms=1,
+            max_batch_size=256,
+        )
+        created = connect.put_connector_config(WN_CONNECTOR, config) == "created"
+        if not created:
+            status = connect.connector_status(WN_CONNECTOR)
+            if status["connector"]["state"] == "PAUSED":
+                connect.resume_connector(WN_CONNECTOR)
+            elif any(t["state"] == "FAILED" for t in status.get("tasks", [])):
+                connect.restart_connector(WN_CONNECTOR)
+        connect.wait_connector_running(WN_CONNECTOR)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+
+            def slot_active() -> None:
+                row = conn.execute(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (WN_SLOT,)
+                ).fetchone()
+                if not row or not row[0]:
+                    raise RuntimeError(f"replication slot {WN_SLOT} is not streaming")
+
+            wait_until(slot_active, timeout=60, interval=0.2)
+
+    def send(self, event: Event, traceparent: str) -> asyncio.Future[Ack]:
+        return asyncio.ensure_future(self._insert(event, traceparent))
+
+    async def _insert(self, event: Event, traceparent: str) -> Ack:
+        host = self.host
+        if self._pg_free is None:
+            self._pg_free = asyncio.Queue()
+            for _ in range(PG_POOL):
+                conn = await psycopg.AsyncConnection.connect(host.dsn(), autocommit=True)
+                self._pg_free.put_nowait(trace_client(conn, host.client_provider()))
+        conn = await self._pg_free.get()
+        try:
+            sent = now_ns()
+            body = host.payload_of(event, sent).encode().decode()
+            with within_traceparent(traceparent, host.tracing):  # the INSERT's span joins the event's trace
+                await conn.execute(
+                    f"INSERT INTO {WN_TABLE} (run_id, event_id, key, traceparent, payload, sent_ns) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (host.run.run_id, event.event_id, event.key, traceparent, body, sent),
+                )
+            return Ack("ok", now_ns())
+        except psycopg.Error as exc:
+            return Ack("error", now_ns(), f"INSERT failed: {exc}")
+        finally:
+            self._pg_free.put_nowait(conn)
+
+    def topics(self) -> list[str]:
+        return [WN_TOPIC]
+
+    def read_back(self) -> dict[str, Any]:
+        url = self.host.connect().endpoint()
+        config = httpx.get(f"{url}/connectors/{WN_CONNECTOR}/config", timeout=5).json()
+        return {
+            "debezium": {
+                k: v
+                for k, v in config.items()
+                if k in ("poll.interval.ms", "max.batch.size", "plugin.name", "snapshot.mode")
+                or k.startswith("producer.override.")
+            }
+        }
+
+    def after_stop(self) -> None:
+        with contextlib.suppress(Exception):
+            # Idle with poll.interval.ms=1 the task costs a good part of a core.
+            self.host.connect().pause_connector(WN_CONNECTOR)
+
+    async def aclose(self) -> None:
+        if self._pg_free is not None:
+            while not self._pg_free.empty():
+                await self._pg_free.get_nowait().close()

@@ -1,0 +1,168 @@
+"""A stack is one folder: a fixture stack outside the package (tests/fixtures/stacks/toy), named
+only by HOPSCOPE_STACK_PATH, is discovered, benched and run through the experiment, and no
+file of the repository outside that folder names it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from hopscope.cli import app
+from hopscope.commands.services import expand_stacks
+from hopscope.core.rundir import CROSSCHECKS, EXPERIMENT, LEDGER, MANIFEST, PHASES_DIR
+from hopscope.experiment.study import Profile, fairness_expected, required_services, run_experiment
+from hopscope.pipelines.stack import (
+    STACK_PATH_ENV,
+    StackError,
+    UnknownStackError,
+    discover_stacks,
+    load_stack,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "stacks"
+TOY = FIXTURES / "toy"
+
+
+@pytest.fixture
+def toy_path(monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(STACK_PATH_ENV, str(FIXTURES))  # a folder of stack folders
+    # traced phases export to nothing that listens, and give up fast
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    monkeypatch.setattr("hopscope.experiment.study.collector_endpoint", lambda: "http://127.0.0.1:9")
+    monkeypatch.setattr("hopscope.experiment.study.collector_runs_root", lambda: None)
+    return FIXTURES
+
+
+def test_toy_is_discovered_only_through_the_stack_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(STACK_PATH_ENV, raising=False)
+    assert "toy" not in discover_stacks()
+    assert list(discover_stacks())[:2] == ["kafka", "harper"]  # declared order
+    with pytest.raises(UnknownStackError, match=r"unknown stack 'toy'; discovered stacks: kafka, harper"):
+        load_stack("toy")
+    monkeypatch.setenv(STACK_PATH_ENV, str(TOY))  # the stack folder itself works too
+    toy = load_stack("toy")
+    assert toy.folder == TOY and toy.spec.services == ()
+    assert [f["control"] for f in fairness_expected([toy])] == ["toy delivery delay (ms)"]
+    assert required_services([toy, load_stack("kafka")]) == [
+        "postgres",
+        "redis",
+        "kafka",
+        "connect",
+        "collector",
+    ]
+
+
+def test_a_bad_declaration_names_file_and_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "stack.yaml").write_text("name: bad\ndriver: nocolon\nservices: [x]\nworkloads: {}\n")
+    monkeypatch.setenv(STACK_PATH_ENV, str(bad))
+    with pytest.raises(StackError) as err:
+        discover_stacks()
+    text = str(err.value)
+    assert str(bad / "stack.yaml") in text and "driver:" in text and "workloads:" in text
+
+
+def test_bench_runs_the_toy_stack(toy_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    args = ["bench", "--stack", "toy", "--workload", "write_notify", "--rate", "50", "--duration", "2"]
+    res = CliRunner().invoke(
+        app, [*args, "--warmup", "0", "--no-tracing", "--no-progress", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    ledger = pq.read_table(out / LEDGER).to_pydict()
+    manifest = json.loads((out / MANIFEST).read_text())
+    # a Poisson schedule of 50 events/s for 2 s, every event delivered to the 3 subscribers
+    assert len(ledger["outcome"]) == manifest["load"]["sent_events"] > 50
+    assert set(ledger["outcome"]) == {"delivered"} and {len(r) for r in ledger["receipts"]} == {3}
+    assert manifest["driver"]["delay_ms"] == 2.0 and manifest["simulation"] is False
+    assert manifest["expected_hops"] == {
+        "toy": {"write_notify": ["toy.write", "wait:toy.receive", "toy.receive"]}
+    }
+    bad = CliRunner().invoke(app, ["bench", "--stack", "toy", "--workload", "ingest", "--no-tracing"])
+    assert bad.exit_code == 2 and "declares no hops for workload 'ingest'" in bad.output
+
+
+def test_the_experiment_runs_on_the_toy_stack(toy_path: Path, tmp_path: Path) -> None:
+    profile = Profile(
+        name="toy",
+        repeat=1,
+        overhead_ab=True,
+        crosschecks=True,
+        span_flush_s=0,
+        defaults={"rate": 50, "duration_s": 1, "warmup_s": 0, "drain_timeout_s": 2},
+        workloads={"write_notify": {}, "fanout": {}, "ingest": {}},  # toy declares no ingest hops
+    )
+    result = run_experiment(
+        profile,
+        out=tmp_path / "run",
+        stacks=["toy"],
+        start_services=False,
+        analyze=True,
+        console=Console(quiet=True),
+    )
+    assert [p.phase.label for p in result.phases] == [
+        "toy-write_notify-r0", "toy-write_notify-r0-notrace", "toy-fanout-r0", "toy-fanout-r0-notrace",
+    ]  # fmt: skip
+    assert not result.failed, [p.error for p in result.failed]
+    # no span reached the run (tracing went nowhere): the report is built from the ledgers alone
+    assert result.report is not None and result.report.exists(), result.report_error
+    run = result.run_dir
+    for name in (MANIFEST, LEDGER, EXPERIMENT, CROSSCHECKS):
+        assert (run / name).exists(), name
+    assert len(list((run / PHASES_DIR).iterdir())) == 4
+    assert all(p.figures["outcomes"] == {"delivered": p.figures["events"]} for p in result.phases)
+    experiment = json.loads((run / EXPERIMENT).read_text())
+    assert experiment["stacks"] == ["toy"] and experiment["skipped"] == ["toy/ingest"]
+    assert experiment["fairness_expected"] == [
+        {"control": "toy delivery delay (ms)", "expected": "2", "toy": "delay_ms"}
+    ]
+    assert experiment["services_fairness"] == {"toy": {"delay_ms": 2}}
+    assert experiment["crosschecks"]["echo"] == {
+        "status": "ok", "tool": "echo", "phases": 4, "p50_ms": 2.0, "p99_ms": 2.0
+    }  # fmt: skip
+    manifest = json.loads((run / MANIFEST).read_text())
+    assert set(manifest["expected_hops"]["toy"]) == {"write_notify", "fanout"}
+
+
+def test_no_file_outside_the_toy_folder_names_it() -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    mine = {TOY.relative_to(ROOT).as_posix(), Path(__file__).relative_to(ROOT).as_posix()}
+    named = subprocess.run(
+        ["grep", "-lw", "toy", "--", *[f for f in files if not any(f.startswith(m) for m in mine)]],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    assert not named, f"files outside {TOY} that name the toy stack: {named}"
+
+
+def test_up_only_expands_a_stack_into_its_declared_services(toy_path: Path) -> None:
+    assert expand_stacks("kafka-stack,telemetry") == "postgres,redis,kafka,connect,telemetry"
+    assert expand_stacks("harper-stack,collector,harper") == "harper,collector"
+    assert expand_stacks("toy-stack") == ""  # a stack that needs no service
+    assert expand_stacks("redis") == "redis" and expand_stacks(None) is None
+
+
+def test_default_stacks_fairness_and_services_come_from_the_declarations() -> None:
+    from hopscope.experiment.study import resolve_stacks
+
+    shipped = [s for s in resolve_stacks(None) if s.name in ("kafka", "harper")]
+    assert [s.name for s in shipped] == ["kafka", "harper"]
+    rows = fairness_expected(shipped)
+    assert rows[0] == {
+        "control": "replication factor",
+        "expected": "3",
+        "kafka": "topics[].replication_factor",
+    }
+    assert rows[-1] == {"control": "Harper nodes", "expected": "3", "harper": "node_count"}
+    assert len(rows) == 16
+    assert required_services(shipped) == ["postgres", "redis", "kafka", "connect", "harper", "collector"]
