@@ -8,9 +8,10 @@
 
 A stack names the checks that apply to it in its `stack.yaml` (`crosschecks:`): a name from
 `CHECKS` here, or its own `module:function` (module relative to the stack folder), called with a
-`CheckRun`. Each result is stored in the run's cross-check file (`hopscope.core.rundir.CROSSCHECKS`);
-the report puts the tool's figure next to the traced one and gives their ratio. A check that
-cannot run says why, with no figure.
+`CheckRun`, with the check's label and the traced figure it is compared with. Each result is
+stored in the run's cross-check file (`hopscope.core.rundir.CROSSCHECKS`) with its stack, label
+and traced figure, so the report puts the tool's figure next to the traced one and gives their
+ratio without knowing any stack. A check that cannot run says why, with no figure.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from hopscope.deploy.base import Context
 from hopscope.deploy.config import load_config
 from hopscope.deploy.services.kafka import Kafka
 from hopscope.deploy.services.postgres import Postgres
-from hopscope.pipelines.stack import Stack
+from hopscope.pipelines.stack import CrossCheckSpec, Stack
 
 E2E_TOPIC = "hopscope_crosscheck_e2e"
 PG_TABLE = "hopscope_crosscheck_pgbench"
@@ -214,25 +215,27 @@ def check_pgbench(run: CheckRun) -> dict[str, Any]:
     return pgbench(run.ctx, run.seconds, PGBENCH_RATE, run.workdir)
 
 
+Check = Callable[[CheckRun], dict[str, Any]]
+
 #: The checks a stack can name in its declaration.
-CHECKS: dict[str, Callable[[CheckRun], dict[str, Any]]] = {
+CHECKS: dict[str, Check] = {
     "kafka_end_to_end": check_kafka_end_to_end,
     "pgbench": check_pgbench,
 }
 
 
-def declared_checks(stack: Stack) -> list[tuple[str, Callable[[CheckRun], dict[str, Any]]]]:
-    """(result name, function) of each check the stack declares; CrossCheckError for a name
+def declared_checks(stack: Stack) -> list[tuple[CrossCheckSpec, Check]]:
+    """(declaration, function) of each check the stack declares; CrossCheckError for a name
     that is neither known here nor a `module:function`."""
     out = []
-    for entry in stack.spec.crosschecks:
-        if ":" in entry:
-            out.append((entry.rpartition(":")[2], stack.resolve(entry, "cross-check")))
-        elif entry in CHECKS:
-            out.append((entry, CHECKS[entry]))
+    for spec in stack.spec.crosschecks:
+        if ":" in spec.check:
+            out.append((spec, stack.resolve(spec.check, "cross-check")))
+        elif spec.check in CHECKS:
+            out.append((spec, CHECKS[spec.check]))
         else:
             raise CrossCheckError(
-                f"{stack.file}: cross-check {entry!r} is neither one of {sorted(CHECKS)} "
+                f"{stack.file}: cross-check {spec.check!r} is neither one of {sorted(CHECKS)} "
                 "nor a 'module:function' of the stack"
             )
     return out
@@ -243,21 +246,24 @@ def run_crosschecks(
 ) -> dict[str, Any]:
     """Run the checks the chosen stacks declare; every outcome (figure or error) is stored."""
     out: dict[str, Any] = {}
-    planned = [(s, name, fn) for s in stacks for name, fn in declared_checks(s)]
+    planned = [(s, spec, fn) for s in stacks for spec, fn in declared_checks(s)]
     if not planned:
         return out
     ctx = Context(load_config())
     with tempfile.TemporaryDirectory(prefix="hopscope-crosscheck-") as tmp:
         work = Path(tmp)
-        for stack, name, fn in planned:
+        for stack, spec, fn in planned:
             drivers = [r.driver for r in results if r.phase.stack == stack.name and r.status == "ok"]
+            name = spec.result_name
             key = name if name not in out else f"{stack.name}.{name}"
+            # what the report needs beside the figure: whose check it is, its label, its traced twin
+            info = {"stack": stack.name, **spec.report_info()}
             console.print(f"cross-check [bold]{key}[/] …")
             try:
-                out[key] = {"status": "ok", **fn(CheckRun(ctx, stack.name, drivers, seconds, work))}
+                out[key] = {"status": "ok", **fn(CheckRun(ctx, stack.name, drivers, seconds, work)), **info}
                 console.print(f"  p50 {out[key]['p50_ms']:.2f} ms, p99 {out[key]['p99_ms']:.2f} ms")
             except Exception as exc:  # one failing tool must not hide the other's figure
-                out[key] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                out[key] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", **info}
                 console.print(f"  [red]failed:[/] {out[key]['error']}")
     (run_dir / CROSSCHECKS).write_text(json.dumps(out, indent=2, default=str))
     return out

@@ -338,6 +338,12 @@ def fairness_expected(stacks: list[Stack]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def stack_info(stacks: list[Stack]) -> dict[str, dict[str, str]]:
+    """Per stack, how the report names it (description, what a point read is, where the
+    services' settings are read from): the analysis reads it from the run, never a stack."""
+    return {s.name: s.report_info() for s in stacks}
+
+
 def read_services_fairness(stacks: list[Stack]) -> dict[str, Any]:
     """Settings read from the running services themselves (beside what each driver read back),
     by each stack's declared `services_readback`; a failing read-back is recorded as an error."""
@@ -466,6 +472,7 @@ def run_experiment(
         **({"skipped": skipped} if skipped else {}),
         "crosschecks": crosschecks,
         "fairness_expected": fairness_expected(chosen),
+        "stack_info": stack_info(chosen),
         "services_fairness": read_services_fairness(chosen),
     }
     (run_dir / EXPERIMENT).write_text(json.dumps(experiment, indent=2, default=str))

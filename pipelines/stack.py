@@ -2,7 +2,7 @@
 
 A stack folder holds its declaration (`stack.yaml`: name, driver, the services it needs, its
 fairness controls and how to read the services' settings back, its hops per workload, its
-cross-checks) and its code: the driver and one module per workload. Folders are found under
+cross-checks and what each is compared with, the report's wording for it) and its code: the driver and one module per workload. Folders are found under
 `pipelines/*/stack.yaml` and in the folders named by `HOPSCOPE_STACK_PATH` (os.pathsep-separated;
 each either a stack folder or a folder of stack folders), so a stack outside this repository
 needs no edit here.
@@ -21,7 +21,7 @@ import types
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -120,6 +120,60 @@ def _is_ref(value: str) -> bool:
     return bool(sep and module and attr and all(p.isidentifier() for p in [*module.split("."), attr]))
 
 
+class TracedCandidate(_Strict):
+    """One place the traced counterpart of a cross-check may be: a workload of the stack and a
+    hop of it."""
+
+    workload: str = Field(min_length=1)
+    hop: str = Field(min_length=1)
+
+
+class TracedFigure(_Strict):
+    """What a cross-check's figure is compared with, in the stack's own traces.
+
+    `measure: hop` = that hop's own latency (hop statistics); `measure: partial_sum` = the
+    partial sum of the path's hops up to and including that hop (tail growth), i.e. from the
+    intended send to the end of the hop (for a `wait:X` hop: to the start of X). The candidates
+    are tried in order; the first with data is shown. `what` describes it in the report
+    (`{hop}` = the hop's name without the `wait:` prefix)."""
+
+    measure: Literal["hop", "partial_sum"]
+    candidates: tuple[TracedCandidate, ...] = Field(min_length=1)
+    what: str = ""
+
+
+class CrossCheckSpec(_Strict):
+    """One cross-check of a stack: which check (a name the experiment knows, or the stack's own
+    `module:function`), its label in the report and the traced figure it is compared with."""
+
+    check: str = Field(min_length=1)
+    #: the report's name for the check (default: the check's result name)
+    label: str = ""
+    #: None: the tool's figure is shown alone
+    traced: TracedFigure | None = None
+
+    @property
+    def result_name(self) -> str:
+        """The key of the check's result in the run (`module:function` → `function`)."""
+        return self.check.rpartition(":")[2]
+
+    def report_info(self) -> dict[str, Any]:
+        """What the report needs to show the check's result (stored beside it in the run)."""
+        return {
+            "label": self.label or self.result_name,
+            "traced": self.traced.model_dump(mode="json") if self.traced else None,
+        }
+
+
+class StackLabels(_Strict):
+    """How the report names what the stack does (free text)."""
+
+    #: what a point read is on this stack (the point-read table's caption)
+    point_read: str = ""
+    #: where the services' settings of the fairness table come from on this stack
+    read_back: str = ""
+
+
 class StackSpec(_Strict):
     """The contents of a `stack.yaml`."""
 
@@ -134,10 +188,20 @@ class StackSpec(_Strict):
     fairness: tuple[FairnessControl, ...] = ()
     #: `module:function(deploy_context) -> dict`: settings read from the running services
     services_readback: str | None = None
-    #: independent cross-checks: a name the experiment knows, or `module:function`
-    crosschecks: tuple[str, ...] = ()
+    #: independent cross-checks: each `{check, label, traced}`, or just the check (a name the
+    #: experiment knows, or `module:function`)
+    crosschecks: tuple[CrossCheckSpec, ...] = ()
+    #: the report's wording for the stack
+    labels: StackLabels = StackLabels()
     #: workload name → its hops on this stack
     workloads: dict[str, WorkloadHops]
+
+    @field_validator("crosschecks", mode="before")
+    @classmethod
+    def _bare_check_names(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [{"check": v} if isinstance(v, str) else v for v in value]
+        return value
 
     @field_validator("name")
     @classmethod
@@ -159,6 +223,29 @@ class StackSpec(_Strict):
         if not workloads:
             raise ValueError("no workload declared")
         return workloads
+
+    @model_validator(mode="after")
+    def _traced_hops_declared(self) -> StackSpec:
+        """A cross-check is compared with hops this stack declares."""
+        results = [c.result_name for c in self.crosschecks]
+        dupes = sorted({r for r in results if results.count(r) > 1})
+        if dupes:
+            raise ValueError(f"crosschecks: more than one check named {dupes}")
+        for i, c in enumerate(self.crosschecks):
+            for j, cand in enumerate(c.traced.candidates if c.traced else ()):
+                where = f"crosschecks.{i}.traced.candidates.{j}"
+                spec = self.workloads.get(cand.workload)
+                if spec is None:
+                    raise ValueError(
+                        f"{where}: workload {cand.workload!r} is not among the declared workloads "
+                        f"{sorted(self.workloads)}"
+                    )
+                names = [h.name for h in (*spec.hops, *spec.point_read_hops)]
+                if cand.hop not in names:
+                    raise ValueError(
+                        f"{where}: hop {cand.hop!r} is not a hop of workload {cand.workload!r} {names}"
+                    )
+        return self
 
 
 class Stack:
@@ -232,6 +319,14 @@ class Stack:
         if workload.point_read_rate is not None and spec.point_read_hops:
             out[POINT_READ] = [h.name for h in spec.point_read_hops]
         return out
+
+    def report_info(self) -> dict[str, str]:
+        """How the report names the stack (stored in the run, so the analysis needs no stack)."""
+        return {
+            "description": self.spec.description,
+            "point_read_label": self.spec.labels.point_read,
+            "read_back_label": self.spec.labels.read_back,
+        }
 
     def root_hops(self, workload: str) -> tuple[str, str]:
         """(the event's root hop, a point read's root hop): the stack's first hops."""

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from hopscope.core.attributes import WAIT_PREFIX, wait_hop
+from hopscope.core.attributes import WAIT_PREFIX
 
 from .context import ReportContext
 from .section import Section, figure_part, note, slug
@@ -47,6 +47,13 @@ def apply_experiment(ctx: ReportContext, experiment: dict[str, Any]) -> None:
     for w in experiment.get("workloads", []):
         if w not in ctx.workloads:
             ctx.workloads.append(w)
+
+
+def _stack_label(ctx: ReportContext, stack: str, key: str, default: str | None = None) -> str:
+    """The stack's wording for `key` from the run's `stack_info` (written from its declaration);
+    `default` (the stack's name if None) when the run or the declaration has none."""
+    info = ((ctx.experiment or {}).get("stack_info") or {}).get(stack) or {}
+    return info.get(key) or (stack if default is None else default)
 
 
 def phases(ctx: ReportContext, **match: Any) -> list[dict[str, Any]]:
@@ -235,6 +242,7 @@ def fairness_section(ctx: ReportContext) -> Iterable[Section]:
         h, m = note("No control of the study applies to the stacks of this run.")
         yield Section("fairness", "Fairness controls", h, m)
         return
+    sources = [label for s in ctx.stacks if (label := _stack_label(ctx, s, "read_back_label", ""))]
     cols = [
         text("control"),
         text("expected"),
@@ -245,8 +253,8 @@ def fairness_section(ctx: ReportContext) -> Iterable[Section]:
         frame,
         cols,
         caption="Controls of the study; values are those the drivers read back from the running services "
-        "(topic and broker configs, Debezium connector config from Connect, SHOW synchronous_commit, "
-        "Harper get_configuration) for the phases that ran; every distinct value seen is listed.",
+        + (f"({', '.join(sources)}) " if sources else "")
+        + "for the phases that ran; every distinct value seen is listed.",
         flag=lambda rec, f: rec["matches"] != "yes" and f in ("matches", *ctx.stacks),
     )
     yield Section("fairness", "Fairness controls", table.to_html(), table.to_markdown())
@@ -441,10 +449,11 @@ def workload_point_reads(ctx: ReportContext, workload: str) -> Section | None:
     cols = [text("figure"), *[ms(s, f"{s} (ms)") for s in stacks]]
     if "ratio" in wide.columns:
         cols.append(Column("ratio", "ratio", lambda v: "–" if v != v else f"{float(v):.2f}×", True))
-    names = {"kafka": "Kafka Streams interactive query", "harper": "Harper REST GET"}
     caption = (
         "Point reads of the aggregate (intended send → response), median over repeats: "
-        + ", ".join(f"{s}: {names.get(s, s)}" for s in stacks)
+        + ", ".join(
+            f"{s}: {label}" if (label := _stack_label(ctx, s, "point_read_label", "")) else s for s in stacks
+        )
         + (f"; {lines[0]}" if lines else "")
     )
     table = make_table(wide, cols, caption=caption)
@@ -545,58 +554,56 @@ def overhead_section(ctx: ReportContext) -> Iterable[Section]:
 
 
 # -- cross-checks --------------------------------------------------------------------------------
+#
+# Each result in the run's cross-checks carries what the report needs (written by the experiment
+# from the stack's declaration): `stack`, `label`, and `traced` = {measure, candidates, what},
+# the figure of that stack's traces the tool is compared with. A result without them (a run made
+# before they were stored) is shown under its name, with no traced figure.
 
-#: Where the traced counterpart of each tool's figure comes from: (stack, workloads to try, hop).
-#: Kafka: the partial sum of the hops up to the consumer's poll (client intent → consumer start).
-KAFKA_HOP_SOURCES = (
-    ("fanout", wait_hop("router.consume")),
-    ("ingest", wait_hop("ingest.consume")),
-    ("aggregate", wait_hop("streams.aggregate")),
-)
-PG_HOP_SOURCE = ("write_notify", "client.insert")
+#: Measures: `hop` = the hop's own latency (hop statistics); `partial_sum` = the partial sum of
+#: the path's hops up to and including the hop (tail growth).
+#: The report's description of a traced figure when the declaration gives none
+DEFAULT_WHAT = {"hop": "{hop}", "partial_sum": "{hop} (partial sum)"}
 
 
-def _traced_kafka(ctx: ReportContext) -> tuple[str, dict[str, float]] | None:
-    for workload, hop in KAFKA_HOP_SOURCES:
-        g = ctx.growth("kafka", workload)
-        if g.empty:
+def _frame_for(ctx: ReportContext, measure: str, stack: str, workload: str) -> pd.DataFrame:
+    if measure == "partial_sum":
+        return ctx.growth(stack, workload)
+    if measure == "hop":
+        return ctx.hops(stack, workload)
+    return pd.DataFrame()
+
+
+def traced_figure(ctx: ReportContext, stack: str | None, traced: Any) -> tuple[str, dict[str, float]] | None:
+    """(description, {p50, p99}) of the first declared candidate with data, or None."""
+    if not stack or not isinstance(traced, dict):
+        return None
+    measure = str(traced.get("measure"))
+    for cand in traced.get("candidates") or []:
+        workload, hop = cand.get("workload"), cand.get("hop")
+        frame = _frame_for(ctx, measure, stack, workload)
+        if frame.empty:
             continue
-        row = g[g["hop"] == hop]
-        if len(row):
-            r = row.iloc[0]
-            return f"kafka/{workload}: produce → {hop.removeprefix(WAIT_PREFIX)} (partial sum)", {
-                "p50": float(r["p50_ms"]), "p99": float(r["p99_ms"])
-            }  # fmt: skip
+        row = frame[frame["hop"] == hop]
+        if not len(row):
+            continue
+        r = row.iloc[0]
+        what = (traced.get("what") or DEFAULT_WHAT.get(measure, "{hop}")).replace(
+            "{hop}", str(hop).removeprefix(WAIT_PREFIX)
+        )
+        return f"{stack}/{workload}: {what}", {"p50": float(r["p50_ms"]), "p99": float(r["p99_ms"])}
     return None
-
-
-def _traced_pg(ctx: ReportContext) -> tuple[str, dict[str, float]] | None:
-    workload, hop = PG_HOP_SOURCE
-    h = ctx.hops("kafka", workload)
-    if h.empty:
-        return None
-    row = h[h["hop"] == hop]
-    if not len(row):
-        return None
-    r = row.iloc[0]
-    return f"kafka/{workload}: {hop} (INSERT + commit)", {
-        "p50": float(r["p50_ms"]),
-        "p99": float(r["p99_ms"]),
-    }
 
 
 def crosscheck_frame(ctx: ReportContext) -> pd.DataFrame:
     checks = (ctx.experiment or {}).get("crosschecks") or {}
     rows = []
-    for name, tool, traced in (
-        ("kafka_end_to_end", "Kafka EndToEndLatency", _traced_kafka(ctx)),
-        ("pgbench", "pgbench one-row INSERT", _traced_pg(ctx)),
-    ):
-        c = checks.get(name)
-        if c is None:
+    for name, c in checks.items():
+        if not isinstance(c, dict):
             continue
+        traced = traced_figure(ctx, c.get("stack"), c.get("traced"))
         row: dict[str, Any] = {
-            "check": tool,
+            "check": c.get("label") or name,
             "status": c.get("status"),
             "traced_hop": traced[0] if traced else "no traced data",
         }

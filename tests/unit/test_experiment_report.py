@@ -4,6 +4,9 @@ fairness, cross-check ratios) on hand-built experiment documents with known answ
 
 from __future__ import annotations
 
+import ast
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from rich.console import Console
 
 from hopscope.analysis.report import build_sections
+from hopscope.analysis.report.analyze import analyze_run
 from hopscope.analysis.report.context import ReportContext
 from hopscope.analysis.report.experiment_sections import (
     _lookup,
@@ -22,7 +27,11 @@ from hopscope.analysis.report.experiment_sections import (
     overhead_frame,
     repeat_frame,
     sweep_frame,
+    workload_point_reads,
 )
+from hopscope.analysis.report.tables import fmt_ms
+from hopscope.core.attributes import LOADGEN_SPAN_NAME
+from hopscope.core.rundir import EXPERIMENT
 from hopscope.experiment.crosschecks import CrossCheckError, parse_end_to_end_latency, parse_pgbench_log
 from hopscope.experiment.phase_stats import phase_figures
 from hopscope.experiment.study import (
@@ -31,7 +40,12 @@ from hopscope.experiment.study import (
     load_profile,
     plan_phases,
     resolve_stacks,
+    stack_info,
 )
+from hopscope.pipelines.stack import Stack, discover_stacks, load_stack, read_stack
+from hopscope.synth import SynthConfig, generate, write_run
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # -- plan ------------------------------------------------------------------------------------
 
@@ -236,19 +250,171 @@ def test_fairness_flags_a_mismatch_and_a_missing_read_back() -> None:
     assert "Harper nodes" not in f.index  # no harper stack in this run
 
 
+def _declared_checks(stack: Stack) -> dict[str, dict]:
+    """What the experiment stores beside each result of the stack's checks (from its declaration)."""
+    return {c.result_name: {"stack": stack.name, **c.report_info()} for c in stack.spec.crosschecks}
+
+
 def test_crosscheck_ratio_is_traced_over_tool() -> None:
-    growth = pd.DataFrame([{"stack": "kafka", "workload": "fanout", "hop": "wait:router.consume", "order": 2,
-                            "p50_ms": 8.0, "p99_ms": 40.0, "p999_ms": 50.0}])  # fmt: skip
+    kafka = load_stack("kafka")
+    info = _declared_checks(kafka)
+    growth = pd.DataFrame([
+        {"stack": "kafka", "workload": w, "hop": h, "order": 2, "p50_ms": p50, "p99_ms": 5 * p50, "p999_ms": 50.0}
+        for w, h, p50 in (("ingest", "wait:ingest.consume", 99.0), ("fanout", "wait:router.consume", 8.0))
+    ])  # fmt: skip
     hops = pd.DataFrame([{"stack": "kafka", "workload": "write_notify", "hop": "client.insert", "order": 0,
                           "p50_ms": 3.0, "p99_ms": 9.0}])  # fmt: skip
     exp = {"stacks": ["kafka"], "workloads": ["fanout"], "phases": [], "crosschecks": {
-        "kafka_end_to_end": {"status": "ok", "p50_ms": 4.0, "p99_ms": 20.0},
-        "pgbench": {"status": "failed", "error": "pgbench not found"}}}  # fmt: skip
+        "kafka_end_to_end": {"status": "ok", "p50_ms": 4.0, "p99_ms": 20.0, **info["kafka_end_to_end"]},
+        "pgbench": {"status": "ok", "p50_ms": 1.5, "p99_ms": 3.0, **info["pgbench"]}}}  # fmt: skip
     f = crosscheck_frame(_ctx(exp, growth, hops)).set_index("check")
-    assert f.loc["Kafka EndToEndLatency", "ratio_p50"] == pytest.approx(2.0)
-    assert f.loc["Kafka EndToEndLatency", "ratio_p99"] == pytest.approx(2.0)
+    # the shipped declaration gives the labels and traced figures the report always had
+    assert list(f.index) == ["Kafka EndToEndLatency", "pgbench one-row INSERT"]
+    e2e = f.loc["Kafka EndToEndLatency"]
+    assert e2e["traced_hop"] == "kafka/fanout: produce → router.consume (partial sum)"  # the first candidate
+    assert (e2e["ratio_p50"], e2e["ratio_p99"]) == pytest.approx((2.0, 2.0))
+    pg = f.loc["pgbench one-row INSERT"]
+    assert pg["traced_hop"] == "kafka/write_notify: client.insert (INSERT + commit)"
+    assert (pg["traced_p50_ms"], pg["ratio_p50"], pg["ratio_p99"]) == pytest.approx((3.0, 2.0, 3.0))
+    # no fanout data: the next declared candidate; a failed tool keeps its label and says why
+    exp["crosschecks"]["pgbench"] = {"status": "failed", "error": "pgbench not found", **info["pgbench"]}
+    f = crosscheck_frame(_ctx(exp, growth[growth["workload"] == "ingest"], hops)).set_index("check")
+    assert (
+        f.loc["Kafka EndToEndLatency", "traced_hop"] == "kafka/ingest: produce → ingest.consume (partial sum)"
+    )
+    assert f.loc["Kafka EndToEndLatency", "traced_p50_ms"] == pytest.approx(99.0)
     assert f.loc["pgbench one-row INSERT", "status"] == "failed"
     assert f.loc["pgbench one-row INSERT", "note"] == "pgbench not found"
+
+
+def test_a_run_made_before_the_declarations_were_stored_still_renders() -> None:
+    """An old experiment.json (no stack/label/traced beside a result, no stack_info): each check
+    under its name with no traced figure, the point reads under the stacks' names."""
+    growth = pd.DataFrame([{"stack": "kafka", "workload": "fanout", "hop": "wait:router.consume", "order": 2,
+                            "p50_ms": 8.0, "p99_ms": 40.0, "p999_ms": 50.0}])  # fmt: skip
+    reads = {"point_read_ms": {"p50": 2.0, "p99": 4.0, "p999": 5.0}}
+    exp = {"stacks": ["kafka", "harper"], "workloads": ["aggregate"], "phases": [
+        {**_phase(s, "aggregate", 0, True, 1, 2), "figures": reads} for s in ("kafka", "harper")],
+        "crosschecks": {"kafka_end_to_end": {"status": "ok", "p50_ms": 4.0, "p99_ms": 20.0}}}  # fmt: skip
+    ctx = _ctx(exp, growth)
+    row = crosscheck_frame(ctx).iloc[0]
+    assert (row["check"], row["traced_hop"]) == ("kafka_end_to_end", "no traced data")
+    section = workload_point_reads(ctx, "aggregate")
+    assert section is not None
+    assert "median over repeats: kafka, harper; ratio = kafka ÷ harper" in section.markdown
+
+
+NATS_STACK = """
+name: nats
+description: NATS JetStream, a made-up stack of this test
+driver: driver:NatsDriver
+fairness:
+  - {control: stream replicas, expected: "3", read_back: stream.replicas}
+crosschecks:
+  - bare_tool
+  - check: nats_bench
+    label: nats bench (JetStream publish → consume)
+    traced:
+      measure: partial_sum
+      candidates:
+        - {workload: fanout, hop: "wait:subscriber.receive"}
+        - {workload: write_notify, hop: "wait:subscriber.receive"}
+      what: "publish → {hop}"
+  - check: checks:publish_only
+    label: one publish, acked
+    traced: {measure: hop, candidates: [{workload: write_notify, hop: client.publish}]}
+labels:
+  point_read: NATS KV get
+  read_back: JetStream stream info
+workloads:
+  write_notify:
+    hops: [{name: client.publish}, {name: "wait:subscriber.receive"}, {name: subscriber.receive}]
+  fanout:
+    hops: [{name: client.publish}, {name: "wait:subscriber.receive"}, {name: subscriber.receive}]
+"""
+
+
+def test_a_new_stack_brings_its_own_crosschecks_and_labels(tmp_path: Path) -> None:
+    """A stack the code has never heard of ("nats", declared in a folder of this test): its run
+    directory's report compares each check with the declared hop / partial sum and uses the
+    declared labels — no change in the analysis."""
+    folder = tmp_path / "nats"
+    folder.mkdir()
+    (folder / "stack.yaml").write_text(NATS_STACK)
+    nats = read_stack(folder)
+    run_dir = tmp_path / "run"
+    const = lambda ms: {"kind": "constant", "value_ms": ms}  # noqa: E731
+    cfg = SynthConfig.from_dict({
+        "events": 200, "seed": 3,
+        "breakage": {"orphan_rate": 0, "missing_hop_rate": 0, "duplicate_rate": 0, "skew_rate": 0, "malformed_lines": 0},
+        "pairs": [{"stack": "nats", "workload": "write_notify", "steps": [  # fanout: no spans, the 2nd candidate counts
+            {"type": "span", "hop": "client.publish", "service": "c", "kind": "PRODUCER", "dist": const(2)},
+            {"type": "wait", "dist": const(3)},
+            {"type": "span", "hop": "subscriber.receive", "service": "s", "kind": "CONSUMER", "dist": const(1)}]}],
+    })  # fmt: skip
+    write_run(generate(cfg), run_dir, cfg)
+    info = _declared_checks(nats)
+    phase = _phase("nats", "write_notify", 0, True, 6, 7, driver={"stream": {"replicas": 3}})
+    phase["figures"]["point_read_ms"] = {"p50": 0.5, "p99": 0.9, "p999": 1.0}
+    experiment = {
+        "stacks": ["nats"], "workloads": ["write_notify"], "profile": "quick", "repeat": 1, "phases": [phase],
+        "crosschecks": {
+            "bare_tool": {"status": "ok", "p50_ms": 1.0, "p99_ms": 2.0, **info["bare_tool"]},
+            "nats_bench": {"status": "ok", "p50_ms": 2.5, "p99_ms": 4.0, **info["nats_bench"]},
+            "publish_only": {"status": "ok", "p50_ms": 1.0, "p99_ms": 1.0, **info["publish_only"]},
+        },
+        "fairness_expected": fairness_expected([nats]),
+        "stack_info": stack_info([nats]),
+    }  # fmt: skip
+    (run_dir / EXPERIMENT).write_text(json.dumps(experiment))
+    result = analyze_run(run_dir, console=Console(quiet=True))
+    md = (run_dir / "report.md").read_text()
+
+    growth = result.run.tail_growth().set_index("hop")
+    hops = result.run.hop_stats().set_index("hop")
+    partial = growth.loc["wait:subscriber.receive"]  # intended send → the subscriber's start
+    assert partial["p50_ms"] == pytest.approx(5.0, abs=0.3)
+    table = md.split("## Independent cross-checks", 1)[1].split("<a id=", 1)[0]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert rows["bare_tool"].endswith("| no traced data |")  # no label, no traced figure declared
+    bench = rows["nats bench (JetStream publish → consume)"].split(" | ")
+    assert bench[2:5] == [fmt_ms(2.5), fmt_ms(partial["p50_ms"]), f"{partial['p50_ms'] / 2.5:.2f}×"]
+    assert bench[6] == fmt_ms(partial["p99_ms"])
+    assert bench[-1] == "nats/write_notify: publish → subscriber.receive |"
+    publish = rows["one publish, acked"].split(" | ")
+    assert publish[3] == fmt_ms(hops.loc["client.publish", "p50_ms"]) == "2.00"
+    assert publish[-1] == "nats/write_notify: client.publish |"  # the default wording of a hop
+    assert "median over repeats: nats: NATS KV get" in md
+    assert "read back from the running services (JetStream stream info) for the phases" in md
+
+
+def test_the_analysis_names_no_stack() -> None:
+    """Adding a stack is one folder: no code of the analysis (its names and literals, docstrings
+    and comments aside) names a stack or a stack's hop."""
+    names = set(discover_stacks())
+    hop_names = {h.name for s in discover_stacks().values() for w in s.spec.workloads.values()
+                 for h in (*w.hops, *w.point_read_hops)}  # fmt: skip
+    found = []
+    for path in sorted((ROOT / "analysis").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}  # fmt: skip
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                text = node.value.lower()
+                words = set(re.findall(r"\w+", text)) | set(re.findall(r"[^\W_]+", text))
+                hit = (words & names) | {h for h in hop_names if h != LOADGEN_SPAN_NAME and h in node.value}
+            elif isinstance(node, ast.Name | ast.Attribute | ast.FunctionDef | ast.ClassDef):
+                ident = str(
+                    getattr(node, "id", None) or getattr(node, "attr", None) or getattr(node, "name", "")
+                )
+                hit = names & {ident.lower(), *ident.lower().split("_")}
+            else:
+                continue
+            if hit:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {sorted(hit)}")
+    assert not found, found
 
 
 def test_failed_phase_is_named_in_the_report() -> None:

@@ -23,6 +23,7 @@ from hopscope.pipelines.stack import (
     UnknownStackError,
     discover_stacks,
     load_stack,
+    read_stack,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +69,56 @@ def test_a_bad_declaration_names_file_and_field(tmp_path: Path, monkeypatch: pyt
         discover_stacks()
     text = str(err.value)
     assert str(bad / "stack.yaml") in text and "driver:" in text and "workloads:" in text
+
+
+def _write_stack(folder: Path, crosschecks: str) -> Path:
+    folder.mkdir()
+    (folder / "stack.yaml").write_text(
+        "name: other\ndriver: driver:D\n"
+        f"crosschecks: {crosschecks}\n"
+        "workloads: {fanout: {hops: [{name: a}, {name: 'wait:b'}, {name: b}]}}\n"
+    )
+    return folder
+
+
+def test_crosscheck_declarations_bare_or_with_their_traced_figure(tmp_path: Path) -> None:
+    bare = read_stack(_write_stack(tmp_path / "bare", "[pgbench, 'checks:mine']"))
+    assert [(c.check, c.result_name, c.label, c.traced) for c in bare.spec.crosschecks] == [
+        ("pgbench", "pgbench", "", None),
+        ("checks:mine", "mine", "", None),
+    ]
+    assert bare.spec.crosschecks[1].report_info() == {"label": "mine", "traced": None}
+    assert bare.report_info() == {"description": "", "point_read_label": "", "read_back_label": ""}
+    full = read_stack(
+        _write_stack(
+            tmp_path / "full",
+            "[{check: pgbench, label: L, traced: {measure: partial_sum, "
+            "candidates: [{workload: fanout, hop: 'wait:b'}]}}]",
+        )
+    )
+    assert full.spec.crosschecks[0].report_info() == {
+        "label": "L",
+        "traced": {
+            "measure": "partial_sum",
+            "candidates": [{"workload": "fanout", "hop": "wait:b"}],
+            "what": "",
+        },
+    }
+    for bad, field in (
+        ("[{check: pgbench, traced: {measure: hop, candidates: [{workload: fanout, hop: nope}]}}]",
+         "crosschecks.0.traced.candidates.0: hop 'nope' is not a hop of workload 'fanout'"),
+        ("[{check: pgbench, traced: {measure: hop, candidates: [{workload: ingest, hop: a}]}}]",
+         "crosschecks.0.traced.candidates.0: workload 'ingest' is not among the declared workloads"),
+        ("[{check: pgbench, traced: {measure: mean, candidates: [{workload: fanout, hop: a}]}}]",
+         "crosschecks.0.traced.measure"),
+        ("[{check: pgbench, traced: {measure: hop, candidates: []}}]", "crosschecks.0.traced.candidates"),
+        ("[{check: pgbench, lable: x}]", "crosschecks.0.lable"),
+        ("[pgbench, pgbench]", "crosschecks: more than one check named ['pgbench']"),
+    ):  # fmt: skip
+        folder = _write_stack(tmp_path / f"bad{len(list(tmp_path.iterdir()))}", bad)
+        with pytest.raises(StackError) as err:
+            read_stack(folder)
+        assert str(folder / "stack.yaml") in str(err.value) and field in str(err.value), str(err.value)
 
 
 def test_bench_runs_the_toy_stack(toy_path: Path, tmp_path: Path) -> None:
@@ -125,9 +176,19 @@ def test_the_experiment_runs_on_the_toy_stack(toy_path: Path, tmp_path: Path) ->
         {"control": "toy delivery delay (ms)", "expected": "2", "toy": "delay_ms"}
     ]
     assert experiment["services_fairness"] == {"toy": {"delay_ms": 2}}
+    # each result carries what the report needs: its stack, its label, the traced figure it is compared with
     assert experiment["crosschecks"]["echo"] == {
-        "status": "ok", "tool": "echo", "phases": 4, "p50_ms": 2.0, "p99_ms": 2.0
+        "status": "ok", "tool": "echo", "phases": 4, "p50_ms": 2.0, "p99_ms": 2.0,
+        "stack": "toy", "label": "toy echo",
+        "traced": {"measure": "hop", "candidates": [{"workload": "write_notify", "hop": "toy.write"}],
+                   "what": "{hop} (the write)"},
     }  # fmt: skip
+    assert json.loads((run / CROSSCHECKS).read_text()) == experiment["crosschecks"]
+    assert experiment["stack_info"]["toy"]["point_read_label"] == "toy lookup"
+    report = (run / "report.md").read_text()
+    checks = report.split("## Independent cross-checks", 1)[1]
+    assert "| toy echo | ok | 2.00 | 2.00 | no traced data |" in checks  # no span reached this run
+    assert "(the toy driver's delay)" in report  # the fairness table's read-back wording
     manifest = json.loads((run / MANIFEST).read_text())
     assert set(manifest["expected_hops"]["toy"]) == {"write_notify", "fanout"}
 
