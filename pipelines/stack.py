@@ -412,6 +412,15 @@ def stack_names() -> list[str]:
     return list(discover_stacks())
 
 
+def stack_names_for_help(names: Callable[[], list[str]] = stack_names) -> str:
+    """The stacks as a command's help text lists them; a broken declaration must not break
+    `--help` (the command itself names the problem)."""
+    try:
+        return ", ".join(names())
+    except StackError:
+        return "see pipelines/*/stack.yaml"
+
+
 def load_stack(name: str) -> Stack:
     stacks = discover_stacks()
     if name not in stacks:

@@ -13,16 +13,12 @@ from hopscope.deploy.config import load_config
 from hopscope.pipelines.bench import LIVE_ROOT_SPANS_MAX_RATE, resolve_bench, run_bench
 from hopscope.pipelines.driver import PreflightError, get_driver_factory, known_stacks
 from hopscope.pipelines.loadgen import LoadResult
-from hopscope.pipelines.stack import StackError
+from hopscope.pipelines.stack import StackError, stack_names_for_help
 from hopscope.pipelines.workload import WORKLOADS_DIR, Workload, WorkloadError
 
 
 def _stack_help() -> str:
-    try:
-        names = ", ".join(known_stacks())
-    except StackError:  # a broken declaration must not break --help; `bench` names the problem
-        names = "see pipelines/*/stack.yaml"
-    return f"a discovered stack or a simulation ({names})"
+    return f"a discovered stack or a simulation ({stack_names_for_help(known_stacks)})"
 
 
 def print_result(

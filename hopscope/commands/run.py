@@ -10,15 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hopscope.pipelines.stack import StackError, stack_names
+from hopscope.pipelines.stack import StackError, stack_names_for_help
 
 
 def _stacks_help() -> str:
-    try:
-        names = ", ".join(stack_names())
-    except StackError:  # a broken declaration must not break --help; `run` names the problem
-        names = "see pipelines/*/stack.yaml"
-    return f"comma-separated (default: the profile's, else every discovered stack: {names})"
+    return f"comma-separated (default: the profile's, else every discovered stack: {stack_names_for_help()})"
 
 
 def _split(value: str | None) -> list[str] | None:
