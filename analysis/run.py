@@ -14,9 +14,11 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hopscope.core.rundir import (
+    EXPERIMENT,
     INGEST_REPORT,
     LEDGER,
     MANIFEST,
@@ -29,7 +31,10 @@ from hopscope.core.rundir import (
 from hopscope.core.schema import SPAN_SCHEMA
 
 from . import allocator, clock_skew, critical_path, graph, quality
+from . import ledger as ledger_figures
+from . import verdicts as verdict_math
 from .hops import Deliveries, HopValues, find_deliveries, hop_values, pair_codes
+from .resources import resources_frame
 from .span_arrays import SpanArrays
 from .span_file import NEEDED_COLUMNS, ParquetColumns
 from .spans import prepare
@@ -158,6 +163,10 @@ class _Core:
     skew: clock_skew.SkewResult
     deliveries: Deliveries
     values: HopValues
+    #: per trace: its event is a warm-up event in the ledger (left out of every figure)
+    warmup: np.ndarray
+    #: per delivery: its path does not reach a true root (before warm-up was left out)
+    broken: np.ndarray
 
 
 class Run:
@@ -213,8 +222,23 @@ class Run:
                 skew = clock_skew.SkewResult(sa.start, sa.end, np.zeros(sa.n, bool))
             roots.result()
         dl = find_deliveries(sa, pair_of_trace, len(pairs), skew.end)
+        # Warm-up events (the ledger marks them) reach no figure: their deliveries are not walked.
+        warm = self._warmup_traces(sa)
+        broken = ~dl.valid
+        dl.valid = dl.valid & ~warm[dl.trace]
         hv = hop_values(sa, dl, skew.start, skew.end, pair_of_trace[dl.trace], len(pairs))
-        return _Core(sa=sa, pair_of_trace=pair_of_trace, pairs=pairs, skew=skew, deliveries=dl, values=hv)
+        return _Core(
+            sa=sa, pair_of_trace=pair_of_trace, pairs=pairs, skew=skew, deliveries=dl, values=hv,
+            warmup=warm, broken=broken,
+        )  # fmt: skip
+
+    def _warmup_traces(self, sa: SpanArrays) -> np.ndarray:
+        """Per trace: its event id is a warm-up event's in the ledger."""
+        warm_ids = ledger_figures.warmup_events(self.ledger)["event_id"].dropna().astype(str).unique()
+        if len(warm_ids) == 0 or sa.n_traces == 0:
+            return np.zeros(sa.n_traces, bool)
+        hit = pc.is_in(sa.trace_event_arrow, value_set=pa.array(warm_ids, pa.string()))
+        return np.asarray(hit.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
     @cached_property
     def _matrices(self) -> dict[tuple[str, str], tuple[PairMatrix, np.ndarray]]:
@@ -422,6 +446,114 @@ class Run:
                 rows.append(row)
         return pd.DataFrame(rows, columns=JAEGER_STATS_COLUMNS)
 
+    # -- verdicts ---------------------------------------------------------------------------------
+
+    @property
+    def verdict_figure(self) -> str:
+        """The end-to-end figure the verdicts use: `ledger e2e` (intended send → each expected
+        subscriber's first receipt, from the ledger) when the run has a ledger with receipts,
+        else `trace e2e` (root start → delivery span end)."""
+        return "ledger e2e" if len(self._ledger_deliveries) else "trace e2e"
+
+    @cached_property
+    def _ledger_deliveries(self) -> pd.DataFrame:
+        return ledger_figures.deliveries(self.ledger)
+
+    def verdict_latencies(self) -> pd.DataFrame:
+        """What the verdicts are computed from: one row per measured delivery (warm-up left
+        out) with workload, stack, repeat, target_rate, latency_ms — the `verdict_figure`."""
+        d = self._ledger_deliveries
+        if len(d):
+            return d[["workload", "stack", "repeat", "target_rate", "latency_ms"]].reset_index(drop=True)
+        e = self.e2e()
+        return pd.DataFrame(
+            {"workload": e["workload"], "stack": e["stack"], "repeat": 0, "target_rate": np.nan,
+             "latency_ms": e["e2e_ms"].to_numpy(float)}
+        )  # fmt: skip
+
+    def sweeps(self) -> pd.DataFrame:
+        """Rate sweeps from the ledger: per workload × stack × offered rate, the step's figures,
+        the knee and the highest rate sustained below it (`ledger.sweep_steps`)."""
+        return self._sweeps.copy()
+
+    @cached_property
+    def _sweeps(self) -> pd.DataFrame:
+        return ledger_figures.sweep_steps(self.ledger, self._ledger_deliveries)
+
+    def sweep_rates(self) -> dict[str, dict[str, object]]:
+        """Per sweep workload: each stack's highest rate sustained below its knee (None when the
+        first step is past it), and the rate the verdict compares the stacks at (the highest
+        rate every stack sustains; the lowest offered rate when one sustains none)."""
+        out: dict[str, dict[str, object]] = {}
+        sw = self._sweeps
+        for workload, g in sw.groupby("workload", sort=False):
+            own: dict[str, float | None] = {}
+            for stack, sg in g.groupby("stack", sort=False):
+                top = sg[sg["sustained"]]
+                own[str(stack)] = float(top["target_rate"].iloc[0]) if len(top) else None
+            known = [r for r in own.values() if r is not None]
+            common = min(known) if known and len(known) == len(own) else float(g["target_rate"].min())
+            out[str(workload)] = {"sustained": own, "compared_at": common}
+        return out
+
+    @cached_property
+    def _verdict_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        lat = self.verdict_latencies()
+        rates = self.sweep_rates()
+        at = lat["workload"].map(lambda w: (rates.get(w) or {}).get("compared_at", np.nan)).astype(float)
+        sweep = at.notna()
+        compared = lat[~sweep | np.isclose(lat["target_rate"], at)]
+        est, ver = verdict_math.analyse(compared)
+        est["basis"] = np.where(est["workload"].isin(list(rates)), "compared rate", "all")
+        est["rate"] = est["workload"].map(lambda w: (rates.get(w) or {}).get("compared_at", np.nan))
+        ver["rate"] = ver["workload"].map(lambda w: (rates.get(w) or {}).get("compared_at", np.nan))
+        own = []
+        for workload, r in rates.items():
+            for stack, rate in r["sustained"].items():  # type: ignore[union-attr]
+                if rate is None:
+                    continue
+                sel = lat[
+                    (lat["workload"] == workload)
+                    & (lat["stack"] == stack)
+                    & np.isclose(lat["target_rate"], rate)
+                ]
+                e, _ = verdict_math.analyse(sel)
+                own.append(e.assign(basis="sustained rate", rate=rate))
+        if own:
+            est = pd.concat([est, *own], ignore_index=True)
+        return est, ver
+
+    def estimates(self) -> pd.DataFrame:
+        """Per workload × stack × quantile (p50, p99, p99.9): the `verdict_figure`'s value, its 95 %
+        interval (two-level bootstrap over repeats and deliveries), n, repeats, samples beyond it,
+        `shown` (≥ 10 beyond). A rate sweep's rows are at the compared rate (`basis`), plus each
+        stack's own highest rate sustained below the knee (`basis` = "sustained rate")."""
+        return self._verdict_tables[0].copy()
+
+    def verdicts(self) -> pd.DataFrame:
+        """Per workload × quantile × pair of stacks: `lower` (the lower stack, "" when the ratio's
+        95 % interval holds 1), `ratio` (runner-up ÷ lower, or larger ÷ smaller), its interval,
+        `n_a`, `n_b`, both stacks' values and intervals, `rate` (a sweep's compared rate)."""
+        return self._verdict_tables[1].copy()
+
+    def repeat_disagreements(self) -> pd.DataFrame:
+        """Repeats of one workload × stack whose quantile intervals do not overlap."""
+        return verdict_math.repeat_disagreements(self.verdict_latencies())
+
+    def write_verdict_tables(self, out_dir: str | Path) -> list[Path]:
+        """verdicts.parquet (with each verdict's text) and estimates.parquet, each row naming the
+        `figure` it is of: what the report's headline shows and `hopscope run` prints."""
+        out = Path(out_dir)
+        written = []
+        for name, df in (
+            ("verdicts", verdict_math.with_text(self.verdicts())),
+            ("estimates", self.estimates()),
+        ):
+            path = out / table_file(name)
+            df.assign(figure=self.verdict_figure).to_parquet(path, index=False)
+            written.append(path)
+        return written
+
     def quality(self) -> dict:
         """Data-quality counts per stack × workload (key "stack/workload"), plus run-level ingest counts."""
         return json.loads(json.dumps(self._quality))
@@ -442,6 +574,9 @@ class Run:
         traces_with_delivery = np.zeros(sa.n_traces, bool)
         traces_with_delivery[dl.trace] = True
         e2e = self.e2e() if self.ledger is not None else None
+        warm_events = (
+            ledger_figures.warmup_events(self.ledger).groupby(["stack", "workload"]).size().to_dict()
+        )
         out: dict = {"pairs": {}}
         for p, (stack, workload) in enumerate(c.pairs):
             sel = c.pair_of_trace == p
@@ -463,7 +598,10 @@ class Run:
                 "clock_skew_corrections": int(corr[sel].sum()),
                 "deliveries": int((dl_pair == p).sum()),
                 "deliveries_analysed": int((dl.valid & (dl_pair == p)).sum()),
-                "deliveries_broken_path": int((~dl.valid & (dl_pair == p)).sum()),
+                "deliveries_broken_path": int((c.broken & (dl_pair == p)).sum()),
+                # warm-up events (ledger): in no figure; their traces' deliveries not analysed
+                "warmup_events_excluded": warm_events.get((stack, workload), 0),
+                "warmup_deliveries_excluded": int((c.warmup[dl.trace] & ~c.broken & (dl_pair == p)).sum()),
                 "traces_without_delivery": int((sel & ~traces_with_delivery).sum()),
             }
             if e2e is not None:
@@ -491,8 +629,13 @@ class Run:
             rows.append(flat)
         return pd.DataFrame(rows)
 
+    def resources(self) -> pd.DataFrame:
+        """Per phase × service of a `hopscope run`: CPU seconds and ms per event, peak RSS, host
+        CPU, schedule lag, host-bound (`resources.COLUMNS`; empty for any other run)."""
+        return resources_frame(_read_json(self.run_dir / EXPERIMENT) if self.run_dir else {})
+
     def write_outputs(self, out_dir: str | Path | None = None) -> list[Path]:
-        """Write hop_stats/e2e/tail_growth Parquet, quality.json and one GraphML per pair."""
+        """Write hop_stats/e2e/tail_growth/verdicts/estimates Parquet, quality.json and one GraphML per pair."""
         out = Path(out_dir) if out_dir is not None else self.run_dir
         if out is None:
             raise RunDirError("write_outputs needs out_dir when the run was not loaded from a directory")
@@ -506,6 +649,7 @@ class Run:
             path = out / table_file(name)
             df.to_parquet(path, index=False)
             written.append(path)
+        written += self.write_verdict_tables(out)
         if self.mode == "jaeger":
             for name, df in (("jaeger_paths", self.jaeger_paths()), ("jaeger_stats", self.jaeger_stats())):
                 path = out / table_file(name)

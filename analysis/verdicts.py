@@ -39,23 +39,43 @@ def enough_tail(n: int, q: float, min_tail: int = MIN_TAIL) -> bool:
     return n * (1.0 - q) >= min_tail
 
 
+def fast_quantiles(values: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """numpy's default (linear) quantiles, by partial partitions from the lowest order statistic
+    up (each later partition works on what lies above the previous one); `values` is reordered."""
+    n = len(values)
+    h = (n - 1) * qs
+    lo = np.floor(h).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    start = 0
+    for k in np.unique(np.concatenate([lo, hi])):
+        values[start:].partition(int(k) - start)
+        start = int(k) + 1
+    return values[lo] + (h - lo) * (values[hi] - values[lo])
+
+
 def bootstrap_quantile(
-    repeats: Sequence[np.ndarray], q: float, n_boot: int = N_BOOT, seed: int = 0
+    repeats: Sequence[np.ndarray], q: float | Sequence[float], n_boot: int = N_BOOT, seed: int = 0
 ) -> np.ndarray:
-    """`n_boot` bootstrap draws of the q-quantile of the pooled repeats (two-level resampling)."""
+    """`n_boot` bootstrap draws of the q-quantile of the pooled repeats (two-level resampling);
+    with several quantiles, one row per draw and one column per quantile (the same resamples)."""
+    qs = np.atleast_1d(np.asarray(q, dtype=np.float64))
     samples = [np.asarray(r, dtype=np.float64) for r in repeats if len(r)]
     if not samples:
-        return np.full(n_boot, np.nan)
+        out = np.full((n_boot, len(qs)), np.nan)
+        return out[:, 0] if np.ndim(q) == 0 else out
     rng = np.random.default_rng(seed)
-    draws = np.empty(n_boot)
+    draws = np.empty((n_boot, len(qs)))
     k = len(samples)
     for b in range(n_boot):
         picked = rng.integers(0, k, size=k) if k > 1 else (0,)
         pooled = np.concatenate(
-            [samples[i][rng.integers(0, len(samples[i]), size=len(samples[i]))] for i in picked]
+            [
+                samples[i][rng.integers(0, len(samples[i]), size=len(samples[i]), dtype=np.int64)]
+                for i in picked
+            ]
         )
-        draws[b] = np.quantile(pooled, q)
-    return draws
+        draws[b] = fast_quantiles(pooled, qs)
+    return draws[:, 0] if np.ndim(q) == 0 else draws
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,17 @@ class QuantileEstimate:
         )
         return cls(float(np.quantile(pooled, q)), float(lo), float(hi), int(pooled.size), shown, draws)
 
+    @classmethod
+    def from_draws(cls, pooled: np.ndarray, q: float, draws: np.ndarray) -> QuantileEstimate:
+        """The estimate when the draws are already made (`bootstrap_quantile` with several q)."""
+        if pooled.size == 0:
+            return cls(np.nan, np.nan, np.nan, 0, False, np.full(len(draws), np.nan))
+        shown = enough_tail(pooled.size, q)
+        if not shown:
+            return cls(float(np.quantile(pooled, q)), np.nan, np.nan, int(pooled.size), False, draws * np.nan)
+        lo, hi = np.quantile(draws, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+        return cls(float(np.quantile(pooled, q)), float(lo), float(hi), int(pooled.size), True, draws)
+
 
 def compare(
     a: Sequence[np.ndarray],
@@ -100,6 +131,13 @@ def compare(
     """
     ea = QuantileEstimate.of(a, q, n_boot, seed)
     eb = QuantileEstimate.of(b, q, n_boot, seed + 1)
+    return compare_estimates(ea, eb, names)
+
+
+def compare_estimates(
+    ea: QuantileEstimate, eb: QuantileEstimate, names: tuple[str, str] = ("a", "b")
+) -> dict[str, object]:
+    """`compare` on estimates already made (each with its own, independent draws)."""
     row: dict[str, object] = {
         "stack_a": names[0], "stack_b": names[1], "n_a": ea.n, "n_b": eb.n,
         "a": ea.value, "a_ci_low": ea.ci_low, "a_ci_high": ea.ci_high,
@@ -131,28 +169,81 @@ def compare(
     return row
 
 
+ESTIMATE_COLUMNS = [
+    "workload", "stack", "quantile", "quantile_name", "value", "ci_low", "ci_high", "n", "repeats",
+    "beyond", "shown",
+]  # fmt: skip
+
+
+def analyse(
+    latencies: pd.DataFrame,
+    quantiles: Mapping[str, float] = QUANTILES,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(estimates, verdicts): each stack's quantiles with their intervals, and the verdict rows
+    of every pair of stacks per workload. One set of bootstrap draws per workload × stack serves
+    every quantile and every comparison it is in.
+
+    `latencies`: one row per delivery with columns `workload`, `stack`, `repeat` and
+    `latency_ms` (warm-up already left out).
+    """
+    names, qs = list(quantiles), [quantiles[k] for k in quantiles]
+    est_rows, rows = [], []
+    for workload, wdf in latencies.groupby("workload", sort=False):
+        per: dict[str, dict[str, QuantileEstimate]] = {}
+        for i, (stack, sdf) in enumerate(wdf.groupby("stack", sort=True)):
+            reps = [g["latency_ms"].to_numpy(np.float64) for _, g in sdf.groupby("repeat", sort=True)]
+            pooled = np.concatenate(reps) if reps else np.empty(0)
+            # only the quantiles with enough tail need draws
+            wanted = [q for q in qs if enough_tail(pooled.size, q)]
+            draws = bootstrap_quantile(reps, wanted, n_boot, seed + i) if wanted else np.empty((n_boot, 0))
+            per[stack] = {}
+            for name, q in zip(names, qs, strict=True):
+                d = draws[:, wanted.index(q)] if q in wanted else np.full(n_boot, np.nan)
+                e = QuantileEstimate.from_draws(pooled, q, d)
+                per[stack][name] = e
+                est_rows.append({
+                    "workload": workload, "stack": stack, "quantile": q, "quantile_name": name,
+                    "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n,
+                    "repeats": len(reps), "beyond": int(pooled.size * (1 - q)), "shown": e.shown,
+                })  # fmt: skip
+        for sa, sb in combinations(sorted(per), 2):
+            for name, q in zip(names, qs, strict=True):
+                row = compare_estimates(per[sa][name], per[sb][name], (sa, sb))
+                rows.append({"workload": workload, "quantile": q, "quantile_name": name, **row})
+    return (
+        pd.DataFrame(est_rows, columns=ESTIMATE_COLUMNS),
+        pd.DataFrame(rows, columns=[*VERDICT_COLUMNS, "quantile_name"]),
+    )
+
+
 def verdicts(
     latencies: pd.DataFrame,
     quantiles: Mapping[str, float] = QUANTILES,
     n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Verdict rows for every workload and every pair of stacks in it.
+    """Verdict rows for every workload and every pair of stacks in it (`analyse`'s second table)."""
+    return analyse(latencies, quantiles, n_boot, seed)[1]
 
-    `latencies`: one row per delivery with columns `workload`, `stack`, `repeat` and
-    `latency_ms` (warm-up already left out).
-    """
-    rows = []
-    for workload, wdf in latencies.groupby("workload", sort=False):
-        by_stack = {
-            s: [g["latency_ms"].to_numpy(np.float64) for _, g in sdf.groupby("repeat", sort=True)]
-            for s, sdf in wdf.groupby("stack", sort=True)
-        }
-        for sa, sb in combinations(sorted(by_stack), 2):
-            for qname, q in quantiles.items():
-                row = compare(by_stack[sa], by_stack[sb], q, (sa, sb), n_boot, seed)
-                rows.append({"workload": workload, "quantile": q, "quantile_name": qname, **row})
-    out = pd.DataFrame(rows, columns=[*VERDICT_COLUMNS, "quantile_name"])
+
+def verdict_text(lower: str | None, ratio: float | None, lo: float | None, hi: float | None) -> str:
+    """The verdict as the report and the console write it: "<stack> lower, ×ratio [lo–hi]", or
+    "no clear difference (×ratio [lo–hi])", or "not shown (< 10 samples beyond)" without a ratio."""
+    if ratio is None or ratio != ratio:
+        return f"not shown (< {MIN_TAIL} samples beyond)"
+    r = f"×{ratio:.2f} [{lo:.2f}–{hi:.2f}]"
+    return f"{lower} lower, {r}" if lower else f"no clear difference ({r})"
+
+
+def with_text(verdict_rows: pd.DataFrame) -> pd.DataFrame:
+    """The verdict rows with their `verdict` text (what `hopscope run` prints)."""
+    out = verdict_rows.copy()
+    out["verdict"] = [
+        verdict_text(r["lower"] or None, r["ratio"], r["ratio_ci_low"], r["ratio_ci_high"])
+        for _, r in verdict_rows.iterrows()
+    ]
     return out
 
 
@@ -163,8 +254,13 @@ def repeat_disagreements(
     rows = []
     for (workload, stack), df in latencies.groupby(["workload", "stack"], sort=False):
         per = {r: g["latency_ms"].to_numpy(np.float64) for r, g in df.groupby("repeat", sort=True)}
-        for qname, q in quantiles.items():
-            est = {r: QuantileEstimate.of([v], q, n_boot, seed) for r, v in per.items()}
+        if len(per) < 2:
+            continue
+        qs = list(quantiles.values())
+        # one set of draws per repeat serves every quantile
+        draws = {r: bootstrap_quantile([v], qs, n_boot, seed) for r, v in per.items()}
+        for j, (qname, q) in enumerate(quantiles.items()):
+            est = {r: QuantileEstimate.from_draws(v, q, draws[r][:, j]) for r, v in per.items()}
             for r1, r2 in combinations(sorted(est), 2):
                 e1, e2 = est[r1], est[r2]
                 if e1.shown and e2.shown and (e1.ci_high < e2.ci_low or e2.ci_high < e1.ci_low):

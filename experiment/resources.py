@@ -4,7 +4,8 @@ The study's own caveat was that the machine, not the stack, became the bottlenec
 stacks on two cores cannot be compared without knowing how busy the cores were. A
 `ResourceMonitor` samples, on a background thread, the process trees of the services a
 phase uses (from the PIDs `deploy/` records) plus the bench process itself (the load
-generator and the glue processes it spawns), and the host's CPU use.
+generator and the glue processes it spawns), and the host's CPU use. A tree stops at
+another root's PID, so a service started from the bench process is counted once, as itself.
 
 CPU seconds come from each process's own counters (user + system) at the start and the end,
 so they are exact whatever the sampling interval; a process that exits between samples
@@ -13,6 +14,7 @@ keeps its last reading. Peak RSS and host CPU are sampled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -22,18 +24,34 @@ from typing import Any
 
 import psutil
 
+from hopscope.deploy.base import Context
+from hopscope.deploy.config import load_config
+from hopscope.deploy.registry import GROUPS, SERVICES, service_class
+
 #: a phase is host-bound when the host's CPU was above this for more than HOST_BOUND_SHARE of it
 HOST_BOUND_CPU_PERCENT = 85.0
 HOST_BOUND_SHARE = 0.10
-SELF = "hopscope (load generator + glue)"
+#: this process alone: the open-loop load generator, its subscribers' callbacks, the drivers' clients
+LOADGEN = "hopscope load generator"
+#: the processes the stack's driver spawns from this process (Kafka glue consumers, the Streams
+#: app): part of the stack's operating cost, not of the load generator's
+GLUE = "stack processes spawned by the bench"
 
 
-def _tree(pid: int) -> list[psutil.Process]:
+def _tree(pid: int, stop: frozenset[int] = frozenset(), descend: bool = True) -> list[psutil.Process]:
+    """The process and its descendants, not descending into `stop` (another root's tree)."""
     try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
+        out = [psutil.Process(pid)]
     except psutil.Error:
         return []
+    if not descend:
+        return out
+    i = 0
+    while i < len(out):
+        with contextlib.suppress(psutil.Error):
+            out += [c for c in out[i].children() if c.pid not in stop]
+        i += 1
+    return out
 
 
 @dataclass
@@ -47,12 +65,20 @@ class ResourceMonitor:
     """Use as a context manager around a phase; `result()` afterwards."""
 
     def __init__(
-        self, services: Mapping[str, Sequence[int]], interval_s: float = 0.5, include_self: bool = True
+        self,
+        services: Mapping[str, Sequence[int]],
+        interval_s: float = 0.5,
+        include_self: bool = True,
+        exclude: Sequence[int] = (),
     ) -> None:
+        """`exclude`: roots of trees measured by no one here (other services started from this
+        process: not part of its own tree)."""
         self.roots: dict[str, list[int]] = {name: list(pids) for name, pids in services.items()}
         if include_self:
-            self.roots[SELF] = [os.getpid()]
+            self.roots[LOADGEN] = [os.getpid()]
+            self.roots[GLUE] = []  # this process's children, looked up at every sample
         self.interval_s = interval_s
+        self._exclude = frozenset(exclude)
         self._usage = {name: _Usage() for name in self.roots}
         self._host: list[tuple[float, float]] = []  # (seconds since start, host CPU %)
         self._stop = threading.Event()
@@ -64,8 +90,13 @@ class ResourceMonitor:
         for name, pids in self.roots.items():
             usage = self._usage[name]
             rss = 0
+            # services that `hopscope up` started from this process are its children: each
+            # tree stops at another root, so nothing is counted twice
+            stop = self._exclude | {p for other, ps in self.roots.items() if other != name for p in ps}
+            if name == GLUE:
+                pids = self._children(stop)
             for pid in pids:
-                for proc in _tree(pid):
+                for proc in _tree(pid, stop, descend=name != LOADGEN):
                     try:
                         with proc.oneshot():
                             t = proc.cpu_times()
@@ -78,14 +109,23 @@ class ResourceMonitor:
                     usage.cpu_last[proc.pid] = cpu
             usage.peak_rss = max(usage.peak_rss, rss)
 
+    @staticmethod
+    def _children(stop: frozenset[int]) -> list[int]:
+        try:
+            return [c.pid for c in psutil.Process().children() if c.pid not in stop]
+        except psutil.Error:
+            return []
+
     def _run(self) -> None:
+        # psutil keeps the reference point of cpu_percent(None) per thread: set it in this one
+        # (else the first sample compares against itself and reads 0 %)
+        psutil.cpu_percent(interval=None)
         while not self._stop.wait(self.interval_s):
             self._host.append((time.monotonic() - self._t0, psutil.cpu_percent(interval=None)))
             self._sample()
 
     def __enter__(self) -> ResourceMonitor:
         self._t0 = time.monotonic()
-        psutil.cpu_percent(interval=None)  # the first call only sets the reference point
         self._sample(first=True)
         self._thread = threading.Thread(target=self._run, name="resource-monitor", daemon=True)
         self._thread.start()
@@ -123,4 +163,114 @@ class ResourceMonitor:
                 "threshold_percent": HOST_BOUND_CPU_PERCENT,
             },
             "host_bound": share_over > HOST_BOUND_SHARE,
+        }
+
+
+# --- one phase of the study --------------------------------------------------------------------
+
+#: the load generator fell behind its schedule when the p99 of (sent − intended) exceeds this
+SCHEDULE_LAG_P99_MS = 1.0
+NOT_RUNNING = "not running"
+#: what each measured tree is to the phase (the report sums the stack's own as its operating cost)
+ROLE_STACK, ROLE_TELEMETRY, ROLE_BENCH = "stack", "telemetry", "load generator"
+
+
+def service_pids(
+    names: Sequence[str], ctx: Context | None = None
+) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """The live PIDs of each service from the PID files `deploy/` records, and each service's
+    state: running, degraded (some of its processes exited), external (not on this host: not
+    measured), not running, or why it could not be read. Never raises."""
+    pids: dict[str, list[int]] = {}
+    states: dict[str, str] = {}
+    try:
+        ctx = ctx or Context(load_config())
+    except Exception as exc:  # no usable deploy config: nothing to measure, said so
+        return {}, {n: f"unknown ({type(exc).__name__}: {exc})" for n in names}
+    for name in names:
+        try:
+            svc = service_class(name)(ctx)
+            if svc.is_external():
+                states[name] = "external"
+                continue
+            procs = svc.processes()
+        except KeyError:
+            states[name] = "unknown service"
+            continue
+        except Exception as exc:
+            states[name] = f"unknown ({type(exc).__name__}: {exc})"
+            continue
+        alive = [p.pid for p in procs if p.alive and p.pid]
+        if not alive:
+            states[name] = NOT_RUNNING
+            continue
+        pids[name] = alive
+        states[name] = "running" if len(alive) == len(procs) else "degraded"
+    return pids, states
+
+
+def telemetry_services() -> tuple[str, ...]:
+    """The services that run during every phase beside the stack's (deploy's telemetry group:
+    they compete for the same cores)."""
+    return tuple(GROUPS.get("telemetry", ()))
+
+
+class PhaseMonitor:
+    """A `ResourceMonitor` over a phase's services (from deploy's PID files) and this process;
+    `record(...)` is what the phase stores."""
+
+    def __init__(
+        self, stack_services: Sequence[str], telemetry: Sequence[str] | None = None,
+        ctx: Context | None = None, interval_s: float = 0.5,
+    ) -> None:  # fmt: skip
+        telemetry = telemetry_services() if telemetry is None else telemetry
+        self.roles = {s: ROLE_STACK for s in stack_services}
+        self.roles.update({s: ROLE_TELEMETRY for s in telemetry if s not in self.roles})
+        self.pids, self.states = service_pids(list(self.roles), ctx)
+        # every other service deploy knows is left out of this process's tree (`up` may have
+        # started another stack's services from it)
+        others, _ = service_pids([s for s in SERVICES if s not in self.roles], ctx)
+        self.monitor = ResourceMonitor(
+            self.pids, interval_s=interval_s, exclude=[p for ps in others.values() for p in ps]
+        )
+
+    def __enter__(self) -> PhaseMonitor:
+        self.monitor.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.monitor.__exit__(*exc)
+
+    def record(self, events: int | None, schedule_lag_p99_ms: float | None = None) -> dict[str, Any]:
+        out = self.monitor.result(events)
+        measured = out.pop("services")
+        services: dict[str, Any] = {}
+        for name, role in self.roles.items():
+            state = self.states.get(name, NOT_RUNNING)
+            unmeasured = {"cpu_s": None, "cpu_ms_per_event": None, "peak_rss_mb": None, "processes": 0}
+            services[name] = {"role": role, "state": state} | measured.get(name, unmeasured)
+        services[LOADGEN] = {"role": ROLE_BENCH, "state": "running"} | measured[LOADGEN]
+        services[GLUE] = {"role": ROLE_STACK, "state": "running"} | measured[GLUE]
+        reasons = []
+        host = out["host_cpu"]
+        if out["host_bound"]:
+            reasons.append(
+                f"host CPU above {host['threshold_percent']:g} % for {100 * host['share_above']:.0f} % of the phase"
+            )
+        if schedule_lag_p99_ms is not None and schedule_lag_p99_ms > SCHEDULE_LAG_P99_MS:
+            reasons.append(
+                f"load generator p99 lag {schedule_lag_p99_ms:.2f} ms > {SCHEDULE_LAG_P99_MS:g} ms"
+            )
+        return {
+            **out,
+            "events": events,
+            "services": services,
+            "schedule_lag_p99_ms": schedule_lag_p99_ms,
+            "host_bound": bool(reasons),
+            "host_bound_reasons": reasons,
+            "host_bound_rule": {
+                "cpu_percent": HOST_BOUND_CPU_PERCENT,
+                "share": HOST_BOUND_SHARE,
+                "schedule_lag_p99_ms": SCHEDULE_LAG_P99_MS,
+            },
         }

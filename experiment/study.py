@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -48,17 +49,19 @@ from hopscope.core.rundir import (
     SPANS_DIR,
     base_manifest,
     create_run_dir,
+    table_file,
     update_manifest,
 )
 from hopscope.deploy.base import Context
 from hopscope.deploy.config import load_config
 from hopscope.deploy.lifecycle import status, up
 from hopscope.pipelines.bench import run_bench
-from hopscope.pipelines.stack import Stack, discover_stacks, load_stack
+from hopscope.pipelines.stack import Stack, discover_stacks, find_stack, load_stack
 from hopscope.pipelines.workload import WORKLOADS_DIR, Workload, load_workload
 
 from .crosschecks import declared_checks, run_crosschecks
 from .phase_stats import phase_figures
+from .resources import PhaseMonitor
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 #: Services every traced run needs besides the stacks' own.
@@ -150,6 +153,8 @@ class PhaseResult:
     load: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
     span_files: int = 0
+    #: CPU and peak memory per service, host CPU, host-bound (`resources.PhaseMonitor.record`)
+    resources: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -200,16 +205,19 @@ def run_phase(
     phase_id = f"{phase.label}-{run_token}"  # also the phase's run_id: unique in the collector's runs root
     out = phases_dir / phase_id
     t0 = time.monotonic()
+    stack = find_stack(phase.stack)
+    monitor = PhaseMonitor(stack.spec.services if stack else ())  # + the telemetry, + this process
     try:
-        run_dir, _result = run_bench(
-            phase.stack,
-            workload,
-            out=out,
-            tracing=phase.tracing,
-            otlp_endpoint=collector_endpoint(),
-            progress=True,
-            console=console,
-        )
+        with monitor:
+            run_dir, result = run_bench(
+                phase.stack,
+                workload,
+                out=out,
+                tracing=phase.tracing,
+                otlp_endpoint=collector_endpoint(),
+                progress=True,
+                console=console,
+            )
     except Exception as exc:  # a failing stack is recorded for its phase; the others still run
         console.print(f"[red]phase {phase.label} failed:[/] {type(exc).__name__}: {exc}")
         (phases_dir / f"{phase_id}.error.txt").write_text(traceback.format_exc())
@@ -221,9 +229,11 @@ def run_phase(
             error=f"{type(exc).__name__}: {exc}",
             error_kind=type(exc).__name__,
             run_dir=str(out) if out.exists() else None,
+            resources=monitor.record(None),
         )
     manifest = json.loads((run_dir / MANIFEST).read_text())
     figures = phase_figures(run_dir / LEDGER, workload.name)
+    lag_p99 = (figures.get("schedule_lag_ms") or {}).get("p99")
     return PhaseResult(
         phase,
         phase_id,
@@ -233,6 +243,7 @@ def run_phase(
         driver=manifest.get("driver") or {},
         load=manifest.get("load") or {},
         figures=figures,
+        resources=monitor.record(result.sent_events, lag_p99),
     )
 
 
@@ -290,12 +301,22 @@ def gather_spans(result: PhaseResult, run_dir: Path, runs_root: Path | None) -> 
 
 
 def merge_ledgers(results: list[PhaseResult], run_dir: Path) -> int:
+    """The traced phases' ledgers into the run's, each row saying which phase (`phase_id`) and
+    repeat (`repeat`) it came from (rows keep their `warmup` mark): the verdicts' repeats."""
     tables = []
     for r in results:
         if r.status == "ok" and r.phase.tracing and r.run_dir:
             path = Path(r.run_dir) / LEDGER
             if path.exists():
-                tables.append(pq.read_table(path))
+                t = pq.read_table(path)
+                for name, value, typ in (
+                    ("phase_id", r.phase_id, pa.string()),
+                    ("repeat", r.phase.repeat, pa.int32()),
+                ):
+                    if name in t.column_names:
+                        t = t.drop_columns([name])
+                    t = t.append_column(pa.field(name, typ), pa.array([value] * t.num_rows, typ))
+                tables.append(t)
     if not tables:
         return 0
     merged = pa.concat_tables(tables, promote_options="permissive")
@@ -515,7 +536,11 @@ def _token() -> str:
 
 
 def headline_rows(result: ExperimentResult) -> list[dict[str, Any]]:
-    """Per workload × stack: ledger e2e p50/p99 (median over traced repeats) and failures."""
+    """Per workload × stack: what the report's headline shows — the analysis' figure (named in
+    `figure`) at p50 and p99 with its 95 % interval and the verdict at each, read from the run's
+    verdict tables — and the phases ok / failed. Without those tables (no report) the figure is
+    the ledger e2e median over traced repeats, without interval or verdict, and says so."""
+    est, ver = _verdict_tables(result.run_dir)
     rows = []
     workloads = list(dict.fromkeys(r.phase.workload for r in result.phases))
     stacks = list(dict.fromkeys(r.phase.stack for r in result.phases))
@@ -524,19 +549,61 @@ def headline_rows(result: ExperimentResult) -> list[dict[str, Any]]:
             traced = [
                 r for r in result.phases if r.phase.workload == w and r.phase.stack == s and r.phase.tracing
             ]
+            if not traced:
+                continue
             ok = [r for r in traced if r.status == "ok"]
-            figs = [r.figures.get("e2e_ms") or {} for r in ok]
-            p50 = [f["p50"] for f in figs if f.get("p50") is not None]
-            p99 = [f["p99"] for f in figs if f.get("p99") is not None]
-            rows.append(
-                {
-                    "workload": w,
-                    "stack": s,
-                    "p50_ms": statistics.median(p50) if p50 else None,
-                    "p99_ms": statistics.median(p99) if p99 else None,
-                    "ok": len(ok),
-                    "failed": len(traced) - len(ok),
-                    "error": next((r.error for r in traced if r.error), None),
-                }
-            )
+            row: dict[str, Any] = {
+                "workload": w,
+                "stack": s,
+                "ok": len(ok),
+                "failed": len(traced) - len(ok),
+                "error": next((r.error for r in traced if r.error), None),
+            }
+            if est is not None:
+                row.update(_analysed_figures(est, ver, w, s))
+            else:
+                figs = [r.figures.get("e2e_ms") or {} for r in ok]
+                for q in ("p50", "p99"):
+                    vals = [f[q] for f in figs if f.get(q) is not None]
+                    row[f"{q}_ms"] = statistics.median(vals) if vals else None
+                    row[f"{q}_ci"] = None
+                    row[f"{q}_verdict"] = ""
+                row["figure"] = "ledger e2e, median over repeats (no analysis: no interval, no verdict)"
+            rows.append(row)
     return rows
+
+
+def _verdict_tables(run_dir: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The analysis' estimates and verdicts of the run (None, None when it wrote none)."""
+    paths = [run_dir / table_file(n) for n in ("estimates", "verdicts")]
+    if not all(p.exists() for p in paths):
+        return None, None
+    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
+
+
+def _analysed_figures(
+    est: pd.DataFrame, ver: pd.DataFrame | None, workload: str, stack: str
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"figure": str(est["figure"].iloc[0]) if len(est) else "", "n": None}
+    mine = est[(est["workload"] == workload) & (est["stack"] == stack)]
+    if "basis" in mine:
+        mine = mine[mine["basis"] != "sustained rate"]
+    for q in ("p50", "p99"):
+        e = mine[mine["quantile_name"] == q]
+        shown = len(e) and bool(e["shown"].iloc[0])
+        out[f"{q}_ms"] = float(e["value"].iloc[0]) if shown else None
+        out[f"{q}_ci"] = (float(e["ci_low"].iloc[0]), float(e["ci_high"].iloc[0])) if shown else None
+        if len(e):
+            out["n"] = int(e["n"].iloc[0])
+            if "rate" in e and e["rate"].iloc[0] == e["rate"].iloc[0]:
+                out["rate"] = float(e["rate"].iloc[0])
+        if ver is None or ver.empty:
+            out[f"{q}_verdict"] = ""
+            continue
+        v = ver[
+            (ver["workload"] == workload)
+            & (ver["quantile_name"] == q)
+            & ((ver["stack_a"] == stack) | (ver["stack_b"] == stack))
+        ]
+        out[f"{q}_verdict"] = str(v["verdict"].iloc[0]) if len(v) else ""
+    return out

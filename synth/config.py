@@ -14,6 +14,13 @@ from .shapes import default_pairs
 @dataclass
 class SynthConfig:
     events: int = 2000  # per stack × workload
+    #: the first `warmup_events` events of each pair are warm-up (the ledger's `warmup`); each
+    #: is `warmup_extra_ms` later everywhere past its root span (a cold start made obvious), and
+    #: the truth leaves them out, as every figure must
+    warmup_events: int = 0
+    warmup_extra_ms: float = 0.0
+    #: the measured events split into this many consecutive repeats (the ledger's `repeat`)
+    repeats: int = 1
     seed: int = 7
     start_ns: int = 1_790_000_000_000_000_000
     run_id: str = "synth"

@@ -72,12 +72,25 @@ def generate(cfg: SynthConfig) -> SynthRun:
     rng = np.random.default_rng(cfg.seed)
     pairs = cfg.pairs or default_pairs()
     tables, ledgers = [], []
-    truth: dict = {"pairs": {}, "config_seed": cfg.seed, "events_per_pair": cfg.events}
+    truth: dict = {
+        "pairs": {},
+        "config_seed": cfg.seed,
+        "events_per_pair": cfg.events,
+        "warmup_events_per_pair": cfg.warmup_events,
+    }
     expected: dict[str, dict[str, list[str]]] = {}
     for pi, pair in enumerate(pairs):
         res = generate_pair(pair, cfg, rng, cfg.start_ns + pi * 3_600 * 10**9)
         expected.setdefault(pair.stack, {})[pair.workload] = res.hops
         s = res.spans
+        warm = np.arange(cfg.events) < cfg.warmup_events
+        if cfg.warmup_events and cfg.warmup_extra_ms:
+            # every span of a warm-up event but its root (index < events) comes that much later
+            extra = np.int64(round(cfg.warmup_extra_ms * NS))
+            late = warm[s["event"]] & (np.arange(len(s["id"])) >= cfg.events)
+            s["start"] = np.where(late, s["start"] + extra, s["start"])
+            s["end"] = np.where(late, s["end"] + extra, s["end"])
+            res.leaf_end = np.where(warm[res.deliveries_event], res.leaf_end + extra, res.leaf_end)
         keep_rows = np.flatnonzero(~s["drop"])
         rows = np.concatenate([keep_rows, np.flatnonzero(s["dup"] & ~s["drop"])])
         m = len(rows)
@@ -162,10 +175,20 @@ def generate(cfg: SynthConfig) -> SynthRun:
                     "expected_subscribers": pa.array(exp_subs, pa.list_(pa.string())),
                     "receipts": receipts,
                     "outcome": ["delivered"] * cfg.events,
+                    "warmup": warm,
+                    "repeat": np.clip(
+                        (np.arange(cfg.events) - cfg.warmup_events)
+                        * cfg.repeats
+                        // max(cfg.events - cfg.warmup_events, 1),
+                        0,
+                        cfg.repeats - 1,
+                    ),
                 }
             )
         )
-        truth["pairs"][f"{pair.stack}/{pair.workload}"] = pair_truth(pair, res, gap)
+        truth["pairs"][f"{pair.stack}/{pair.workload}"] = pair_truth(
+            pair, res, gap, measured=~warm[res.deliveries_event]
+        )
     table = pa.concat_tables(tables)
     manifest = {
         "run_id": cfg.run_id,

@@ -35,8 +35,11 @@ def shares(values: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def pair_truth(pair: PairSpec, res: PairResult, gap: np.ndarray) -> dict:
-    mat = res.hop_matrix.astype(np.float64)
+def pair_truth(pair: PairSpec, res: PairResult, gap: np.ndarray, measured: np.ndarray | None = None) -> dict:
+    """The truth over the measured deliveries (`measured`: per delivery, not a warm-up event's)."""
+    keep = np.ones(len(res.hop_matrix), bool) if measured is None else measured
+    mat = res.hop_matrix[keep].astype(np.float64)
+    gap = gap[keep]
     e2e = mat.sum(1)
     sh = shares(mat)
     hops = {}

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import networkx as nx
+import numpy as np
 import pandas as pd
+
+from ..verdicts import analyse, repeat_disagreements
 
 
 class RunLike(Protocol):
@@ -48,6 +51,14 @@ class ReportContext:
     #: Jaeger-mode critical-path statistics per trace (`Run.jaeger_stats()`) of a run loaded in
     #: jaeger mode; None otherwise
     jaeger_stats: pd.DataFrame | None = None
+    #: the verdicts' tables (`Run.estimates()`, `Run.verdicts()`, `Run.repeat_disagreements()`),
+    #: the figure they use and the rate sweeps' rates (`Run.sweep_rates()`); for a run object
+    #: without them, computed from the trace e2e as one repeat
+    estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    disagreements: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdict_figure: str = "trace e2e"
+    sweep_rates: dict[str, dict[str, Any]] = field(default_factory=dict)
     _pairs: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _graphs: dict[tuple[str, str], nx.DiGraph | None] = field(default_factory=dict, repr=False)
 
@@ -69,12 +80,30 @@ class ReportContext:
         ingest_report = getattr(run, "ingest_report", None)
         if ingest_report and "ingest_report" not in meta:
             meta["ingest_report"] = ingest_report
-        stacks = _unique([s for s in expected] + [s for s, _ in pairs])
-        workloads = _unique([w for per in expected.values() for w in per] + [w for _, w in pairs])
+        e2e = run.e2e()
+        if all(hasattr(run, m) for m in ("estimates", "verdicts", "repeat_disagreements", "sweep_rates")):
+            estimates, verdicts = run.estimates(), run.verdicts()  # type: ignore[attr-defined]
+            disagreements = run.repeat_disagreements()  # type: ignore[attr-defined]
+            figure, sweep_rates = run.verdict_figure, run.sweep_rates()  # type: ignore[attr-defined]
+        else:
+            lat = pd.DataFrame(
+                {"workload": e2e.get("workload", []), "stack": e2e.get("stack", []), "repeat": 0,
+                 "latency_ms": np.asarray(e2e.get("e2e_ms", []), dtype=float)}
+            )  # fmt: skip
+            lat = lat[np.isfinite(lat["latency_ms"])]
+            estimates, verdicts = analyse(lat)
+            estimates["basis"] = "all"
+            disagreements, figure, sweep_rates = repeat_disagreements(lat), "trace e2e", {}
+        # stacks and workloads: expected, traced, and those with verdict figures (a ledger-only run)
+        est_pairs = list(zip(estimates.get("stack", []), estimates.get("workload", []), strict=True))
+        stacks = _unique([s for s in expected] + [s for s, _ in pairs] + [s for s, _ in est_pairs])
+        workloads = _unique(
+            [w for per in expected.values() for w in per] + [w for _, w in pairs] + [w for _, w in est_pairs]
+        )
         return cls(
             run=run,
             hop_stats=run.hop_stats(),
-            e2e=run.e2e(),
+            e2e=e2e,
             tail_growth=run.tail_growth(),
             quality=_quality_frame(run),
             stacks=stacks,
@@ -82,6 +111,11 @@ class ReportContext:
             title=title,
             meta=meta,
             jaeger_stats=run.jaeger_stats() if getattr(run, "mode", "event") == "jaeger" else None,  # type: ignore[attr-defined]
+            estimates=estimates,
+            verdicts=verdicts,
+            disagreements=disagreements,
+            verdict_figure=figure,
+            sweep_rates=sweep_rates,
             _pairs=set(pairs),
         )
 

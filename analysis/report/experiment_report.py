@@ -49,4 +49,5 @@ def _ledger_only_report(run_dir: Path) -> Path:
         },
     )
     apply_experiment(ctx, read_json(run_dir / EXPERIMENT))
+    run.write_verdict_tables(run_dir)  # what `hopscope run` prints
     return write_report(ctx, run_dir).html

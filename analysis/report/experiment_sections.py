@@ -22,16 +22,13 @@ import plotly.graph_objects as go
 
 from hopscope.core.attributes import WAIT_PREFIX
 
+from ..sweep import KNEE_P99_FACTOR, KNEE_RATE_SHORTFALL, knee_index
 from .context import ReportContext
 from .section import Section, figure_part, note, slug
 from .tables import Column, count, fmt_ms, fmt_share, make_table, ms, share, text
 
 #: Repeats of one figure disagreeing by more than this ((max − min) ÷ median) are flagged.
 REPEAT_FLAG_SPREAD = 0.10
-#: A sweep step is past the knee when its p99 exceeds this multiple of the lowest rate's p99,
-#: or when it delivers (or sends) less than KNEE_RATE_SHORTFALL of what was offered.
-KNEE_P99_FACTOR = 2.0
-KNEE_RATE_SHORTFALL = 0.95
 FIGURES = ("p50", "p99", "p999")
 #: A phase delivering less than this share of its measured events is flagged.
 MIN_DELIVERED = 0.95
@@ -313,9 +310,48 @@ def workload_repeats(ctx: ReportContext, workload: str) -> Section | None:
     extra = ""
     if int(frame["repeats"].max()) < 2:
         extra = " One repeat only: no spread (use --repeat N, the full profile runs 3)."
+    dis_html, dis_md = _disagreements(ctx, workload)
     return Section(
-        anchor, "Repeats and spread (ledger e2e)", table.to_html() + _p(extra), table.to_markdown() + extra
+        anchor,
+        "Repeats and spread (ledger e2e)",
+        table.to_html() + _p(extra) + dis_html,
+        table.to_markdown() + extra + dis_md,
     )
+
+
+def _disagreements(ctx: ReportContext, workload: str) -> tuple[str, str]:
+    """Pairs of repeats whose 95 % intervals of a quantile do not overlap (the verdicts' figure)."""
+    d = ctx.disagreements
+    if d is None or d.empty:
+        return "", ""
+    d = d[d["workload"] == workload]
+    if d.empty:
+        return "", ""
+    rows = pd.DataFrame(
+        {
+            "stack": d["stack"],
+            "figure": [FIGURE_NAMES.get(str(q), str(q)) for q in d["quantile_name"]],
+            "repeats": [f"r{a} vs r{b}" for a, b in zip(d["repeat_a"], d["repeat_b"], strict=True)],
+            "a": [
+                f"{fmt_ms(v)} [{fmt_ms(c[0])}–{fmt_ms(c[1])}]"
+                for v, c in zip(d["value_a"], d["ci_a"], strict=True)
+            ],
+            "b": [
+                f"{fmt_ms(v)} [{fmt_ms(c[0])}–{fmt_ms(c[1])}]"
+                for v, c in zip(d["value_b"], d["ci_b"], strict=True)
+            ],
+            "flag": "disagree beyond their intervals",
+        }
+    )
+    t = make_table(
+        rows,
+        [text("stack"), text("figure"), text("repeats"), text("a", "first (ms) [95 %]"),
+         text("b", "second (ms) [95 %]"), text("flag")],
+        caption=f"Repeats whose 95 % intervals do not overlap ({ctx.verdict_figure}): drift or a disturbed "
+        "phase; the headline's intervals include this spread",
+        flag=lambda rec, f: f == "flag",
+    )  # fmt: skip
+    return t.to_html(), "\n\n" + t.to_markdown()
 
 
 def _p(s: str) -> str:
@@ -348,19 +384,10 @@ def sweep_frame(ctx: ReportContext, workload: str) -> pd.DataFrame:
         .reset_index()
     )
     agg["knee"] = ""
-    for _stack, g in agg.groupby("stack"):
-        base = g["p99_ms"].iloc[0]
-        for i, rec in g.iterrows():
-            short = rec["events"] and rec["delivered"] / rec["events"] < KNEE_RATE_SHORTFALL
-            slow = (
-                rec["achieved_rate"] is not None
-                and rec["achieved_rate"] == rec["achieved_rate"]
-                and (rec["achieved_rate"] < KNEE_RATE_SHORTFALL * rec["target_rate"])
-            )
-            bent = base and base == base and rec["p99_ms"] > KNEE_P99_FACTOR * base
-            if short or slow or bent:
-                agg.loc[i, "knee"] = "knee"
-                break
+    for _stack, g in agg.groupby("stack"):  # the knee's definition: analysis/sweep.py
+        k = knee_index(g.to_dict("records"))
+        if k is not None:
+            agg.loc[g.index[k], "knee"] = "knee"
     return agg
 
 

@@ -15,6 +15,7 @@ from .experiment_sections import (
     workload_repeats,
     workload_sweep,
 )
+from .resources_section import resources_section
 from .section import Section, SectionFn, WorkloadPartFn, slug
 from .sections import (
     headline_section,
@@ -58,6 +59,7 @@ REPORT_SECTIONS: list[SectionFn] = [
     fairness_section,
     workload_sections,
     overhead_section,
+    resources_section,
     crosscheck_section,
     jaeger_section,
     quality_section,

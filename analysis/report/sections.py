@@ -10,12 +10,15 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from ..ledger import warmup_events
 from ..quality import span_source_problems
+from ..resources import host_bound_phases
+from ..verdicts import MIN_TAIL
 from . import plots
 from .context import ReportContext
-from .headline import Headline, headline
+from .headline import QUANTILE_LABELS, Headline, StackLatency, headline
 from .section import Section, figure_part, note, slug
-from .tables import Column, Table, count, fmt_count, fmt_ms, fmt_ratio, fmt_share, make_table, ms, share, text
+from .tables import Column, Table, count, fmt_count, fmt_ms, fmt_share, make_table, ms, share, text
 
 #: Unattributed time above this share of the ledger's end-to-end latency (at p50) is flagged.
 CLOSURE_FLAG_SHARE = 0.05
@@ -23,15 +26,12 @@ CLOSURE_FLAG_SHARE = 0.05
 
 # -- the headline -----------------------------------------------------------------------
 
-
-def _verdict(stack: str | None, ratio: float | None) -> str:
-    if stack is None:
-        return "–"
-    if ratio is None:
-        return stack
-    if ratio == 1.0:
-        return f"tie ({stack})"
-    return f"{stack} ({fmt_ratio(ratio)} lower)"
+#: what each end-to-end figure the verdicts can use measures
+FIGURE_MEANING = {
+    "ledger e2e": "intended send → each expected subscriber's first receipt, from the load generator's "
+    "ledger (complete whatever the tracing recorded)",
+    "trace e2e": "root span start → delivery span end, from the traces (the run has no ledger receipts)",
+}
 
 
 def _tail_text(h: Headline) -> str:
@@ -46,56 +46,143 @@ def _tail_text(h: Headline) -> str:
     return f"{focus}: " + "; ".join(parts)
 
 
+def _figure_text(s: StackLatency | None, q: str, hidden: str = "–") -> str:
+    """The figure as "12.3 [11.9–12.8]" (value [95 % interval]); `hidden` when not shown (fewer than
+    10 samples beyond it), "–" without data."""
+    f = s.figures.get(q) if s else None
+    if f is None:
+        return "–"
+    if not f.shown:
+        return hidden
+    return f"{fmt_ms(f.value)} [{fmt_ms(f.ci_low)}–{fmt_ms(f.ci_high)}]"
+
+
+def _rate(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f} ev/s"
+
+
 def headline_frame(ctx: ReportContext, lines: list[Headline]) -> tuple[pd.DataFrame, list[Column]]:
     rows = []
+    sweeps = any(h.compared_at is not None for h in lines)
+    # a verdict from a phase where the machine, not the stack, was the limit must say so
+    host_bound = host_bound_phases(ctx.experiment)
     for h in lines:
         row: dict[str, object] = {"workload": h.workload}
         by_stack = {s.stack: s for s in h.stacks}
         for stack in ctx.stacks:
             s = by_stack.get(stack)
-            for key in ("p50_ms", "p99_ms", "p999_ms"):
-                row[f"{stack}:{key}"] = getattr(s, key) if s else None
-        row["lower_p50"] = _verdict(h.lower_p50, h.ratio_p50)
-        row["lower_p99"] = _verdict(h.lower_p99, h.ratio_p99)
+            row[f"{stack}:n"] = s.deliveries if s else None
+            for q in QUANTILE_LABELS:
+                row[f"{stack}:{q}"] = _figure_text(s, q)
+        for q in QUANTILE_LABELS:
+            v = h.verdicts.get(q)
+            row[f"verdict:{q}"] = v.text() if v else "–"
+        if sweeps:
+            row["rate"] = _rate(h.compared_at) if h.compared_at is not None else "–"
         row["tail_opens"] = _tail_text(h)
+        bound = [f"{s}: {', '.join(host_bound[(h.workload, s)])}" for s in ctx.stacks if (h.workload, s) in host_bound]
+        row["host_bound"] = "HOST-BOUND " + "; ".join(bound) if bound else "–"
         row["missing"] = ", ".join(h.missing) or "–"
+        if not h.stacks and ctx.stacks_with_data(h.workload):
+            # e.g. point reads: answered, never delivered; their figures are in their own section
+            row["missing"] = f"no {ctx.verdict_figure} deliveries (traces only)"
         rows.append(row)
     columns = [text("workload")]
+    if sweeps:
+        columns.append(text("rate", "offered rate"))
     for stack in ctx.stacks:
-        columns += [
-            ms(f"{stack}:p50_ms", f"{stack} p50 (ms)"),
-            ms(f"{stack}:p99_ms", f"{stack} p99 (ms)"),
-            ms(f"{stack}:p999_ms", f"{stack} p99.9 (ms)"),
-        ]
+        columns.append(count(f"{stack}:n", f"{stack} n"))
+        columns += [text(f"{stack}:{q}", f"{stack} {label} (ms)") for q, label in QUANTILE_LABELS.items()]
+    columns += [text(f"verdict:{q}", f"verdict at {label}") for q, label in QUANTILE_LABELS.items()]
     columns += [
-        text("lower_p50", "lower at p50"),
-        text("lower_p99", "lower at p99"),
         text("tail_opens", "where the losing stack's tail opens"),
+        text("host_bound", "host-bound phases (the verdict measures the machine too)"),
         text("missing", "stacks without data"),
     ]
     return pd.DataFrame(rows), columns
 
 
+def warmup_excluded(ctx: ReportContext) -> int:
+    """Warm-up events the ledger marks (left out of every figure)."""
+    return len(warmup_events(getattr(ctx.run, "ledger", None)))
+
+
+def _sweep_lines(ctx: ReportContext, lines: list[Headline]) -> list[str]:
+    out = []
+    hide = f"not shown (< {MIN_TAIL} samples beyond)"
+    for h in lines:
+        if h.compared_at is None:
+            continue
+        parts = []
+        for stack, (rate, s) in h.sustained.items():
+            if rate is None:
+                parts.append(f"{stack}: none (its lowest offered rate is already past the knee)")
+                continue
+            figs = [
+                f"{label} {t} ms" if (t := _figure_text(s, q, "")) not in ("", "–") else f"{label} {hide}"
+                for q, label in (("p50", "p50"), ("p99", "p99"))
+            ]
+            parts.append(f"{stack}: {_rate(rate)} ({', '.join(figs)})")
+        out.append(
+            f"{h.workload} is a rate sweep: highest offered rate sustained below the knee — "
+            + "; ".join(parts)
+            + f". Its headline row compares the stacks at {_rate(h.compared_at)}, the highest rate every "
+            "stack sustains (the whole curve: its sweep section)."
+        )
+    return out
+
+
+def _disagreement_lines(ctx: ReportContext) -> list[str]:
+    d = ctx.disagreements
+    if d is None or d.empty:
+        return []
+    out = []
+    for (workload, stack), g in d.groupby(["workload", "stack"], sort=False):
+        qs = ", ".join(dict.fromkeys(QUANTILE_LABELS.get(str(q), str(q)) for q in g["quantile_name"]))
+        out.append(
+            f'{stack}/{workload}: repeats disagree beyond their intervals at {qs} (see its "Repeats and spread").'
+        )
+    return out
+
+
 def headline_section(ctx: ReportContext) -> Iterable[Section]:
     lines = [headline(ctx, w) for w in ctx.workloads]
     frame, columns = headline_frame(ctx, lines)
+    figure = ctx.verdict_figure
     table = make_table(
         frame,
         columns,
-        caption="End-to-end latency per delivery (trace-based e2e_ms). Ratio = runner-up ÷ lowest.",
-        flag=lambda rec, f: f == "missing" and rec["missing"] != "–",
+        caption=f"End-to-end latency per delivery — {figure}: value [95 % interval] in ms, n = deliveries "
+        "(warm-up excluded). Ratio = runner-up ÷ lower.",
+        flag=lambda rec, f: (f == "missing" and rec["missing"] != "–" and "traces only" not in rec["missing"])
+        or (f == "host_bound" and rec["host_bound"] != "–"),
     )
-    intro = (
-        "Per workload: end-to-end quantiles per stack, which stack is lower at the median and at p99 "
-        "and by how much, and the hop where the losing stack's tail opens up (the hop with the largest "
-        "share of the p99 tail's excess over the mean, and — if different — the hop after which the "
-        "p99 of the partial sum rises most)."
-    )
+    warm = warmup_excluded(ctx)
+    reps = ctx.estimates["repeats"] if "repeats" in ctx.estimates else pd.Series(dtype=int)
+    rep_text = (
+        f"{int(reps.min())}–{int(reps.max())} repeats" if len(reps) and reps.min() != reps.max()
+        else f"{int(reps.max()) if len(reps) else 1} repeat(s)"
+    )  # fmt: skip
+    intro = [
+        f"One figure: {figure} — {FIGURE_MEANING.get(figure, figure)}. Per workload, each stack's p50, p99 "
+        f"and p99.9 with its 95 % interval (bootstrap over repeats and deliveries, {rep_text} per stack × "
+        f'workload) and the verdict: "<stack> lower, ×ratio [interval]" only when the ratio\'s interval '
+        f'excludes 1, else "no clear difference". A quantile with fewer than {MIN_TAIL} samples beyond it is '
+        "not shown. Where the losing stack's tail opens: the hop with the largest share of the p99 tail's "
+        "excess over the mean (trace-based), and — if different — the hop after which the p99 of the "
+        "partial sum rises most.",
+        f"Warm-up: {warm:,} warm-up event(s) excluded from every figure (ledger and traces)."
+        if warm
+        else "Warm-up: none marked in this run's ledger.",
+        *_sweep_lines(ctx, lines),
+        *_disagreement_lines(ctx),
+    ]
+    body_html = "".join(f"<p>{html.escape(t)}</p>" for t in intro)
     yield Section(
         "headline",
         "Headline",
-        f"<p>{html.escape(intro)}</p>" + table.to_html("data headline"),
-        f"{intro}\n\n{table.to_markdown()}",
+        body_html + table.to_html("data headline"),
+        "\n\n".join(intro) + "\n\n" + table.to_markdown(),
     )
 
 
@@ -105,14 +192,14 @@ def headline_section(ctx: ReportContext) -> Iterable[Section]:
 def _sentence(h: Headline) -> str:
     if not h.stacks:
         return "No stack delivered any event in this workload."
-    if h.lower_p50 is None:
+    if not h.verdicts:
         s = h.stacks[0]
-        out = f"Only {s.stack} has data: p50 {fmt_ms(s.p50_ms)} ms, p99 {fmt_ms(s.p99_ms)} ms."
+        out = f"Only {s.stack} has data: p50 {_figure_text(s, 'p50')} ms, p99 {_figure_text(s, 'p99')} ms."
     else:
         out = (
-            f"{h.lower_p50} is lower at p50 ({fmt_ratio(h.ratio_p50)}); "
-            f"{h.lower_p99} is lower at p99 ({fmt_ratio(h.ratio_p99)})."
+            "; ".join(f"at {QUANTILE_LABELS[q]}: {v.text()}" for q, v in h.verdicts.items() if v.shown) + "."
         )
+        out = out[0].upper() + out[1:]
     tail = _tail_text(h)
     if tail != "–":
         out += f" Tail opens at {tail}."
@@ -164,7 +251,8 @@ def workload_summary(ctx: ReportContext, workload: str) -> Section | None:
                 ms("p999_ms", "p99.9 (ms)"),
                 ms("max_ms"),
             ],
-            caption="End-to-end latency per delivery",
+            caption="Trace e2e per delivery (root span start → delivery span end; warm-up excluded); "
+            f"the headline's figures and verdicts are the {ctx.verdict_figure}",
         )
         parts_html.append(t.to_html())
         parts_md.append(t.to_markdown())
@@ -331,7 +419,7 @@ def jaeger_section(ctx: ReportContext) -> Iterable[Section]:
 #: Quality columns that describe the data rather than count a problem with it.
 INFORMATIONAL = {
     "stack", "workload", "traces", "complete_traces", "spans", "deliveries", "deliveries_analysed", "events",
-    "clock_skew_corrections", "library_spans_folded",
+    "clock_skew_corrections", "library_spans_folded", "warmup_events_excluded", "warmup_deliveries_excluded",
 }  # fmt: skip
 
 

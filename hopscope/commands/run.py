@@ -66,17 +66,41 @@ def register(app: typer.Typer) -> None:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from exc
 
-        table = Table(title=f"hopscope run — profile {prof.name} (ledger e2e, median over repeats)")
-        for col in ("workload", "stack", "p50 (ms)", "p99 (ms)", "phases ok/failed"):
-            table.add_column(col, justify="right" if "(" in col else "left")
-        for r in headline_rows(result):
-            fmt = lambda v: "–" if v is None else f"{v:,.1f}"  # noqa: E731
+        rows = headline_rows(result)
+        figure = rows[0]["figure"] if rows else "ledger e2e"
+        # the report's headline figure and verdicts, as the analysis wrote them (verdicts.parquet)
+        table = Table(
+            title=f"hopscope run — profile {prof.name}: {figure}, value [95 % interval] (as the report's headline)"
+        )
+        for col in (
+            "workload",
+            "stack",
+            "n",
+            "p50 (ms)",
+            "p99 (ms)",
+            "verdict at p50",
+            "verdict at p99",
+            "phases ok/failed",
+        ):
+            table.add_column(col, justify="right" if col == "n" or "(ms)" in col else "left")
+
+        def fig(r: dict, q: str) -> str:
+            v, ci = r.get(f"{q}_ms"), r.get(f"{q}_ci")
+            if v is None:
+                return "–"
+            return f"{v:,.1f}" + (f" [{ci[0]:,.1f}–{ci[1]:,.1f}]" if ci else "")
+
+        for r in rows:
             style = "red" if r["failed"] else None
+            workload = r["workload"] + (f" @ {r['rate']:,.0f} ev/s" if r.get("rate") else "")
             table.add_row(
-                r["workload"],
+                workload,
                 r["stack"],
-                fmt(r["p50_ms"]),
-                fmt(r["p99_ms"]),
+                "–" if r.get("n") is None else f"{r['n']:,}",
+                fig(r, "p50"),
+                fig(r, "p99"),
+                r.get("p50_verdict") or "",
+                r.get("p99_verdict") or "",
                 f"{r['ok']}/{r['failed']}",
                 style=style,
             )

@@ -167,10 +167,12 @@ def test_stats_graph_and_outputs(tmp_path: Path) -> None:
     names = sorted(p.name for p in written)
     assert names == [
         "e2e.parquet",
+        "estimates.parquet",
         "graph-s-w.graphml",
         "hop_stats.parquet",
         "quality.json",
         "tail_growth.parquet",
+        "verdicts.parquet",
     ]
     g2 = nx.read_graphml(tmp_path / "graph-s-w.graphml")
     assert g2.number_of_edges() == 7

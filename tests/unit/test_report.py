@@ -24,6 +24,7 @@ from hopscope.analysis.report import (
 )
 from hopscope.analysis.report.outline import build_sections
 from hopscope.analysis.report.sections import quality_section
+from hopscope.analysis.report.tables import fmt_ms
 
 # -- the fake run ------------------------------------------------------------------------
 
@@ -231,12 +232,15 @@ def test_headline_table_in_html_and_markdown_shows_the_ratio(
     fake: FakeRun, ctx: ReportContext, sections: list[Section]
 ) -> None:
     k, h = _e2e(fake, "kafka", "write_notify"), _e2e(fake, "harper", "write_notify")
-    ratio = f"{_q(k, 0.99) / _q(h, 0.99):.2f}×"
+    ratio = f"×{_q(k, 0.99) / _q(h, 0.99):.2f} ["
     head = next(s for s in sections if s.anchor == "headline")
     row = next(line for line in head.markdown.splitlines() if line.startswith("| write_notify"))
-    assert f"harper ({ratio} lower)" in row
+    assert f"harper lower, {ratio}" in row
     assert "kafka: cdc.poll" in row
-    assert f"harper ({ratio} lower)" in head.html
+    assert f"harper lower, {ratio}" in head.html
+    # each stack's figure comes with its interval and its sample count; the figure is named
+    assert f"| {len(k):,} | {fmt_ms(_q(k, 0.5))} [" in row
+    assert "trace e2e" in head.markdown  # the fake run has no ledger
 
 
 # -- structure --------------------------------------------------------------------------------

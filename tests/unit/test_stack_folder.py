@@ -5,6 +5,7 @@ file of the repository outside that folder names it."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,15 @@ from typer.testing import CliRunner
 from hopscope.cli import app
 from hopscope.commands.services import expand_stacks
 from hopscope.core.rundir import CROSSCHECKS, EXPERIMENT, LEDGER, MANIFEST, PHASES_DIR
-from hopscope.experiment.study import Profile, fairness_expected, required_services, run_experiment
+from hopscope.experiment.resources import LOADGEN
+from hopscope.experiment.study import (
+    Phase,
+    Profile,
+    fairness_expected,
+    required_services,
+    run_experiment,
+    run_phase,
+)
 from hopscope.pipelines.stack import (
     STACK_PATH_ENV,
     StackError,
@@ -25,6 +34,7 @@ from hopscope.pipelines.stack import (
     load_stack,
     read_stack,
 )
+from hopscope.pipelines.workload import load_workload
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "stacks"
@@ -32,8 +42,9 @@ TOY = FIXTURES / "toy"
 
 
 @pytest.fixture
-def toy_path(monkeypatch: pytest.MonkeyPatch) -> Path:
+def toy_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv(STACK_PATH_ENV, str(FIXTURES))  # a folder of stack folders
+    monkeypatch.setenv("HOPSCOPE_STATE_DIR", str(tmp_path / "state"))  # deploy's PID files: none run here
     # traced phases export to nothing that listens, and give up fast
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     monkeypatch.setattr("hopscope.experiment.study.collector_endpoint", lambda: "http://127.0.0.1:9")
@@ -176,6 +187,7 @@ def test_the_experiment_runs_on_the_toy_stack(toy_path: Path, tmp_path: Path) ->
         {"control": "toy delivery delay (ms)", "expected": "2", "toy": "delay_ms"}
     ]
     assert experiment["services_fairness"] == {"toy": {"delay_ms": 2}}
+    assert all(p["resources"]["services"][LOADGEN]["cpu_s"] > 0 for p in experiment["phases"])
     # each result carries what the report needs: its stack, its label, the traced figure it is compared with
     assert experiment["crosschecks"]["echo"] == {
         "status": "ok", "tool": "echo", "phases": 4, "p50_ms": 2.0, "p99_ms": 2.0,
@@ -189,8 +201,48 @@ def test_the_experiment_runs_on_the_toy_stack(toy_path: Path, tmp_path: Path) ->
     checks = report.split("## Independent cross-checks", 1)[1]
     assert "| toy echo | ok | 2.00 | 2.00 | no traced data |" in checks  # no span reached this run
     assert "(the toy driver's delay)" in report  # the fairness table's read-back wording
+    assert "## Resources and host load" in report
     manifest = json.loads((run / MANIFEST).read_text())
     assert set(manifest["expected_hops"]["toy"]) == {"write_notify", "fanout"}
+
+
+def test_a_phase_records_its_resources(
+    toy_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The phase's record: this process (load generator) burnt CPU for the events it sent; the
+    services the stack declares and the telemetry's, none running here, are said not running."""
+    folder = tmp_path / "stacks" / "toy_svc"
+    shutil.copytree(TOY, folder)
+    decl = (folder / "stack.yaml").read_text()
+    (folder / "stack.yaml").write_text(
+        decl.replace("name: toy\n", "name: toy_svc\n").replace("services: []", "services: [redis]")
+    )
+    monkeypatch.setenv(STACK_PATH_ENV, str(folder.parent))
+    workload = load_workload(
+        "write_notify", {"rate": 50, "duration_s": 1, "warmup_s": 0, "drain_timeout_s": 2}
+    )
+    res = run_phase(
+        Phase("toy_svc", "write_notify", 0, False), workload, tmp_path / "phases", "t", Console(quiet=True)
+    )
+    assert res.status == "ok", res.error
+    rec = res.to_json()["resources"]
+    assert rec["events"] == res.load["sent_events"] > 0
+    assert rec["services"][LOADGEN]["cpu_s"] > 0 and rec["services"][LOADGEN]["cpu_ms_per_event"] > 0
+    assert rec["services"]["redis"] == {
+        "role": "stack",
+        "state": "not running",
+        "cpu_s": None,
+        "cpu_ms_per_event": None,
+        "peak_rss_mb": None,
+        "processes": 0,
+    }
+    assert {"collector", "jaeger", "prometheus"} <= {
+        n for n, s in rec["services"].items() if s["role"] == "telemetry"
+    }
+    lag = res.figures["schedule_lag_ms"]
+    assert lag["count"] == res.figures["events"] and rec["schedule_lag_p99_ms"] == lag["p99"]
+    assert rec["host_bound"] == bool(rec["host_bound_reasons"])
+    assert rec["host_cpu"]["samples"] and json.dumps(rec)
 
 
 def test_no_file_outside_the_toy_folder_names_it() -> None:
