@@ -38,10 +38,13 @@ from .resources import resources_frame
 from .span_arrays import SpanArrays
 from .span_file import NEEDED_COLUMNS, ParquetColumns
 from .spans import prepare
-from .stats import NS_PER_MS, QUANTILES, PairMatrix, build_matrix, growth_rows, hop_rows
+from .stats import NS_PER_MS, QUANTILES, PairMatrix, build_matrix, distribution, growth_rows, hop_rows
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: the per-hop distribution columns both stats tables share: mean, std, the QUANTILES, max (ms)
+_DISTRIBUTION_COLUMNS = ["mean_ms", "std_ms", *QUANTILES, "max_ms"]
 
 HOP_STATS_COLUMNS = [
     "stack",
@@ -49,13 +52,7 @@ HOP_STATS_COLUMNS = [
     "hop",
     "order",
     "count",
-    "mean_ms",
-    "std_ms",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "p999_ms",
-    "max_ms",
+    *_DISTRIBUTION_COLUMNS,
     "var_share",
     "tail_share_p99",
     "tail_share_p999",
@@ -74,13 +71,7 @@ JAEGER_STATS_COLUMNS = [
     "hop",
     "order",
     "traces",
-    "mean_ms",
-    "std_ms",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "p999_ms",
-    "max_ms",
+    *_DISTRIBUTION_COLUMNS,
     "crit_share",
 ]
 
@@ -146,6 +137,12 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RunDirError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def read_ledger(run_dir: Path) -> pd.DataFrame | None:
+    """RUN_DIR's ledger as a frame (None when the run has none)."""
+    path = run_dir / LEDGER
+    return pq.read_table(path).to_pandas() if path.exists() else None
 
 
 def _on_two_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
@@ -438,10 +435,7 @@ class Run:
             for j, hop in enumerate(offsets.index):
                 v = by_hop.get_group(hop)["value_ms"].to_numpy(dtype=float)
                 row = {"stack": stack, "workload": workload, "hop": hop, "order": j, "traces": len(v)}
-                row.update({"mean_ms": float(v.mean()), "std_ms": float(v.std())})
-                qs = np.quantile(v, list(QUANTILES.values()))
-                row.update({name: float(q) for name, q in zip(QUANTILES, qs, strict=True)})
-                row["max_ms"] = float(v.max())
+                row.update(distribution(v))
                 row["crit_share"] = float(v.sum() / total) if total > 0 else np.nan
                 rows.append(row)
         return pd.DataFrame(rows, columns=JAEGER_STATS_COLUMNS)
@@ -500,13 +494,13 @@ class Run:
     def _verdict_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         lat = self.verdict_latencies()
         rates = self.sweep_rates()
-        at = lat["workload"].map(lambda w: (rates.get(w) or {}).get("compared_at", np.nan)).astype(float)
-        sweep = at.notna()
-        compared = lat[~sweep | np.isclose(lat["target_rate"], at)]
+        compared_at = {w: r["compared_at"] for w, r in rates.items()}
+        at = lat["workload"].map(compared_at).astype(float)
+        compared = lat[at.isna() | np.isclose(lat["target_rate"], at)]
         est, ver = verdict_math.analyse(compared)
         est["basis"] = np.where(est["workload"].isin(list(rates)), "compared rate", "all")
-        est["rate"] = est["workload"].map(lambda w: (rates.get(w) or {}).get("compared_at", np.nan))
-        ver["rate"] = ver["workload"].map(lambda w: (rates.get(w) or {}).get("compared_at", np.nan))
+        est["rate"] = est["workload"].map(compared_at)
+        ver["rate"] = ver["workload"].map(compared_at)
         own = []
         for workload, r in rates.items():
             for stack, rate in r["sustained"].items():  # type: ignore[union-attr]
@@ -680,12 +674,10 @@ def load(run_dir: str | Path, *, mode: str = "event", correct_skew: bool = True)
     if not rd.is_dir():
         raise RunDirError(f"{rd}: not a directory")
     table = _read_spans(rd)
-    ledger_path = rd / LEDGER
-    ledger = pq.read_table(ledger_path).to_pandas() if ledger_path.exists() else None
     return Run(
         table,
         manifest=_read_json(rd / MANIFEST),
-        ledger=ledger,
+        ledger=read_ledger(rd),
         ingest_report=_read_json(rd / INGEST_REPORT),
         run_dir=rd,
         correct_skew=correct_skew,

@@ -93,6 +93,19 @@ def shares(values: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def distribution(v: np.ndarray) -> dict[str, float]:
+    """mean_ms, std_ms, the QUANTILES and max_ms of `v` (ms; NaN when empty)."""
+    if not len(v):
+        return {"mean_ms": np.nan, "std_ms": np.nan, **dict.fromkeys(QUANTILES, np.nan), "max_ms": np.nan}
+    qv = np.quantile(v, list(QUANTILES.values()))
+    return {
+        "mean_ms": float(v.mean()),
+        "std_ms": float(v.std()),
+        **{name: float(q) for name, q in zip(QUANTILES, qv, strict=True)},
+        "max_ms": float(v.max()),
+    }
+
+
 def hop_rows(m: PairMatrix) -> list[dict[str, object]]:
     """One statistics row per hop of a stack × workload (values in ms)."""
     sh = shares(m.values)
@@ -103,13 +116,8 @@ def hop_rows(m: PairMatrix) -> list[dict[str, object]]:
             "hop": hop,
             "order": j,
             "count": len(v),
-            "mean_ms": float(v.mean()) if len(v) else np.nan,
-            "std_ms": float(v.std()) if len(v) else np.nan,
+            **distribution(v),
         }
-        qv = np.quantile(v, list(QUANTILES.values())) if len(v) else [np.nan] * len(QUANTILES)
-        for name, value in zip(QUANTILES, qv, strict=True):
-            row[name] = float(value)
-        row["max_ms"] = float(v.max()) if len(v) else np.nan
         for key, arr in sh.items():
             row[key] = float(arr[j])
         row["mean_offset_ms"] = float(m.mean_offset_ns[j] / NS_PER_MS)

@@ -94,15 +94,10 @@ class QuantileEstimate:
         cls, repeats: Sequence[np.ndarray], q: float, n_boot: int = N_BOOT, seed: int = 0
     ) -> QuantileEstimate:
         pooled = np.concatenate([np.asarray(r, np.float64) for r in repeats]) if repeats else np.empty(0)
-        if pooled.size == 0:
-            return cls(np.nan, np.nan, np.nan, 0, False, np.full(n_boot, np.nan))
-        shown = enough_tail(pooled.size, q)
         # a hidden quantile needs no interval: its draws are not computed
-        draws = bootstrap_quantile(repeats, q, n_boot, seed) if shown else np.full(n_boot, np.nan)
-        lo, hi = (
-            np.quantile(draws, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2]) if shown else (np.nan, np.nan)
-        )
-        return cls(float(np.quantile(pooled, q)), float(lo), float(hi), int(pooled.size), shown, draws)
+        needed = pooled.size > 0 and enough_tail(pooled.size, q)
+        draws = bootstrap_quantile(repeats, q, n_boot, seed) if needed else np.full(n_boot, np.nan)
+        return cls.from_draws(pooled, q, draws)
 
     @classmethod
     def from_draws(cls, pooled: np.ndarray, q: float, draws: np.ndarray) -> QuantileEstimate:

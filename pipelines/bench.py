@@ -20,10 +20,6 @@ from .stack import expected_hops, find_stack
 from .workload import WORKLOADS_DIR, Workload, WorkloadError, load_workload
 
 
-class BenchConfigError(ValueError):
-    """Bad command-line configuration, found before any load is sent."""
-
-
 def resolve_bench(
     stack: str, workload_name: str, overrides: dict[str, Any], workloads_dir: Path = WORKLOADS_DIR
 ) -> Workload:

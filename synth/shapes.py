@@ -27,21 +27,27 @@ def default_pairs() -> list[PairSpec]:
     ) -> Step:
         return Step(type=type_, hop=hop, service=service, kind=kind, dist=dist or Dist(), **kw)  # type: ignore[arg-type]
 
+    def rpc(hop: str, svc: str, dist: Dist, server_hop: str, server_svc: str, server_dist: Dist) -> Step:
+        """A CLIENT request step with its server span (load 0.2)."""
+        return st(
+            R,
+            hop,
+            svc,
+            "CLIENT",
+            dist,
+            server_hop=server_hop,
+            server_service=server_svc,
+            server_dist=server_dist,
+            load=0.2,
+        )
+
     def sub_branch(hop: str, svc: str, wait: Dist) -> list[Step]:
         return [st(W, dist=wait), st(S, hop, svc, "CONSUMER", _ln(0.08, 0.3))]
 
     kafka_fetch = _spiky(_ln(1.5, 0.6), 0.01, _ln(40.0, 0.4))  # consumer fetch / poll
     # the client's REST write and, inside it, the node's commit
-    harper_put = st(
-        R,
-        "http.put",
-        "harper.client",
-        "CLIENT",
-        _ln(0.4, 0.3),
-        server_hop="harper.commit",
-        server_service="harper.node1",
-        server_dist=_ln(1.2, 0.4),
-        load=0.2,
+    harper_put = rpc(
+        "http.put", "harper.client", _ln(0.4, 0.3), "harper.commit", "harper.node1", _ln(1.2, 0.4)
     )
     debezium_poll = _spiky(Dist("exponential", mean_ms=4.0), 0.02, _ln(80.0, 0.3))
     pairs = [
@@ -49,17 +55,7 @@ def default_pairs() -> list[PairSpec]:
             "kafka",
             "write_notify",
             [
-                st(
-                    R,
-                    "pg.insert",
-                    "kafka.writer",
-                    "CLIENT",
-                    _ln(0.3, 0.3),
-                    server_hop="pg.commit",
-                    server_service="postgres",
-                    server_dist=_ln(1.5, 0.4),
-                    load=0.2,
-                ),
+                rpc("pg.insert", "kafka.writer", _ln(0.3, 0.3), "pg.commit", "postgres", _ln(1.5, 0.4)),
                 st(W, dist=debezium_poll),
                 st(D, "debezium.capture", "debezium", "INTERNAL", Dist("constant", value_ms=0.5)),
                 st(S, "kafka.produce", "debezium", "PRODUCER", _ln(2.0, 0.5), load=0.3),
@@ -156,33 +152,15 @@ def default_pairs() -> list[PairSpec]:
                 st(S, "kafka.produce", "loadgen", "PRODUCER", _ln(2.0, 0.5), load=0.3),
                 st(W, dist=kafka_fetch),
                 st(S, "ingest.consume", "kafka.ingest", "CONSUMER", _ln(0.3, 0.3)),
-                st(
-                    R,
-                    "pg.write",
-                    "kafka.ingest",
-                    "CLIENT",
-                    _ln(0.3, 0.3),
-                    server_hop="pg.commit",
-                    server_service="postgres",
-                    server_dist=_ln(1.5, 0.4),
-                    load=0.2,
-                ),
+                rpc("pg.write", "kafka.ingest", _ln(0.3, 0.3), "pg.commit", "postgres", _ln(1.5, 0.4)),
             ],
         ),
         PairSpec(
             "harper",
             "ingest",
             [
-                st(
-                    R,
-                    "http.post",
-                    "harper.client",
-                    "CLIENT",
-                    _ln(0.4, 0.3),
-                    server_hop="harper.write",
-                    server_service="harper.node1",
-                    server_dist=_ln(1.3, 0.4),
-                    load=0.2,
+                rpc(
+                    "http.post", "harper.client", _ln(0.4, 0.3), "harper.write", "harper.node1", _ln(1.3, 0.4)
                 ),
             ],
         ),

@@ -10,13 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from rich.console import Console
 
-from hopscope.core.rundir import EXPERIMENT, LEDGER, MANIFEST
+from hopscope.core.rundir import EXPERIMENT, MANIFEST
 from hopscope.core.schema import SPAN_SCHEMA
 
-from ..run import NoSpans, Run
+from ..run import NoSpans, Run, read_ledger
 from .analyze import analyze_run, read_json
 from .context import ReportContext
 from .experiment_sections import apply_experiment
@@ -36,9 +35,9 @@ def write_experiment_report(run_dir: Path, console: Console | None = None) -> Pa
 
 def _ledger_only_report(run_dir: Path) -> Path:
     manifest = read_json(run_dir / MANIFEST)
-    ledger_path = run_dir / LEDGER
-    ledger = pq.read_table(ledger_path).to_pandas() if ledger_path.exists() else None
-    run = Run.from_table(SPAN_SCHEMA.empty_table(), manifest=manifest, ledger=ledger, run_dir=run_dir)
+    run = Run.from_table(
+        SPAN_SCHEMA.empty_table(), manifest=manifest, ledger=read_ledger(run_dir), run_dir=run_dir
+    )
     ctx = ReportContext.from_run(
         run,
         title=f"hopscope report — {manifest.get('run_id') or run_dir.name}",

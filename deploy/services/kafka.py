@@ -651,6 +651,15 @@ class Connect(Service):
                 "connector", f"POST /connectors/{name}/restart: HTTP {resp.status_code} {resp.text[:300]}"
             )
 
+    def revive_connector(self, name: str) -> None:
+        """Resume a PAUSED connector, or restart one with a FAILED task (e.g. Postgres was
+        restarted under it; a restart is what an operator would do first)."""
+        status = self.connector_status(name)
+        if status["connector"]["state"] == "PAUSED":
+            self.resume_connector(name)
+        elif any(t["state"] == "FAILED" for t in status.get("tasks", [])):
+            self.restart_connector(name)
+
     def _state_change(self, name: str, action: str) -> None:
         with self._http() as http:
             resp = http.put(f"/connectors/{name}/{action}")
@@ -720,12 +729,7 @@ class Connect(Service):
         )
         self.put_connector_config(CDC_HEALTH_CONNECTOR, config)
         # Paused between checks: with poll.interval.ms=1 an idle task costs ~0.3 core on this box.
-        status = self.connector_status(CDC_HEALTH_CONNECTOR)
-        if status["connector"]["state"] == "PAUSED":
-            self.resume_connector(CDC_HEALTH_CONNECTOR)
-        elif any(t["state"] == "FAILED" for t in status.get("tasks", [])):
-            # e.g. Postgres was restarted under it; a restart is what an operator would do first.
-            self.restart_connector(CDC_HEALTH_CONNECTOR)
+        self.revive_connector(CDC_HEALTH_CONNECTOR)
         self.wait_connector_running(CDC_HEALTH_CONNECTOR)
         try:
             return self._insert_and_read_back(dsn, slot, timeout)

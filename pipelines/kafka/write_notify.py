@@ -77,13 +77,8 @@ class WriteNotify(Pipeline):
             poll_interval_ms=1,
             max_batch_size=256,
         )
-        created = connect.put_connector_config(WN_CONNECTOR, config) == "created"
-        if not created:
-            status = connect.connector_status(WN_CONNECTOR)
-            if status["connector"]["state"] == "PAUSED":
-                connect.resume_connector(WN_CONNECTOR)
-            elif any(t["state"] == "FAILED" for t in status.get("tasks", [])):
-                connect.restart_connector(WN_CONNECTOR)
+        if connect.put_connector_config(WN_CONNECTOR, config) != "created":
+            connect.revive_connector(WN_CONNECTOR)
         connect.wait_connector_running(WN_CONNECTOR)
         with psycopg.connect(dsn, autocommit=True) as conn:
 
