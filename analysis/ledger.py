@@ -86,17 +86,19 @@ def deliveries(ledger: pd.DataFrame | None) -> pd.DataFrame:
 
 SWEEP_COLUMNS = [
     "workload", "stack", "target_rate", "repeats", "events", "delivered", "achieved_rate", "p50_ms",
-    "p99_ms", "knee", "sustained",
+    "p99_ms", "p999_ms", "knee", "sustained",
 ]  # fmt: skip
 
 
-def sweep_steps(ledger: pd.DataFrame | None, delivered: pd.DataFrame) -> pd.DataFrame:
+def sweep_steps(ledger: pd.DataFrame | None, delivered: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per workload whose measured events were offered at more than one rate (a rate sweep) and
     per stack: each offered rate's figures (median over repeats, as the sweep section shows
     them), `knee` on the first step past the knee (`sweep.knee_index`), `sustained` on the
     highest rate below it."""
     if ledger is None or not len(ledger) or "target_rate" not in ledger:
         return pd.DataFrame(columns=SWEEP_COLUMNS)
+    if delivered is None:
+        delivered = deliveries(ledger)
     led = measured(ledger)
     rows = []
     for (workload, stack), g in led.groupby(["workload", "stack"], sort=False):
@@ -120,6 +122,7 @@ def sweep_steps(ledger: pd.DataFrame | None, delivered: pd.DataFrame) -> pd.Data
                         "achieved_rate": (len(sent) - 1) / span_s if span_s > 0 else np.nan,
                         "p50_ms": float(np.quantile(lat, 0.5)) if len(lat) else np.nan,
                         "p99_ms": float(np.quantile(lat, 0.99)) if len(lat) else np.nan,
+                        "p999_ms": float(np.quantile(lat, 0.999)) if len(lat) else np.nan,
                     }
                 )
             pr = pd.DataFrame(per_rep)
@@ -129,6 +132,7 @@ def sweep_steps(ledger: pd.DataFrame | None, delivered: pd.DataFrame) -> pd.Data
                     "events": int(pr["events"].sum()), "delivered": int(pr["delivered"].sum()),
                     "achieved_rate": float(pr["achieved_rate"].median()),
                     "p50_ms": float(pr["p50_ms"].median()), "p99_ms": float(pr["p99_ms"].median()),
+                    "p999_ms": float(pr["p999_ms"].median()),
                 }
             )  # fmt: skip
         k = knee_index(steps)

@@ -38,7 +38,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
+from hopscope.analysis.ledger import sweep_steps
 from hopscope.analysis.report.experiment_report import write_experiment_report
+from hopscope.analysis.run import read_ledger
 from hopscope.collector.ingest import ingest_run
 from hopscope.core.rundir import (
     EXPERIMENT,
@@ -56,6 +58,13 @@ from hopscope.deploy.base import Context
 from hopscope.deploy.config import load_config
 from hopscope.deploy.lifecycle import status, up
 from hopscope.pipelines.bench import run_bench
+from hopscope.pipelines.capacity import (
+    COMPONENTS_FILE,
+    Capacity,
+    capacity_from_steps,
+    rate_warning,
+    record_capacities,
+)
 from hopscope.pipelines.stack import Stack, discover_stacks, find_stack, load_stack
 from hopscope.pipelines.workload import WORKLOADS_DIR, Workload, load_workload
 
@@ -365,6 +374,39 @@ def stack_info(stacks: list[Stack]) -> dict[str, dict[str, str]]:
     return {s.name: s.report_info() for s in stacks}
 
 
+def capacity_warnings(plan: list[Phase], workloads: dict[str, Workload]) -> list[str]:
+    """One warning per stack × workload whose single offered rate is above the capacity last
+    measured on this host (a sweep is how capacity is found: it is never warned about)."""
+    out = []
+    for stack, name in dict.fromkeys((p.stack, p.workload) for p in plan):
+        wl = workloads[name]
+        if len(wl.phases()) == 1 and (w := rate_warning(stack, name, wl.phases()[0][0])):
+            out.append(w)
+    return out
+
+
+def read_components_capacity() -> dict[str, Any] | None:
+    """This host's standalone component figures (`benchmarks/component_capacity.py`), as the
+    run's capacity section shows them beside the pipelines' (None when never measured here)."""
+    try:
+        path = load_config().state_dir / COMPONENTS_FILE
+        return {"path": str(path), "components": json.loads(path.read_text())} if path.exists() else None
+    except (OSError, ValueError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def record_sweep_capacities(run_dir: Path) -> list[Capacity]:
+    """Each swept stack × workload's capacity, recorded for this host (bench warns above it)."""
+    steps = sweep_steps(read_ledger(run_dir))
+    found = [
+        capacity_from_steps(str(stack), str(workload), g.to_dict("records"), tracing=True, run_dir=run_dir)
+        for (workload, stack), g in steps.groupby(["workload", "stack"], sort=False)
+    ]
+    if found:
+        record_capacities(found)
+    return found
+
+
 def read_services_fairness(stacks: list[Stack]) -> dict[str, Any]:
     """Settings read from the running services themselves (beside what each driver read back),
     by each stack's declared `services_readback`; a failing read-back is recorded as an error."""
@@ -445,6 +487,10 @@ def run_experiment(
             f"[yellow]skipped[/] (the stack declares no hops for the workload): {', '.join(skipped)}"
         )
 
+    rate_warnings = capacity_warnings(plan, resolved)
+    for warning in rate_warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
     run_dir, run_id = create_run_dir(out, prefix="run")
     run_token = run_id.rsplit("-", 1)[-1] if out is None else _token()
     phases_dir = run_dir / PHASES_DIR
@@ -492,8 +538,13 @@ def run_experiment(
         "phases": [r.to_json() for r in results],
         **({"skipped": skipped} if skipped else {}),
         "crosschecks": crosschecks,
+        "rate_warnings": rate_warnings,
         "fairness_expected": fairness_expected(chosen),
         "stack_info": stack_info(chosen),
+        "capacity_parts": {
+            s.name: {w: h.capacity_parts for w, h in s.spec.workloads.items()} for s in chosen
+        },
+        "components_capacity": read_components_capacity(),
         "services_fairness": read_services_fairness(chosen),
     }
     (run_dir / EXPERIMENT).write_text(json.dumps(experiment, indent=2, default=str))
@@ -514,6 +565,10 @@ def run_experiment(
         },
         ledger_rows=ledger_rows,
     )
+    for cap in record_sweep_capacities(run_dir):
+        console.print(
+            f"capacity {cap.stack}/{cap.workload}: {cap.sustained_rate} ev/s sustained, knee at {cap.knee_rate}"
+        )
 
     report: Path | None = None
     report_error: str | None = None

@@ -5,6 +5,7 @@ run directory's manifest. `hopscope bench` is this with a command line; the expe
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from hopscope.core.rundir import base_manifest, create_run_dir, update_manifest
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 
+from .clean_start import NotCleanError
 from .driver import UnknownStackError, create_driver, get_driver_factory
 from .ledger import write_ledger
 from .loadgen import LoadGenerator, LoadResult
@@ -76,6 +78,7 @@ def run_bench(
     check_stack(stack, workload)
     driver = create_driver(stack, tracing=tracing, otlp_endpoint=otlp_endpoint, **(driver_options or {}))
     driver.preflight(workload)  # before any load, before the run dir exists
+    existed = out is not None and out.exists()
     run_dir, run_id = create_run_dir(out, prefix=f"bench-{stack}-{workload.name}")
     if driver.simulation:
         console.print(
@@ -96,6 +99,10 @@ def run_bench(
             root_spans=root_spans,  # type: ignore[arg-type]
         )
         result = asyncio.run(generator.run())
+    except NotCleanError:
+        if not existed:  # refused before the first event: nothing of this run is a result
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         shutdown_tracing(provider)
     paths = write_ledger(result.ledger, run_dir)

@@ -81,7 +81,9 @@ class RunContext:
 
 
 class Driver(ABC):
-    """A stack as the load generator sees it. Lifecycle: preflight → setup → send* → drain → teardown."""
+    """A stack as the load generator sees it.
+
+    Lifecycle: preflight → setup → backlog* (until clean) → send* → drain → teardown."""
 
     #: Stack name under which the driver is registered.
     stack: ClassVar[str]
@@ -95,6 +97,12 @@ class Driver(ABC):
     @abstractmethod
     async def setup(self, workload: Workload, run: RunContext) -> None:
         """Create topics/tables, start subscribers (they report through `run.receipt`)."""
+
+    async def backlog(self) -> dict[str, float]:
+        """Work an earlier run left in the stack that this run's events would queue behind:
+        name → amount still pending (0 = none; `hopscope.pipelines.clean_start`). Called after
+        `setup`, before the first event, until all are 0. The default reports nothing."""
+        return {}
 
     @abstractmethod
     def send(self, event: Event) -> Awaitable[Ack]:

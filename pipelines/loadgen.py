@@ -47,6 +47,7 @@ from hopscope.core.attributes import (
 from hopscope.instrumentation.carriers import format_traceparent
 from hopscope.instrumentation.tracing import tracing_enabled
 
+from .clean_start import CleanStart, wait_clean
 from .driver import Ack, Driver, Event, RunContext
 from .ledger import Ledger, LedgerResult
 from .schedule import NS_PER_S, Plan, phased_plan
@@ -143,6 +144,8 @@ class LoadResult:
     elapsed_s: float
     cpu_percent: float  # of one core, this process, during the sending phase
     send_lag_ns: np.ndarray = field(repr=False)
+    #: the wait for an earlier run's work to drain before the first event (None: not run)
+    clean_start: CleanStart | None = None
 
     def rate_error(self) -> float:
         return self.achieved_rate / self.schedule_rate - 1.0
@@ -163,6 +166,7 @@ class LoadResult:
                 "p99": float(np.percentile(lag, 99) / 1e3) if lag.size else None,
                 "max": float(lag.max() / 1e3) if lag.size else None,
             },
+            "clean_start": self.clean_start.to_json() if self.clean_start is not None else None,
             **self.ledger.summary(),
         }
 
@@ -228,6 +232,7 @@ class LoadGenerator:
         self._payload = (b"hopscope-payload-" * (workload.payload_bytes // 17 + 1))[: workload.payload_bytes]
         self._not_sent = 0
         self._sent = 0
+        self.clean_start: CleanStart | None = None
 
     def run_context(self) -> RunContext:
         return RunContext(
@@ -330,6 +335,15 @@ class LoadGenerator:
     async def run(self) -> LoadResult:
         await self.driver.setup(self.workload, self.run_context())
         try:
+            self.clean_start = await wait_clean(
+                self.driver.backlog, stack=self.stack, timeout_s=self.workload.clean_timeout_s
+            )
+            if self.clean_start.found or self.clean_start.host_busy:
+                self.console.print(
+                    f"[yellow]clean start[/]: waited {self.clean_start.waited_s:.1f} s for "
+                    f"{self.clean_start.found or 'nothing'}; host CPU "
+                    f"{self.clean_start.host_cpu_percent:.0f}% busy at the first event"
+                )
             return await self._run()
         finally:
             await self.driver.teardown()
@@ -405,6 +419,7 @@ class LoadGenerator:
             elapsed_s=elapsed,
             cpu_percent=cpu,
             send_lag_ns=(self.ledger.sent_ns - self.ledger.intended_ns)[sent_mask],
+            clean_start=self.clean_start,
         )
 
     def _emit_deferred_roots(self) -> None:

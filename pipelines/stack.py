@@ -93,6 +93,10 @@ class WorkloadHops(_Strict):
 
     hops: list[HopSpec]
     point_read_hops: list[HopSpec] = Field(default_factory=list)
+    #: the components this pipeline passes through whose standalone capacity the host measured
+    #: (names of `benchmarks/component_capacity.py`): the report compares the pipeline's
+    #: capacity with its slowest part's
+    capacity_parts: list[str] = Field(default_factory=list)
 
     @field_validator("hops")
     @classmethod

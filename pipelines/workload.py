@@ -62,6 +62,8 @@ class Workload(_Strict):
     seed: int = 1
     ack_timeout_s: float = Field(default=30.0, gt=0)
     drain_timeout_s: float = Field(default=30.0, gt=0)
+    #: longest wait, before the first event, for an earlier run's work to drain (clean_start.py)
+    clean_timeout_s: float = Field(default=120.0, gt=0)
 
     @field_validator("subscribers", mode="before")
     @classmethod
@@ -84,6 +86,9 @@ class Workload(_Strict):
             bad = [r for r in value if not r > 0]
             if bad:
                 raise ValueError(f"rate_sweep rates must be > 0, got {bad}")
+            if list(value) != sorted(set(value)):
+                # the knee is the first step past it, so the steps must rise
+                raise ValueError(f"rate_sweep rates must rise, each once, got {list(value)}")
         return value
 
     @model_validator(mode="after")

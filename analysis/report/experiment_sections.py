@@ -13,7 +13,7 @@ tracing off; the trace-based figures stay in the per-hop parts.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 
 from hopscope.core.attributes import WAIT_PREFIX
 
-from ..sweep import KNEE_P99_FACTOR, KNEE_RATE_SHORTFALL, knee_index
+from ..sweep import knee_index, knee_rule
 from .context import ReportContext
 from .section import Section, figure_part, note, slug
 from .tables import Column, count, fmt_ms, fmt_share, make_table, ms, share, text
@@ -392,11 +392,19 @@ def sweep_frame(ctx: ReportContext, workload: str) -> pd.DataFrame:
 
 
 def sweep_figure(ctx: ReportContext, frame: pd.DataFrame) -> go.Figure | None:
+    return sweep_plot(frame, ctx.stack_color)
+
+
+def sweep_plot(
+    frame: pd.DataFrame, color_of: Callable[[str], str | None] = lambda _s: None
+) -> go.Figure | None:
+    """p50 (dotted) and p99 (solid) against the offered rate per stack, the knee marked (×);
+    `frame` has stack, target_rate, p50_ms, p99_ms and knee ("knee" or True on the knee's row)."""
     if frame.empty:
         return None
     fig = go.Figure()
     for stack, g in frame.groupby("stack", sort=False):
-        color = ctx.stack_color(stack)
+        color = color_of(str(stack))
         for key, dash in (("p50_ms", "dot"), ("p99_ms", "solid")):
             fig.add_trace(
                 go.Scatter(
@@ -404,7 +412,7 @@ def sweep_figure(ctx: ReportContext, frame: pd.DataFrame) -> go.Figure | None:
                     line={"color": color, "dash": dash},
                 )
             )  # fmt: skip
-        knee = g[g["knee"] == "knee"]
+        knee = g[g["knee"].map(lambda v: v is True or v == "knee")]
         if len(knee):
             fig.add_trace(
                 go.Scatter(
@@ -422,10 +430,19 @@ def sweep_figure(ctx: ReportContext, frame: pd.DataFrame) -> go.Figure | None:
     return fig
 
 
+def _run_sweep_frame(ctx: ReportContext, workload: str) -> pd.DataFrame:
+    """A single run's sweep (a `bench --sweep`, no experiment): the run's ledger sweep steps."""
+    sweeps = getattr(ctx.run, "sweeps", None)
+    frame = sweeps() if callable(sweeps) else pd.DataFrame()
+    if frame.empty:
+        return frame
+    frame = frame[frame["workload"] == workload].copy()
+    frame["knee"] = np.where(frame["knee"].astype(bool), "knee", "")
+    return frame
+
+
 def workload_sweep(ctx: ReportContext, workload: str) -> Section | None:
-    if not ctx.experiment:
-        return None
-    frame = sweep_frame(ctx, workload)
+    frame = sweep_frame(ctx, workload) if ctx.experiment else _run_sweep_frame(ctx, workload)
     if frame.empty:
         return None
     anchor = slug(workload, "sweep")
@@ -433,8 +450,7 @@ def workload_sweep(ctx: ReportContext, workload: str) -> Section | None:
         anchor,
         "latency vs offered rate",
         sweep_figure(ctx, frame),
-        f"p50 (dotted) and p99 (solid) per offered rate; the knee (×) is the first rate whose p99 exceeds "
-        f"{KNEE_P99_FACTOR:g}× the lowest rate's p99 or that delivers/sends under {KNEE_RATE_SHORTFALL:.0%} of the offer.",
+        f"p50 (dotted) and p99 (solid) per offered rate; the knee (×) is the first rate with {knee_rule()}.",
         "No sweep steps.",
     )
     cols = [text("stack"), Column("target_rate", "offered (ev/s)", lambda v: f"{float(v):,.0f}", True),
@@ -444,7 +460,7 @@ def workload_sweep(ctx: ReportContext, workload: str) -> Section | None:
     table = make_table(
         frame,
         cols,
-        caption="Ingest sweep (median over repeats)",
+        caption="Rate sweep (median over repeats)",
         flag=lambda rec, f: f == "knee" and rec["knee"] == "knee",
     )
     return Section(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from .capacity_section import capacity_section
 from .context import ReportContext
 from .experiment_sections import (
     crosscheck_section,
@@ -58,6 +59,7 @@ REPORT_SECTIONS: list[SectionFn] = [
     run_status_section,
     fairness_section,
     workload_sections,
+    capacity_section,
     overhead_section,
     resources_section,
     crosscheck_section,

@@ -80,7 +80,11 @@ def headline_frame(ctx: ReportContext, lines: list[Headline]) -> tuple[pd.DataFr
         if sweeps:
             row["rate"] = _rate(h.compared_at) if h.compared_at is not None else "–"
         row["tail_opens"] = _tail_text(h)
-        bound = [f"{s}: {', '.join(host_bound[(h.workload, s)])}" for s in ctx.stacks if (h.workload, s) in host_bound]
+        bound = [
+            f"{s}: {', '.join(host_bound[(h.workload, s)])}"
+            for s in ctx.stacks
+            if (h.workload, s) in host_bound
+        ]
         row["host_bound"] = "HOST-BOUND " + "; ".join(bound) if bound else "–"
         row["missing"] = ", ".join(h.missing) or "–"
         if not h.stacks and ctx.stacks_with_data(h.workload):
@@ -154,8 +158,10 @@ def headline_section(ctx: ReportContext) -> Iterable[Section]:
         columns,
         caption=f"End-to-end latency per delivery — {figure}: value [95 % interval] in ms, n = deliveries "
         "(warm-up excluded). Ratio = runner-up ÷ lower.",
-        flag=lambda rec, f: (f == "missing" and rec["missing"] != "–" and "traces only" not in rec["missing"])
-        or (f == "host_bound" and rec["host_bound"] != "–"),
+        flag=lambda rec, f: (
+            (f == "missing" and rec["missing"] != "–" and "traces only" not in rec["missing"])
+            or (f == "host_bound" and rec["host_bound"] != "–")
+        ),
     )
     warm = warmup_excluded(ctx)
     reps = ctx.estimates["repeats"] if "repeats" in ctx.estimates else pd.Series(dtype=int)

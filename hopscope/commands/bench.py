@@ -9,8 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hopscope.analysis.ledger import sweep_steps
+from hopscope.analysis.report.experiment_sections import sweep_plot
+from hopscope.analysis.run import read_ledger
+from hopscope.analysis.sweep import knee_rule
 from hopscope.deploy.config import load_config
 from hopscope.pipelines.bench import LIVE_ROOT_SPANS_MAX_RATE, resolve_bench, run_bench
+from hopscope.pipelines.capacity import Capacity, capacity_from_steps, rate_warning, record_capacities
+from hopscope.pipelines.clean_start import NotCleanError
 from hopscope.pipelines.driver import PreflightError, get_driver_factory, known_stacks
 from hopscope.pipelines.loadgen import LoadResult
 from hopscope.pipelines.stack import StackError, stack_names_for_help
@@ -47,6 +53,43 @@ def print_result(
                 f"{stats['p50'] / 1e3:.2f} / {stats['p99'] / 1e3:.2f} / {stats['max'] / 1e3:.2f}",
             )
     console.print(table)
+
+
+def report_sweep(
+    console: Console, stack: str, workload: str, run_dir: Path, *, tracing: bool, record: bool
+) -> Capacity:
+    """The sweep's steps as a table and a plot (`sweep.html` in the run directory), and the
+    capacity found, recorded for this host (a simulation's is not)."""
+    steps = sweep_steps(read_ledger(run_dir), None)
+    steps = steps[(steps["stack"] == stack) & (steps["workload"] == workload)]
+    table = Table(title=f"{stack} / {workload}: latency vs offered rate (knee: {knee_rule()})")
+    for col in ("offered (ev/s)", "achieved (ev/s)", "events", "delivered", "p50 (ms)", "p99 (ms)", ""):
+        table.add_column(col, justify="right")
+    for s in steps.to_dict("records"):
+        mark = "knee" if s["knee"] else ("sustained" if s["sustained"] else "")
+        table.add_row(
+            f"{s['target_rate']:,.0f}", f"{s['achieved_rate']:,.1f}", f"{s['events']:,}",
+            f"{s['delivered']:,}", f"{s['p50_ms']:,.1f}", f"{s['p99_ms']:,.1f}", mark,
+        )  # fmt: skip
+    console.print(table)
+    cap = capacity_from_steps(stack, workload, steps.to_dict("records"), tracing=tracing, run_dir=run_dir)
+    figure = sweep_plot(steps)
+    if figure is not None:
+        figure.write_html(run_dir / "sweep.html", include_plotlyjs="cdn")
+    if cap.sustained_rate is None:
+        console.print(f"capacity: even {cap.offered[0]:g} ev/s is past the knee; offer lower rates")
+    elif cap.knee_rate is None:
+        console.print(
+            f"capacity: at least {cap.sustained_rate:g} ev/s (no offered rate reached the knee; offer higher)"
+        )
+    else:
+        console.print(
+            f"capacity: {cap.sustained_rate:g} ev/s sustained (p50 {cap.p50_ms:.1f} ms, p99 "
+            f"{cap.p99_ms:.1f} ms), knee at {cap.knee_rate:g} ev/s"
+        )
+    if record:
+        console.print(f"recorded for this host in {record_capacities([cap])}")
+    return cap
 
 
 def register(app: typer.Typer) -> None:
@@ -89,6 +132,15 @@ def register(app: typer.Typer) -> None:
             ),
         ] = "auto",
         workloads_dir: Annotated[Path, typer.Option("--workloads-dir")] = WORKLOADS_DIR,
+        sweep: Annotated[
+            str | None,
+            typer.Option(
+                "--sweep",
+                help="find the capacity: comma-separated offered rates, rising (e.g. 25,50,100,200,400); "
+                "each step runs --warmup + --duration s; the highest rate below the knee is recorded "
+                "for this host and later runs above it are warned about",
+            ),
+        ] = None,
     ) -> None:
         """Run one workload open-loop against one stack; writes the ledger and the manifest."""
         console = Console(stderr=True)
@@ -101,11 +153,22 @@ def register(app: typer.Typer) -> None:
             "subscribers": subscribers,
             "seed": seed,
         }
+        if sweep is not None:
+            try:
+                overrides["rate_sweep"] = tuple(float(r) for r in sweep.split(",") if r.strip())
+            except ValueError as exc:
+                console.print(f"[red]error:[/] --sweep takes comma-separated rates, got {sweep!r}")
+                raise typer.Exit(2) from exc
+            overrides["rate"] = None
         if otlp_endpoint is None:
             # The root spans must reach the same collector the drivers export to.
             otlp_endpoint = load_config().collector.otlp_grpc_endpoint
         try:
             resolved = resolve_bench(stack, workload, overrides, workloads_dir)
+            if not resolved.rate_sweep or len(resolved.rate_sweep) < 2:
+                warning = rate_warning(stack, resolved.name, max(r for r, _ in resolved.phases()))
+                if warning:
+                    console.print(f"[yellow]warning:[/] {warning}")
             run_dir, result = run_bench(
                 stack,
                 resolved,
@@ -122,6 +185,11 @@ def register(app: typer.Typer) -> None:
         except PreflightError as exc:
             console.print(f"[red]{exc}[/] — no load was sent")
             raise typer.Exit(3) from exc
+        except NotCleanError as exc:
+            console.print(f"[red]refused:[/] {exc}")
+            raise typer.Exit(4) from exc
         simulation = bool(getattr(get_driver_factory(stack), "simulation", False))
         print_result(console, stack, resolved, result, simulation)
+        if resolved.rate_sweep and len(resolved.rate_sweep) > 1:
+            report_sweep(console, stack, resolved.name, run_dir, tracing=tracing, record=not simulation)
         console.print(f"run directory: {run_dir}")

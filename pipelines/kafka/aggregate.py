@@ -149,6 +149,10 @@ class Aggregate(Pipeline):
             return Ack("ok", now_ns())
         return Ack("error", now_ns(), f"interactive query answered {r.status_code}: {r.text[:120]}")
 
+    def pids(self) -> set[int]:
+        proc = self._streams.proc if self._streams is not None else None
+        return {proc.pid} if proc is not None else set()
+
     def topics(self) -> list[str]:
         return [self.host.topics.events, self.host.topics.aggregate_out]
 

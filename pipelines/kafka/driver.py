@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import orjson
+import psutil
 import psycopg
 import redis
 from confluent_kafka import KafkaException, Producer
@@ -305,6 +306,28 @@ class KafkaDriver(Driver):
         while not self._stop.is_set():
             self.producer.poll(0.05)
 
+    # --- clean start ------------------------------------------------------------------
+
+    async def backlog(self) -> dict[str, float]:
+        return await asyncio.to_thread(self._backlog_sync)
+
+    def _backlog_sync(self) -> dict[str, float]:
+        assert self.pipeline is not None
+        return {
+            # followers still copying an earlier run's records take the brokers' disks and CPU
+            "under-replicated partitions": float(self._under_replicated()),
+            "stray pipeline processes": float(len(stray_processes(self._own_pids()))),
+            **self.pipeline.backlog(),
+        }
+
+    def _under_replicated(self) -> int:
+        meta = self.kafka.admin().list_topics(timeout=10)
+        return sum(len(p.isrs) < len(p.replicas) for t in meta.topics.values() for p in t.partitions.values())
+
+    def _own_pids(self) -> set[int]:
+        assert self.pipeline is not None
+        return {proc.pid for _role, proc, _log in self._procs} | self.pipeline.pids()
+
     # --- receipts ---------------------------------------------------------------------
 
     def report(self, event_id: str, subscriber: str, received_ns: int) -> None:
@@ -447,6 +470,33 @@ class KafkaDriver(Driver):
             "receipts_received": self._received,
             **self.facts,
         }
+
+
+def stray_processes(own: set[int]) -> list[int]:
+    """Pids of Kafka-stack pipeline processes that belong to no running bench: a bench killed
+    before its teardown leaves them consuming (glue processes exit when their parent goes;
+    a Streams app JVM started in its own session does not)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.info["pid"] in own:
+                continue
+            cmd = " ".join(proc.info.get("cmdline") or [])
+            marked = "hopscope.pipelines.kafka.glue" in cmd
+            if not marked and "java" in cmd and "-jar" in cmd:
+                marked = "HOPSCOPE_APP_ID" in proc.environ()
+            if marked and not _has_live_bench_parent(proc):
+                found.append(proc.info["pid"])
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def _has_live_bench_parent(proc: psutil.Process) -> bool:
+    # A pipeline process of another bench running now is not a stray: its parent is a Python
+    # process that is alive (a stray's parent is init or a subreaper).
+    parent = proc.parent()
+    return parent is not None and parent.pid > 1 and "python" in (parent.name() or "")
 
 
 def _resolve(fut: asyncio.Future[Ack], ack: Ack) -> None:

@@ -121,6 +121,7 @@ class Glue:
         self.tracer = self.provider.get_tracer("hopscope.pipelines.kafka")
         self.stop = threading.Event()
         self.errors = 0
+        self.foreign_rows = 0  # CDC rows of other runs, skipped
         self.consumer = Consumer(consumer_config(cfg.bootstrap, f"hopscope-{cfg.role}-{cfg.run_id}"))
 
     # --- decoding ---------------------------------------------------------------------
@@ -154,6 +155,11 @@ class Glue:
         if change.get("op") != "c":
             return None  # only inserts are events; updates/deletes are housekeeping
         after = change.get("after") or {}
+        if after.get("run_id") != self.cfg.run_id:
+            # a row an earlier run left in the shared slot: not this run's event (the clean
+            # start waits for those to drain before the first event; this keeps them out anyway)
+            self.foreign_rows += 1
+            return None
         missing = [k for k in ("event_id", "traceparent", "payload", "sent_ns") if after.get(k) is None]
         if missing:
             raise ValueError(f"{where}: change event 'after' lacks column(s) {missing}")
@@ -213,6 +219,8 @@ class Glue:
                 if good:
                     handle(good)
         finally:
+            if self.foreign_rows:
+                print(f"skipped {self.foreign_rows} CDC row(s) of other runs", file=sys.stderr, flush=True)
             self.consumer.close()
             shutdown_tracing(self.provider)
 

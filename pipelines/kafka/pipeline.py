@@ -86,6 +86,14 @@ class Pipeline:
         """Manifest sections of this workload's own services (after the common ones)."""
         return {}
 
+    def backlog(self) -> dict[str, float]:
+        """This workload's share of the stack's backlog (`Driver.backlog`): name → pending."""
+        return {}
+
+    def pids(self) -> set[int]:
+        """Processes this pipeline started itself (beyond the driver's glue processes)."""
+        return set()
+
     def stop(self) -> None:
         """Stop what `setup` started beyond glue processes and receivers (after the processes)."""
 

@@ -9,14 +9,16 @@ import contextlib
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 import psycopg
+from confluent_kafka import Consumer, TopicPartition
 
 from hopscope.deploy.base import wait_until
 from hopscope.deploy.services.kafka import debezium_postgres_config
 from hopscope.instrumentation.libraries import trace_client, within_traceparent
 
 from ..driver import Ack, Event, PreflightError
-from .common import TOPIC_CONFIGS, now_ns
+from .common import TOPIC_CONFIGS, consumer_config, now_ns
 from .pipeline import Pipeline
 
 WN_TABLE = "hopscope_wn_events"
@@ -33,6 +35,7 @@ class WriteNotify(Pipeline):
     produces_events: ClassVar[bool] = False
 
     _pg_free: asyncio.Queue[Any] | None = None
+    _tail: Any = None  # the consumer that reads the CDC topic's newest record (backlog)
 
     def preflight(self) -> None:
         url = self.host.connect().endpoint()
@@ -120,6 +123,34 @@ class WriteNotify(Pipeline):
     def topics(self) -> list[str]:
         return [WN_TOPIC]
 
+    def backlog(self) -> dict[str, float]:
+        """Rows an earlier run committed that Debezium has not put on the topic yet: the slot is
+        shared by every run, so an overloaded run's rows come out ahead of this run's."""
+        with psycopg.connect(self.host.dsn(), autocommit=True) as conn:
+            newest = conn.execute(f"SELECT max(id) FROM {WN_TABLE}").fetchone()[0]
+        captured = self._last_captured_id()
+        if newest is None or captured is None:
+            return {"CDC rows not yet on Kafka": 0.0}  # an empty table or topic: nothing queued
+        return {"CDC rows not yet on Kafka": float(max(0, newest - captured))}
+
+    def _last_captured_id(self) -> int | None:
+        """The row id of the newest change event on the CDC topic (None: the topic is empty)."""
+        if self._tail is None:
+            self._tail = Consumer(
+                consumer_config(self.host.kafka.bootstrap(), f"hopscope-wn-tail-{self.host.tag}")
+                | {"enable.auto.commit": False}
+            )
+        part = TopicPartition(WN_TOPIC, 0)
+        _low, high = self._tail.get_watermark_offsets(part, timeout=10)
+        if high <= 0:
+            return None
+        self._tail.assign([TopicPartition(WN_TOPIC, 0, high - 1)])
+        msg = self._tail.poll(10)
+        if msg is None or msg.error() is not None or msg.value() is None:
+            return None
+        row = (orjson.loads(msg.value()) or {}).get("after") or {}
+        return int(row["id"]) if isinstance(row.get("id"), int) else None
+
     def read_back(self) -> dict[str, Any]:
         url = self.host.connect().endpoint()
         config = httpx.get(f"{url}/connectors/{WN_CONNECTOR}/config", timeout=5).json()
@@ -131,6 +162,11 @@ class WriteNotify(Pipeline):
                 or k.startswith("producer.override.")
             }
         }
+
+    def stop(self) -> None:
+        if self._tail is not None:
+            self._tail.close()
+            self._tail = None
 
     def after_stop(self) -> None:
         with contextlib.suppress(Exception):

@@ -204,10 +204,10 @@ def test_repeats_disagreeing_by_more_than_ten_percent_are_flagged() -> None:
     assert f.loc[("harper", "p99"), "flag"] == "ok"
 
 
-def test_sweep_knee_is_the_first_rate_whose_p99_doubles() -> None:
+def test_sweep_knee_is_the_first_rate_whose_p99_quadruples_or_p50_doubles() -> None:
     steps = [
-        {"target_rate": r, "events": 100, "delivered": 100, "achieved_rate": r, "p50_ms": 1.0, "p99_ms": p99, "p999_ms": p99}
-        for r, p99 in ((100.0, 10.0), (200.0, 15.0), (400.0, 25.0), (800.0, 90.0))
+        {"target_rate": r, "events": 100, "delivered": 100, "achieved_rate": r, "p50_ms": p50, "p99_ms": p99, "p999_ms": p99}
+        for r, p50, p99 in ((100.0, 1.0, 10.0), (200.0, 1.2, 35.0), (400.0, 1.9, 39.0), (800.0, 1.5, 41.0))
     ]  # fmt: skip
     short = [dict(s) for s in steps]
     short[1]["delivered"] = 80  # harper falls short already at 200 ev/s
@@ -215,7 +215,12 @@ def test_sweep_knee_is_the_first_rate_whose_p99_doubles() -> None:
         _phase("kafka", "ingest", 0, True, 1, 1, sweep=steps), _phase("harper", "ingest", 0, True, 1, 1, sweep=short)]}  # fmt: skip
     f = sweep_frame(_ctx(exp), "ingest")
     knees = f[f["knee"] == "knee"].set_index("stack")["target_rate"].to_dict()
-    assert knees == {"kafka": 400.0, "harper": 200.0}
+    assert knees == {"kafka": 800.0, "harper": 200.0}  # 41 > 4 x 10 at p99; harper short at 200
+    p50_doubles = [dict(s) for s in steps]
+    p50_doubles[2]["p50_ms"] = 2.5  # a queue at 400 ev/s, the tail still under 4x
+    exp["phases"][0] = _phase("kafka", "ingest", 0, True, 1, 1, sweep=p50_doubles)
+    f = sweep_frame(_ctx(exp), "ingest")
+    assert f[(f["knee"] == "knee") & (f["stack"] == "kafka")]["target_rate"].tolist() == [400.0]
 
 
 def test_overhead_pairs_traced_and_untraced_of_the_same_repeat() -> None:

@@ -198,7 +198,7 @@ def _sweep_ledger(p99_at: dict[str, dict[float, float]]) -> pd.DataFrame:
 
 
 def test_the_ingest_headline_states_the_rate_sustained_below_the_knee() -> None:
-    # x knees at 400 ev/s (p99 > 2 × the lowest rate's), y never does
+    # x knees at 400 ev/s (its latency 5 × the lowest rate's), y never does
     run = _ledger_run(
         _sweep_ledger({"x": {100.0: 10, 200.0: 12, 400.0: 50}, "y": {100.0: 20, 200.0: 22, 400.0: 24}})
     )

@@ -18,7 +18,8 @@ def test_cpu_seconds_and_peak_memory_of_known_processes() -> None:
     time.sleep(0.3)  # the interpreter's own start-up is not the measured phase
     try:
         with ResourceMonitor({"idle": [idle.pid]}, interval_s=0.2) as mon:
-            burn = subprocess.Popen([sys.executable, "-c", BURN])  # a child of this process: the stack processes spawned by the bench (GLUE)
+            # a child of this process: the stack processes spawned by the bench (GLUE)
+            burn = subprocess.Popen([sys.executable, "-c", BURN])
             hold = subprocess.Popen([sys.executable, "-c", HOLD])
             burn.wait()
             hold.wait()

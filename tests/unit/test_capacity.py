@@ -1,0 +1,93 @@
+"""Capacity: a sweep's steps become a recorded capacity, a later rate above it is warned about,
+and the report's capacity section compares each pipeline with its slowest part."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from hopscope.analysis.ledger import SWEEP_COLUMNS
+from hopscope.analysis.report.capacity_section import capacity_frame, capacity_section
+from hopscope.analysis.report.context import ReportContext
+from hopscope.analysis.sweep import knee_index, sustained_rate
+from hopscope.pipelines.capacity import capacity_from_steps, load_capacities, rate_warning, record_capacities
+
+
+def _steps(stack: str, workload: str, p99s: list[float], rates: list[float]) -> list[dict]:
+    rows = [
+        {"workload": workload, "stack": stack, "target_rate": r, "repeats": 1, "events": int(r * 10),
+         "delivered": int(r * 10), "achieved_rate": r, "p50_ms": p / 4, "p99_ms": p, "p999_ms": p}
+        for r, p in zip(rates, p99s, strict=True)
+    ]  # fmt: skip
+    k, top = knee_index(rows), sustained_rate(rows)
+    for i, row in enumerate(rows):
+        row["knee"], row["sustained"] = i == k, row["target_rate"] == top
+    return rows
+
+
+def test_a_sweep_records_its_capacity_and_warns_above_it(tmp_path: Path) -> None:
+    path = tmp_path / "capacity.json"
+    steps = _steps("kafka", "fanout", [10, 12, 15, 80], [25, 50, 100, 200])
+    cap = capacity_from_steps("kafka", "fanout", steps, tracing=True, run_dir=tmp_path)
+    assert (cap.sustained_rate, cap.knee_rate, cap.p99_ms) == (100.0, 200.0, 15.0)
+    record_capacities([cap], path)
+    # a second stack recorded later keeps the first
+    other = capacity_from_steps("harper", "fanout", _steps("harper", "fanout", [5, 6], [25, 50]), tracing=True, run_dir=tmp_path)  # fmt: skip
+    record_capacities([other], path)
+    assert set(load_capacities(path)) == {("kafka", "fanout"), ("harper", "fanout")}
+    assert rate_warning("kafka", "fanout", 100.0, path) is None
+    warning = rate_warning("kafka", "fanout", 150.0, path)
+    assert warning is not None and "100 ev/s sustained" in warning and "knee at 200" in warning
+    # no knee reached: the capacity is a lower bound, nothing to warn about
+    assert rate_warning("harper", "fanout", 1000.0, path) is None
+    assert rate_warning("kafka", "aggregate", 1000.0, path) is None
+
+
+def test_an_unreadable_capacity_file_is_no_advice(tmp_path: Path) -> None:
+    path = tmp_path / "capacity.json"
+    path.write_text("{not json")
+    assert load_capacities(path) == {} and rate_warning("kafka", "fanout", 1e6, path) is None
+
+
+class _SweptRun:
+    def __init__(self, steps: list[dict]) -> None:
+        self._steps = pd.DataFrame(steps, columns=SWEEP_COLUMNS)
+
+    def sweeps(self) -> pd.DataFrame:
+        return self._steps.copy()
+
+
+def test_the_capacity_section_flags_a_pipeline_below_half_its_slowest_part() -> None:
+    steps = _steps("kafka", "aggregate", [10, 11, 50], [25, 50, 100]) + _steps(
+        "harper", "aggregate", [8, 9, 10], [25, 50, 100]
+    )
+    ctx = ReportContext(_SweptRun(steps), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [], [])  # type: ignore[arg-type]  # fmt: skip
+    ctx.experiment = {
+        "capacity_parts": {
+            "kafka": {"aggregate": ["kafka-producer", "kafka-streams"]},
+            "harper": {"aggregate": ["harper-confirmed-write"]},
+        },
+        "components_capacity": {
+            "components": [
+                {"component": "kafka-producer", "rate_per_s": 20000.0},
+                {"component": "kafka-streams", "rate_per_s": 400.0},
+                {"component": "harper-confirmed-write", "rate_per_s": 150.0},
+            ]
+        },
+    }
+    frame = capacity_frame(ctx).set_index("stack")
+    assert frame.loc["kafka", "sustained_rate"] == 50.0 and frame.loc["kafka", "knee_rate"] == 100.0
+    assert frame.loc["kafka", "slowest_part"] == "kafka-streams (400/s)"
+    assert frame.loc["kafka", "share_of_part"] == 50.0 / 400.0
+    assert frame.loc["kafka", "flag"] == "below half its slowest part"
+    # no knee within the offered rates: a lower bound, 100 of the part's 150 is not flagged
+    assert pd.isna(frame.loc["harper", "knee_rate"])
+    assert frame.loc["harper", "bound"].startswith("≥") and frame.loc["harper", "flag"] == ""
+    (section,) = capacity_section(ctx)
+    assert "kafka/aggregate (12%)" in section.markdown and "kafka-streams" in section.markdown
+
+
+def test_no_sweep_no_capacity_section() -> None:
+    ctx = ReportContext(_SweptRun([]), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [], [])  # type: ignore[arg-type]  # fmt: skip
+    assert list(capacity_section(ctx)) == []
