@@ -29,7 +29,7 @@ def _p50_ms(run_dir: Path) -> float:
 
 
 def _bench(stack: str, workload: str, out: Path, **overrides: float) -> Path:
-    wl = load_workload(workload, {"warmup_s": 1.0, **overrides})
+    wl = load_workload(workload, {"warmup_s": 2.0, **overrides})
     run_dir, _ = run_bench(stack, wl, out=out, tracing=False, progress=False)
     return run_dir
 
@@ -38,6 +38,9 @@ def test_kafka_aggregate_at_four_times_the_quick_rate_keeps_its_p50(
     deployed: Context, tmp_path: Path
 ) -> None:
     """The regression test of the collapse (#23: p50 of 76 s at 50 ev/s before the fix)."""
+    # The first Kafka run after a deploy meets cold JVMs (broker, Streams app): CI measured
+    # p50 60 ms then, 11 ms warm. Capacity is a warm stack's figure, so prime it first.
+    _bench("kafka", "aggregate", tmp_path / "prime", rate=QUICK_AGGREGATE_RATE, duration_s=5)
     base = _p50_ms(_bench("kafka", "aggregate", tmp_path / "x1", rate=QUICK_AGGREGATE_RATE, duration_s=8))
     high = _p50_ms(_bench("kafka", "aggregate", tmp_path / "x4", rate=4 * QUICK_AGGREGATE_RATE, duration_s=8))
     print(f"\nkafka aggregate p50: {base:.1f} ms at {QUICK_AGGREGATE_RATE:g} ev/s, {high:.1f} ms at 4x")

@@ -33,7 +33,7 @@ from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 from hopscope.pipelines.bench import run_bench
 from hopscope.pipelines.harper.component_deploy import ensure_component, ensure_deployed
 from hopscope.pipelines.harper.driver import HarperDriver
-from hopscope.pipelines.loadgen import LoadGenerator
+from hopscope.pipelines.loadgen import LoadGenerator, LoadResult
 from hopscope.pipelines.stack import load_stack
 from hopscope.pipelines.workload import load_workload
 
@@ -331,9 +331,16 @@ def test_confirmed_write_with_every_replica_frozen_is_a_timeout_in_the_ledger(
     gen = LoadGenerator(
         workload, driver, stack="harper", run_id=run_id, tracer_provider=provider, progress=False
     )
-    try:
+    send = gen._run
+
+    async def freeze_then_send() -> LoadResult:
+        # after setup and the clean-start wait (a frozen replica is rightly a dirty start)
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)  # type: ignore[arg-type]
+        return await send()
+
+    gen._run = freeze_then_send  # type: ignore[method-assign]
+    try:
         result = asyncio.run(gen.run())
     finally:
         for pid in pids:
