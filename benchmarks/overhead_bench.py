@@ -66,8 +66,9 @@ from rich.progress import (
 from rich.table import Table
 
 from hopscope.analysis.ledger import deliveries, measured
+from hopscope.analysis.overhead import TARGETS, Overhead, overheads
 from hopscope.analysis.run import read_ledger
-from hopscope.analysis.verdicts import CONFIDENCE, MIN_TAIL, N_BOOT, enough_tail, fast_quantiles
+from hopscope.analysis.verdicts import CONFIDENCE, MIN_TAIL, N_BOOT
 from hopscope.core.rundir import DEFAULT_RUNS_DIR, SPANS_DIR
 from hopscope.experiment.phase_stats import schedule_lag
 from hopscope.experiment.resources import GLUE, LOADGEN, PhaseMonitor
@@ -79,8 +80,6 @@ from hopscope.pipelines.stack import StackError, find_stack
 from hopscope.pipelines.workload import Workload, WorkloadError
 
 LOCK_PATH = Path("/tmp/hopscope-measure.lock")
-#: the project's targets: tracing may add at most this much latency at each quantile
-TARGETS: dict[str, tuple[float, float]] = {"p50": (0.50, 0.03), "p99": (0.99, 0.05)}
 #: exit codes as `hopscope bench` uses them
 EXIT_USAGE, EXIT_PREFLIGHT, EXIT_NOT_CLEAN, EXIT_INTERRUPTED = 2, 3, 4, 130
 
@@ -295,88 +294,6 @@ def measurement_lock(console: Console) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-# --- latency overhead ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Overhead:
-    quantile: str
-    q: float
-    traced_ms: float
-    untraced_ms: float
-    #: traced ÷ untraced − 1 of the pooled quantiles, and its 95 % interval
-    overhead: float
-    ci_low: float
-    ci_high: float
-    target: float
-    n_traced: int
-    n_untraced: int
-    #: at least MIN_TAIL deliveries beyond the quantile in each arm
-    supported: bool
-
-    @property
-    def verdict(self) -> str:
-        if self.ci_high <= self.target:
-            return "under target"
-        if self.ci_low > self.target:
-            return "over target"
-        return "inconclusive"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {
-            "interval_reaches_target": bool(self.ci_low <= self.target),
-            "verdict": self.verdict,
-        }
-
-
-def paired_bootstrap(
-    traced: Sequence[np.ndarray], untraced: Sequence[np.ndarray], qs: np.ndarray, n_boot: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(traced draws, untraced draws), each n_boot × len(qs): quantiles of the pooled resamples,
-    the pairs picked alike for both arms (module docstring)."""
-    rng = np.random.default_rng(seed)
-    k = len(traced)
-    out_t, out_u = np.empty((n_boot, len(qs))), np.empty((n_boot, len(qs)))
-
-    def pooled(arms: Sequence[np.ndarray], picked: np.ndarray) -> np.ndarray:
-        return np.concatenate([arms[i][rng.integers(0, len(arms[i]), size=len(arms[i]))] for i in picked])
-
-    for b in range(n_boot):
-        picked = rng.integers(0, k, size=k) if k > 1 else np.zeros(1, np.int64)
-        out_t[b] = fast_quantiles(pooled(traced, picked), qs)
-        out_u[b] = fast_quantiles(pooled(untraced, picked), qs)
-    return out_t, out_u
-
-
-def overheads(pairs: list[tuple[Arm, Arm]], n_boot: int, seed: int = 0) -> list[Overhead]:
-    traced = [t.latencies_ms for t, _ in pairs]
-    untraced = [u.latencies_ms for _, u in pairs]
-    if not pairs or any(a.size == 0 for a in (*traced, *untraced)):
-        return []
-    qs = np.array([q for q, _ in TARGETS.values()])
-    draws_t, draws_u = paired_bootstrap(traced, untraced, qs, n_boot, seed)
-    pooled_t, pooled_u = np.concatenate(traced), np.concatenate(untraced)
-    point_t, point_u = np.quantile(pooled_t, qs), np.quantile(pooled_u, qs)
-    ratios = draws_t / draws_u - 1.0
-    lo, hi = np.quantile(ratios, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=0)
-    return [
-        Overhead(
-            quantile=name,
-            q=q,
-            traced_ms=float(point_t[j]),
-            untraced_ms=float(point_u[j]),
-            overhead=float(point_t[j] / point_u[j] - 1.0),
-            ci_low=float(lo[j]),
-            ci_high=float(hi[j]),
-            target=target,
-            n_traced=int(pooled_t.size),
-            n_untraced=int(pooled_u.size),
-            supported=enough_tail(min(pooled_t.size, pooled_u.size), q),
-        )
-        for j, (name, (q, target)) in enumerate(TARGETS.items())
-    ]
-
-
 # --- CPU per process -----------------------------------------------------------------------
 
 
@@ -560,7 +477,7 @@ def report(
     m: Measurement, setting: Setting, workload: Workload, boot: int, console: Console
 ) -> dict[str, Any]:
     pairs = m.pairs()
-    over = overheads(pairs, boot)
+    over = overheads([t.latencies_ms for t, _ in pairs], [u.latencies_ms for _, u in pairs], boot)
     rows = cpu_rows(pairs)
     totals = role_totals(rows)
     console.print(

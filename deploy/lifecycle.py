@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.console import Console
 
 from hopscope.deploy.base import Context, DeployError, Service, ServiceStatus, wait_until
-from hopscope.deploy.registry import instantiate, resolve
+from hopscope.deploy.config import load_config
+from hopscope.deploy.registry import instantiate, resolve, service_class
+
+NOT_RUNNING = "not running"
 
 
 @dataclass
@@ -91,3 +95,37 @@ def down(ctx: Context, only: str | None = None) -> list[str]:
 
 def status(ctx: Context, only: str | None = None) -> list[ServiceStatus]:
     return [svc.status() for svc in instantiate(resolve(only, with_dependencies=False), ctx)]
+
+
+def service_pids(
+    names: Sequence[str], ctx: Context | None = None
+) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """The live PIDs of each service from the PID files `deploy/` records, and each service's
+    state: running, degraded (some of its processes exited), external (not on this host: not
+    measured), not running, or why it could not be read. Never raises."""
+    pids: dict[str, list[int]] = {}
+    states: dict[str, str] = {}
+    try:
+        ctx = ctx or Context(load_config())
+    except Exception as exc:  # no usable deploy config: nothing to measure, said so
+        return {}, {n: f"unknown ({type(exc).__name__}: {exc})" for n in names}
+    for name in names:
+        try:
+            svc = service_class(name)(ctx)
+            if svc.is_external():
+                states[name] = "external"
+                continue
+            procs = svc.processes()
+        except KeyError:
+            states[name] = "unknown service"
+            continue
+        except Exception as exc:
+            states[name] = f"unknown ({type(exc).__name__}: {exc})"
+            continue
+        alive = [p.pid for p in procs if p.alive and p.pid]
+        if not alive:
+            states[name] = NOT_RUNNING
+            continue
+        pids[name] = alive
+        states[name] = "running" if len(alive) == len(procs) else "degraded"
+    return pids, states

@@ -2,7 +2,7 @@
 
 The study's own caveat was that the machine, not the stack, became the bottleneck; two
 stacks on two cores cannot be compared without knowing how busy the cores were. A
-`ResourceMonitor` samples, on a background thread, the process trees of the services a
+`ResourceMonitor` samples, from a process of its own, the process trees of the services a
 phase uses (from the PIDs `deploy/` records) plus the bench process itself (the load
 generator and the glue processes it spawns), and the host's CPU use. A tree stops at
 another root's PID, so a service started from the bench process is counted once, as itself.
@@ -15,18 +15,20 @@ keeps its last reading. Peak RSS and host CPU are sampled.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import psutil
 
 from hopscope.deploy.base import Context
-from hopscope.deploy.config import load_config
-from hopscope.deploy.registry import GROUPS, SERVICES, service_class
+from hopscope.deploy.lifecycle import NOT_RUNNING, service_pids
+from hopscope.deploy.registry import GROUPS, SERVICES
 
 #: a phase is host-bound when the host's CPU was above this for more than HOST_BOUND_SHARE of it
 HOST_BOUND_CPU_PERCENT = 85.0
@@ -61,38 +63,35 @@ class _Usage:
     peak_rss: int = 0
 
 
-class ResourceMonitor:
-    """Use as a context manager around a phase; `result()` afterwards."""
+def _multiprocessing_helper(proc: psutil.Process) -> bool:
+    """This monitor and spawn's resource tracker: children of the bench, not stack processes."""
+    try:
+        return any("from multiprocessing." in arg for arg in proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+class _Sampler:
+    """The sampling itself, run in the monitor's own process (`_monitor_main`)."""
 
     def __init__(
-        self,
-        services: Mapping[str, Sequence[int]],
-        interval_s: float = 0.5,
-        include_self: bool = True,
-        exclude: Sequence[int] = (),
+        self, roots: dict[str, list[int]], interval_s: float, exclude: frozenset[int], bench_pid: int
     ) -> None:
-        """`exclude`: roots of trees measured by no one here (other services started from this
-        process: not part of its own tree)."""
-        self.roots: dict[str, list[int]] = {name: list(pids) for name, pids in services.items()}
-        if include_self:
-            self.roots[LOADGEN] = [os.getpid()]
-            self.roots[GLUE] = []  # this process's children, looked up at every sample
+        self.roots = roots
         self.interval_s = interval_s
-        self._exclude = frozenset(exclude)
-        self._usage = {name: _Usage() for name in self.roots}
-        self._host: list[tuple[float, float]] = []  # (seconds since start, host CPU %)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._t0 = 0.0
-        self._seconds = 0.0
+        self.exclude = exclude | {os.getpid()}  # the monitor is a child of the bench: not GLUE
+        self.bench_pid = bench_pid
+        self.usage = {name: _Usage() for name in roots}
+        self.host: list[tuple[float, float]] = []  # (seconds since start, host CPU %)
+        self.t0 = time.monotonic()
 
-    def _sample(self, first: bool = False) -> None:
+    def sample(self, first: bool = False) -> None:
         for name, pids in self.roots.items():
-            usage = self._usage[name]
+            usage = self.usage[name]
             rss = 0
-            # services that `hopscope up` started from this process are its children: each
+            # services that `hopscope up` started from the bench process are its children: each
             # tree stops at another root, so nothing is counted twice
-            stop = self._exclude | {p for other, ps in self.roots.items() if other != name for p in ps}
+            stop = self.exclude | {p for other, ps in self.roots.items() if other != name for p in ps}
             if name == GLUE:
                 pids = self._children(stop)
             for pid in pids:
@@ -109,34 +108,101 @@ class ResourceMonitor:
                     usage.cpu_last[proc.pid] = cpu
             usage.peak_rss = max(usage.peak_rss, rss)
 
-    @staticmethod
-    def _children(stop: frozenset[int]) -> list[int]:
+    def _children(self, stop: frozenset[int]) -> list[int]:
         try:
-            return [c.pid for c in psutil.Process().children() if c.pid not in stop]
+            children = psutil.Process(self.bench_pid).children()
         except psutil.Error:
             return []
+        return [c.pid for c in children if c.pid not in stop and not _multiprocessing_helper(c)]
 
-    def _run(self) -> None:
-        # psutil keeps the reference point of cpu_percent(None) per thread: set it in this one
-        # (else the first sample compares against itself and reads 0 %)
-        psutil.cpu_percent(interval=None)
-        while not self._stop.wait(self.interval_s):
-            self._host.append((time.monotonic() - self._t0, psutil.cpu_percent(interval=None)))
-            self._sample()
+    def tick(self) -> None:
+        self.host.append((time.monotonic() - self.t0, psutil.cpu_percent(interval=None)))
+        self.sample()
+
+
+def _monitor_main(
+    conn: Connection, roots: dict[str, list[int]], interval_s: float, exclude: list[int], bench_pid: int
+) -> None:
+    """The monitor process: a first sample, "ready", then a sample every interval until "stop",
+    a last sample, and the readings back to the bench."""
+    # psutil's cpu_percent(None) reference point: set now, or the first sample reads 0 %
+    psutil.cpu_percent(interval=None)
+    sampler = _Sampler(roots, interval_s, frozenset(exclude), bench_pid)
+    sampler.sample(first=True)
+    conn.send("ready")
+    while not conn.poll(interval_s):
+        sampler.tick()
+    conn.recv()
+    sampler.sample()
+    conn.send((sampler.usage, sampler.host, time.monotonic() - sampler.t0))
+    conn.close()
+
+
+class ResourceMonitor:
+    """Use as a context manager around a phase; `result()` afterwards.
+
+    The sampling runs in a process of its own: sampling every tree costs ~18 ms of CPU per
+    sample, which on a thread of the load generator held its GIL and showed as send lag."""
+
+    #: the monitor process's start-up (a fresh interpreter) and its answer at the end
+    START_TIMEOUT_S = 60.0
+
+    def __init__(
+        self,
+        services: Mapping[str, Sequence[int]],
+        interval_s: float = 0.5,
+        include_self: bool = True,
+        exclude: Sequence[int] = (),
+    ) -> None:
+        """`exclude`: roots of trees measured by no one here (other services started from this
+        process: not part of its own tree)."""
+        self.roots: dict[str, list[int]] = {name: list(pids) for name, pids in services.items()}
+        if include_self:
+            self.roots[LOADGEN] = [os.getpid()]
+            self.roots[GLUE] = []  # this process's children, looked up at every sample
+        self.interval_s = interval_s
+        self._exclude = list(exclude)
+        self._usage = {name: _Usage() for name in self.roots}
+        self._host: list[tuple[float, float]] = []
+        self._seconds = 0.0
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
+        #: why there are no readings, when the monitor process failed (the result says so)
+        self.error: str | None = None
 
     def __enter__(self) -> ResourceMonitor:
-        self._t0 = time.monotonic()
-        self._sample(first=True)
-        self._thread = threading.Thread(target=self._run, name="resource-monitor", daemon=True)
-        self._thread.start()
+        mp = multiprocessing.get_context("spawn")  # no fork of a process with gRPC threads
+        self._conn, child = mp.Pipe()
+        self._proc = mp.Process(
+            target=_monitor_main,
+            args=(child, self.roots, self.interval_s, self._exclude, os.getpid()),
+            name="hopscope-resource-monitor",
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        if not self._conn.poll(self.START_TIMEOUT_S):
+            self._proc.kill()
+            raise RuntimeError(f"the resource monitor did not start within {self.START_TIMEOUT_S:g} s")
+        self._conn.recv()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._sample()
-        self._seconds = time.monotonic() - self._t0
+        if self._proc is None or self._conn is None:
+            return
+        try:
+            self._conn.send("stop")
+            if self._conn.poll(self.START_TIMEOUT_S):
+                self._usage, self._host, self._seconds = self._conn.recv()
+            else:
+                self.error = f"the resource monitor gave no readings within {self.START_TIMEOUT_S:g} s"
+        except (EOFError, OSError) as exc:  # the monitor died: its readings are lost, not the phase
+            self.error = f"the resource monitor process failed ({type(exc).__name__}: {exc})"
+        finally:
+            self._proc.join(5)
+            if self._proc.is_alive():
+                self._proc.kill()
+            self._conn.close()
 
     def result(self, events: int | None = None) -> dict[str, Any]:
         """CPU seconds, CPU ms per event and peak RSS per service; host CPU samples and the verdict."""
@@ -163,6 +229,7 @@ class ResourceMonitor:
                 "threshold_percent": HOST_BOUND_CPU_PERCENT,
             },
             "host_bound": share_over > HOST_BOUND_SHARE,
+            "monitor_error": self.error,
         }
 
 
@@ -170,43 +237,8 @@ class ResourceMonitor:
 
 #: the load generator fell behind its schedule when the p99 of (sent − intended) exceeds this
 SCHEDULE_LAG_P99_MS = 1.0
-NOT_RUNNING = "not running"
 #: what each measured tree is to the phase (the report sums the stack's own as its operating cost)
 ROLE_STACK, ROLE_TELEMETRY, ROLE_BENCH = "stack", "telemetry", "load generator"
-
-
-def service_pids(
-    names: Sequence[str], ctx: Context | None = None
-) -> tuple[dict[str, list[int]], dict[str, str]]:
-    """The live PIDs of each service from the PID files `deploy/` records, and each service's
-    state: running, degraded (some of its processes exited), external (not on this host: not
-    measured), not running, or why it could not be read. Never raises."""
-    pids: dict[str, list[int]] = {}
-    states: dict[str, str] = {}
-    try:
-        ctx = ctx or Context(load_config())
-    except Exception as exc:  # no usable deploy config: nothing to measure, said so
-        return {}, {n: f"unknown ({type(exc).__name__}: {exc})" for n in names}
-    for name in names:
-        try:
-            svc = service_class(name)(ctx)
-            if svc.is_external():
-                states[name] = "external"
-                continue
-            procs = svc.processes()
-        except KeyError:
-            states[name] = "unknown service"
-            continue
-        except Exception as exc:
-            states[name] = f"unknown ({type(exc).__name__}: {exc})"
-            continue
-        alive = [p.pid for p in procs if p.alive and p.pid]
-        if not alive:
-            states[name] = NOT_RUNNING
-            continue
-        pids[name] = alive
-        states[name] = "running" if len(alive) == len(procs) else "degraded"
-    return pids, states
 
 
 def telemetry_services() -> tuple[str, ...]:

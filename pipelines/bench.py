@@ -12,9 +12,10 @@ from typing import Any
 from rich.console import Console
 
 from hopscope.core.rundir import base_manifest, create_run_dir, update_manifest
+from hopscope.deploy.lifecycle import service_pids
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 
-from .clean_start import NotCleanError
+from .clean_start import NotCleanError, TelemetryBusy
 from .driver import UnknownStackError, create_driver, get_driver_factory
 from .ledger import write_ledger
 from .loadgen import LoadGenerator, LoadResult
@@ -60,6 +61,16 @@ def resolve_root_spans(mode: str, workload: Workload) -> str:
     return "deferred" if peak > LIVE_ROOT_SPANS_MAX_RATE else "live"
 
 
+#: the services that take spans (Prometheus only scrapes metrics every few seconds)
+TELEMETRY_SPAN_SERVICES = ("collector", "jaeger")
+
+
+def telemetry_backlog() -> TelemetryBusy:
+    """The collector and trace store as a clean-start backlog source (none when not deployed here)."""
+    pids, _states = service_pids(TELEMETRY_SPAN_SERVICES)
+    return TelemetryBusy(pids)
+
+
 def run_bench(
     stack: str,
     workload: Workload,
@@ -97,6 +108,7 @@ def run_bench(
             progress=progress,
             console=console,
             root_spans=root_spans,  # type: ignore[arg-type]
+            telemetry=telemetry_backlog(),
         )
         result = asyncio.run(generator.run())
     except NotCleanError:

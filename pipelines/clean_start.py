@@ -8,15 +8,17 @@ leftovers, not the workload. So after `setup` the load generator asks the driver
 `SETTLE_CHECKS` checks in a row, for at most the workload's `clean_timeout_s`. When that does
 not come it refuses to measure (`NotCleanError`: nothing is written as a result).
 
-The host's CPU use during the wait is recorded beside it: leftover work a driver cannot see
-(the collector and the trace store still writing an earlier run's spans) shows there.
+Work no driver sees is waited for the same way: the collector and the trace store still
+taking an earlier run's spans (every process exports its spans when its run ends, D15) —
+`TelemetryBusy` reports them busy above `TELEMETRY_BUSY_PERCENT` of a core. The host's CPU
+use during the wait is recorded beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,7 +30,12 @@ CHECK_INTERVAL_S = 0.5
 #: host CPU busy (% of all cores) above which the record says the host was not idle at the start
 BUSY_HOST_PERCENT = 60.0
 
+#: a telemetry process using more than this (% of one core) is still taking spans; idle, the
+#: collector and Jaeger use 0-2 % here
+TELEMETRY_BUSY_PERCENT = 10.0
+
 Backlog = dict[str, float]
+BacklogSource = Callable[[], Awaitable[Backlog]]
 
 
 class NotCleanError(RuntimeError):
@@ -100,3 +107,53 @@ async def wait_clean(
         items=sorted(items),
         host_cpu_percent=psutil.cpu_percent(interval=None),
     )
+
+
+class TelemetryBusy:
+    """A backlog source for the telemetry services (by name → PIDs): each one's CPU use, in % of
+    one core, since the previous check, reported when above `TELEMETRY_BUSY_PERCENT`."""
+
+    def __init__(
+        self, pids: Mapping[str, Sequence[int]], busy_percent: float = TELEMETRY_BUSY_PERCENT
+    ) -> None:
+        self.busy_percent = busy_percent
+        self.procs: dict[str, list[psutil.Process]] = {}
+        for name, ps in pids.items():
+            alive = []
+            for pid in ps:
+                try:
+                    proc = psutil.Process(pid)
+                    proc.cpu_percent(interval=None)  # primes it: the first check covers the set-up
+                except psutil.Error:
+                    continue
+                alive.append(proc)
+            if alive:
+                self.procs[name] = alive
+
+    def item(self, name: str) -> str:
+        return f"{name} still taking spans (% of a core)"
+
+    async def __call__(self) -> Backlog:
+        out: Backlog = {}
+        for name, procs in self.procs.items():
+            pct = 0.0
+            for proc in procs:
+                try:
+                    pct += proc.cpu_percent(interval=None)
+                except psutil.Error:
+                    continue
+            out[self.item(name)] = round(pct, 1) if pct > self.busy_percent else 0.0
+        return out
+
+
+def combined(*sources: BacklogSource | None) -> BacklogSource:
+    """One backlog of several sources (a driver's and the telemetry's)."""
+    present = [s for s in sources if s is not None]
+
+    async def backlog() -> Backlog:
+        out: Backlog = {}
+        for source in present:
+            out.update(await source())
+        return out
+
+    return backlog

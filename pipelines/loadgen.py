@@ -47,7 +47,7 @@ from hopscope.core.attributes import (
 from hopscope.instrumentation.carriers import format_traceparent
 from hopscope.instrumentation.tracing import tracing_enabled
 
-from .clean_start import CleanStart, wait_clean
+from .clean_start import BacklogSource, CleanStart, combined, wait_clean
 from .driver import Ack, Driver, Event, RunContext
 from .ledger import Ledger, LedgerResult
 from .schedule import NS_PER_S, Plan, phased_plan
@@ -187,8 +187,12 @@ class LoadGenerator:
         progress: bool = True,
         console: Console | None = None,
         root_spans: Literal["live", "deferred"] = "live",
+        telemetry: BacklogSource | None = None,
     ) -> None:
+        """`telemetry`: a backlog source the clean start waits on beside the driver's (the
+        collector and the trace store still taking an earlier run's spans)."""
         self.workload = workload
+        self.telemetry = telemetry
         self.driver = driver
         self.stack = stack
         self.run_id = run_id
@@ -336,7 +340,9 @@ class LoadGenerator:
         await self.driver.setup(self.workload, self.run_context())
         try:
             self.clean_start = await wait_clean(
-                self.driver.backlog, stack=self.stack, timeout_s=self.workload.clean_timeout_s
+                combined(self.driver.backlog, self.telemetry),
+                stack=self.stack,
+                timeout_s=self.workload.clean_timeout_s,
             )
             if self.clean_start.found or self.clean_start.host_busy:
                 self.console.print(

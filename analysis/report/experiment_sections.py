@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,15 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from hopscope.core.attributes import WAIT_PREFIX
+from hopscope.core.rundir import PHASES_DIR
 
+from ..overhead import SEGMENT_BOOT, SEGMENTS, TARGETS, delivery_segments, grown_segment, overheads
+from ..run import read_ledger
 from ..sweep import knee_index, knee_rule
+from ..verdicts import MIN_TAIL, N_BOOT
 from .context import ReportContext
 from .section import Section, figure_part, note, slug
-from .tables import Column, count, fmt_ms, fmt_share, make_table, ms, share, text
+from .tables import Column, count, fmt_ms, make_table, ms, share, text
 
 #: Repeats of one figure disagreeing by more than this ((max − min) ÷ median) are flagged.
 REPEAT_FLAG_SPREAD = 0.10
@@ -522,7 +527,100 @@ def workload_point_reads(ctx: ReportContext, workload: str) -> Section | None:
 # -- instrumentation overhead ------------------------------------------------------------------
 
 
+#: what an overhead row rests on
+BASIS_LEDGER = "ledger"
+BASIS_FIGURES = "phase figures"
+
+
+def _phase_ledger(ctx: ReportContext, p: dict[str, Any]) -> pd.DataFrame | None:
+    """A phase's own ledger: RUN_DIR/phases/<phase id>/ledger.parquet (where `hopscope run`
+    leaves it), else under the phase's recorded `run_dir`, else — a traced phase — its rows of
+    the run's merged ledger (`phase_id`). None when there is none (a run without them)."""
+    phase_id = p.get("phase_id")
+    run_dir = getattr(ctx.run, "run_dir", None)
+    dirs = [Path(run_dir) / PHASES_DIR / phase_id] if run_dir is not None and phase_id else []
+    if p.get("run_dir"):
+        dirs.append(Path(p["run_dir"]))
+    for d in dirs:
+        try:
+            led = read_ledger(d)
+        except (OSError, ValueError):  # an unreadable file is no ledger; the figures remain
+            led = None
+        if led is not None and len(led):
+            return led
+    merged = getattr(ctx.run, "ledger", None)
+    if p["phase"]["tracing"] and phase_id and isinstance(merged, pd.DataFrame) and "phase_id" in merged:
+        rows = merged[merged["phase_id"] == phase_id]
+        if len(rows):
+            return rows
+    return None
+
+
+def _ledger_pairs(
+    ctx: ReportContext, on: list[dict], off: list[dict]
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(traced, untraced) deliveries with their segments (`overhead.delivery_segments`: measured
+    deliveries only, as the headline takes them) of every untraced phase and the traced phase of
+    its repeat, where both ledgers hold deliveries."""
+    pairs = []
+    for p_off in sorted(off, key=lambda p: p["phase"]["repeat"]):
+        p_on = next((p for p in on if p["phase"]["repeat"] == p_off["phase"]["repeat"]), None)
+        if p_on is None:
+            continue
+        d_on = delivery_segments(_phase_ledger(ctx, p_on))
+        d_off = delivery_segments(_phase_ledger(ctx, p_off))
+        if len(d_on) and len(d_off):
+            pairs.append((d_on, d_off))
+    return pairs
+
+
+def _figure_overheads(row: dict[str, Any], on: list[dict], off: list[dict]) -> None:
+    """A run whose phases kept no ledger: the median over pairs of the phases' own p50/p99
+    figures, without interval (what the report showed before the ledgers were read)."""
+    row["pairs"] = min(len(on), len(off))
+    for fig in TARGETS:
+        v_on = [v for p in on if (v := ((p.get("figures") or {}).get("e2e_ms") or {}).get(fig)) is not None]
+        v_off = [v for p in off if (v := ((p.get("figures") or {}).get("e2e_ms") or {}).get(fig)) is not None]
+        if v_on and v_off:
+            a, b = float(np.median(v_on)), float(np.median(v_off))
+            row[f"on_{fig}_ms"], row[f"off_{fig}_ms"] = a, b
+            row[f"overhead_{fig}_ms"] = a - b
+            row[f"overhead_{fig}"] = (a - b) / b if b > 0 else None
+            row[f"verdict_{fig}"] = "no interval (phase figures)"
+
+
+def _ledger_overheads(row: dict[str, Any], pairs: list[tuple[pd.DataFrame, pd.DataFrame]]) -> None:
+    traced = [t["latency_ms"].to_numpy(np.float64) for t, _ in pairs]
+    untraced = [u["latency_ms"].to_numpy(np.float64) for _, u in pairs]
+    row["pairs"] = len(pairs)
+    row["deliveries_on"], row["deliveries_off"] = sum(map(len, traced)), sum(map(len, untraced))
+    for o in overheads(traced, untraced):
+        fig = o.quantile
+        row[f"on_{fig}_ms"], row[f"off_{fig}_ms"] = o.traced_ms, o.untraced_ms
+        row[f"overhead_{fig}_ms"] = o.traced_ms - o.untraced_ms
+        row[f"overhead_{fig}"] = o.overhead if o.untraced_ms > 0 else None
+        row[f"target_{fig}"], row[f"supported_{fig}"] = o.target, o.supported
+        if o.supported and o.untraced_ms > 0:
+            row[f"overhead_{fig}_ci_low"], row[f"overhead_{fig}_ci_high"] = o.ci_low, o.ci_high
+            row[f"verdict_{fig}"] = o.verdict
+            row[f"over_{fig}"] = o.ci_low > o.target
+        else:
+            row[f"verdict_{fig}"] = f"not shown (< {MIN_TAIL} beyond {fig})"
+    grown, _ = grown_segment([t for t, _ in pairs], [u for _, u in pairs])
+    if grown is not None:
+        row["segment"], row["segment_span"] = grown.name, grown.span
+        row["segment_growth_ms"] = grown.growth_ms
+        row["segment_ci_low"], row["segment_ci_high"] = grown.ci_low, grown.ci_high
+
+
 def overhead_frame(ctx: ReportContext) -> pd.DataFrame:
+    """Per workload × stack with a tracing-off twin: traced and untraced p50/p99, the overhead
+    (traced ÷ untraced − 1) with its 95 % interval (paired two-level bootstrap over the on/off
+    pairs of one repeat each and their measured deliveries, `hopscope.analysis.overhead`), the
+    verdict against its target (`TARGETS`), `over_<q>` when the interval lies above it, and the
+    segment of the ledger e2e whose median grew most. `basis` says what a row rests on: the
+    phases' ledgers, or — a run whose phases kept none — their figures (median over pairs, no
+    interval)."""
     rows = []
     for workload in ctx.workloads:
         for stack in ctx.stacks:
@@ -537,25 +635,16 @@ def overhead_frame(ctx: ReportContext) -> pd.DataFrame:
                 for p in phases(ctx, stack=stack, workload=workload, tracing=True)
                 if p["status"] == "ok" and p["phase"]["repeat"] in reps
             ]
-            row: dict[str, Any] = {"workload": workload, "stack": stack, "pairs": min(len(on), len(off))}
+            row: dict[str, Any] = {"workload": workload, "stack": stack, "over_p50": False, "over_p99": False}
+            pairs = _ledger_pairs(ctx, on, off)
+            if pairs:
+                row["basis"] = BASIS_LEDGER
+                _ledger_overheads(row, pairs)
+            else:
+                row["basis"] = BASIS_FIGURES
+                _figure_overheads(row, on, off)
             shares = [d for p in off if (d := _delivered_share(p)) is not None]
             row["off_delivered"] = min(shares) if shares else None
-            for fig in ("p50", "p99"):
-                v_on = [
-                    p["figures"]["e2e_ms"].get(fig)
-                    for p in on
-                    if p.get("figures", {}).get("e2e_ms", {}).get(fig) is not None
-                ]
-                v_off = [
-                    p["figures"]["e2e_ms"].get(fig)
-                    for p in off
-                    if p.get("figures", {}).get("e2e_ms", {}).get(fig) is not None
-                ]
-                if v_on and v_off:
-                    a, b = float(np.median(v_on)), float(np.median(v_off))
-                    row[f"on_{fig}_ms"], row[f"off_{fig}_ms"] = a, b
-                    row[f"overhead_{fig}_ms"] = a - b
-                    row[f"overhead_{fig}"] = (a - b) / b if b > 0 else None
             switch = [p.get("driver", {}).get("tracing") for p in off]
             row["switch"] = (
                 "generator + stack" if switch and all(s is False for s in switch)
@@ -563,6 +652,48 @@ def overhead_frame(ctx: ReportContext) -> pd.DataFrame:
             )  # fmt: skip
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _over(rec: pd.Series, fig: str) -> bool:
+    """The row's interval at `fig` lies entirely above its target."""
+    return bool(rec.get(f"over_{fig}", False))
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None or v != v else f"{100 * float(v):+.1f} %"
+
+
+def _with_interval(rec: pd.Series, fig: str) -> str:
+    """The overhead with its interval in percentage points ("+20.0 % [+15.1, +25.3]"), or bare."""
+    lo, hi = rec.get(f"overhead_{fig}_ci_low"), rec.get(f"overhead_{fig}_ci_high")
+    if lo is None or lo != lo or hi is None or hi != hi:
+        return _pct(rec.get(f"overhead_{fig}"))
+    return f"{_pct(rec[f'overhead_{fig}'])} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def _segment_text(rec: pd.Series) -> str:
+    g = rec.get("segment_growth_ms")
+    if g is None or g != g:
+        return "–"
+    return f"{rec['segment']} {g:+.2f} ms [{rec['segment_ci_low']:+.2f}, {rec['segment_ci_high']:+.2f}]"
+
+
+def _flag_line(rec: pd.Series) -> str:
+    """What the section says of a row whose interval lies above a target: "w on s: p99 +39 %
+    [+18, +75] over the 5 % target; the after-ack segment (ack → receipt) grew most (+2.1 ms)"."""
+    over = [
+        f"{fig} {100 * rec[f'overhead_{fig}']:+.0f} % [{100 * rec[f'overhead_{fig}_ci_low']:+.0f}, "
+        f"{100 * rec[f'overhead_{fig}_ci_high']:+.0f}] over the {100 * rec[f'target_{fig}']:.0f} % target"
+        for fig in TARGETS
+        if _over(rec, fig)
+    ]
+    line = f"{rec['workload']} on {rec['stack']}: {', '.join(over)}"
+    g = rec.get("segment_growth_ms")
+    if g is None or g != g:
+        return line + "; no segment known (the ledgers hold no send or ack times)"
+    if g <= 0:
+        return line + f"; no segment's median grew (largest change: {rec['segment']} {g:+.2f} ms)"
+    return line + f"; the {rec['segment']} segment ({rec['segment_span']}) grew most ({g:+.1f} ms)"
 
 
 def overhead_section(ctx: ReportContext) -> Iterable[Section]:
@@ -573,27 +704,64 @@ def overhead_section(ctx: ReportContext) -> Iterable[Section]:
         h, m = note("No tracing-off phase ran (profile overhead_ab: false, or every such phase failed).")
         yield Section("overhead", "Instrumentation overhead", h, m)
         return
-    cols = [text("workload"), text("stack"), count("pairs", "on/off pairs"),
+    frame = frame.copy()
+    for fig in TARGETS:
+        frame[f"overhead_{fig}_text"] = [_with_interval(rec, fig) for _, rec in frame.iterrows()]
+    frame["segment_text"] = [_segment_text(rec) for _, rec in frame.iterrows()]
+    targets = ", ".join(f"{100 * target:.0f} % at {fig}" for fig, (_q, target) in TARGETS.items())
+    cols = [text("workload"), text("stack"), count("pairs", "on/off pairs"), text("basis"),
             ms("on_p50_ms", "traced p50 (ms)"), ms("off_p50_ms", "untraced p50 (ms)"),
-            ms("overhead_p50_ms", "overhead p50 (ms)"), Column("overhead_p50", "overhead p50", fmt_share, True),
+            text("overhead_p50_text", "overhead p50 [95 %]"), text("verdict_p50", "p50 verdict"),
             ms("on_p99_ms", "traced p99 (ms)"), ms("off_p99_ms", "untraced p99 (ms)"),
-            ms("overhead_p99_ms", "overhead p99 (ms)"), Column("overhead_p99", "overhead p99", fmt_share, True),
+            text("overhead_p99_text", "overhead p99 [95 %]"), text("verdict_p99", "p99 verdict"),
+            text("segment_text", "segment that grew most, median (ms) [95 %]"),
             share("off_delivered", "untraced: delivered"), text("switch", "what tracing-off turned off")]  # fmt: skip
-    table = make_table(
-        frame,
-        cols,
-        caption="Same workload, same rate, tracing on then off back to back (ledger e2e, median over pairs). "
-        "Negative overhead = the difference is within run-to-run noise.",
-        flag=lambda rec, f: (
-            (f == "switch" and str(rec["switch"]).startswith("generator only"))
+
+    def flagged(rec: pd.Series, f: str) -> bool:
+        over = [fig for fig in TARGETS if _over(rec, fig)]
+        return (
+            (bool(over) and f == "segment_text")
+            or any(f in (f"overhead_{fig}_text", f"verdict_{fig}") for fig in over)
+            or (f == "switch" and str(rec["switch"]).startswith("generator only"))
             or (
                 f == "off_delivered"
                 and rec.get("off_delivered") is not None
                 and rec["off_delivered"] < MIN_DELIVERED
             )
-        ),
+        )
+
+    caption = (
+        "Same workload, same rate, tracing on then off back to back; ledger e2e of the measured (non-warm-up) "
+        "deliveries. Overhead = traced quantile ÷ untraced quantile − 1 over the pooled deliveries of the pairs; "
+        f"[95 %] = paired two-level bootstrap ({N_BOOT:,} draws) over the on/off pairs (picked alike for both "
+        "arms) and the deliveries within each arm: with one pair it holds only the within-phase noise, not "
+        f"the drift from run to run. Targets: at most {targets}; a row is flagged where an interval lies "
+        f"entirely above its target. A quantile with fewer than {MIN_TAIL} deliveries beyond it has no interval. "
+        "Segment: the part of the ledger e2e whose median grew most (traced − untraced; its interval from the "
+        f"same bootstrap, {SEGMENT_BOOT} draws): "
+        + ", ".join(f"{name} ({span})" for name, span in SEGMENTS.values())
+        + "."
     )
-    yield Section("overhead", "Instrumentation overhead", table.to_html(), table.to_markdown())
+    table = make_table(frame, cols, caption=caption, flag=flagged)
+    notes: list[tuple[str, str]] = []
+    over_rows = frame[frame["over_p50"].astype(bool) | frame["over_p99"].astype(bool)]
+    for _, rec in over_rows.iterrows():
+        notes.append(note("Over target: " + _flag_line(rec)))
+    ledger_rows = frame[frame["basis"] == BASIS_LEDGER]
+    if len(ledger_rows) and int(ledger_rows["pairs"].max()) == 1:
+        notes.append(note("One on/off pair per workload × stack: each interval holds the noise inside the two "
+                          "phases only, not the drift between runs (more tracing-off repeats: profile "
+                          "overhead_repeats)."))  # fmt: skip
+    if (frame["basis"] == BASIS_FIGURES).any():
+        notes.append(note(f"Rows with basis '{BASIS_FIGURES}': their phases' ledgers are not in the run, so the "
+                          "overhead is the median over pairs of the phases' own p50/p99, without interval or "
+                          "verdict."))  # fmt: skip
+    yield Section(
+        "overhead",
+        "Instrumentation overhead",
+        "".join(h for h, _ in notes) + table.to_html(),
+        "".join(m + "\n" for _, m in notes) + table.to_markdown(),
+    )
 
 
 # -- cross-checks --------------------------------------------------------------------------------

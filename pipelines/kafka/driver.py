@@ -67,6 +67,8 @@ from .write_notify import WriteNotify
 #: workload → its pipeline on this stack
 PIPELINES: dict[str, type[Pipeline]] = {p.workload: p for p in (WriteNotify, Fanout, Aggregate, Ingest)}
 WORKLOADS = tuple(PIPELINES)
+#: how long a glue process may take to exit (and send its held spans) before it is killed
+GLUE_EXIT_TIMEOUT_S = 120.0
 
 
 class KafkaDriver(Driver):
@@ -408,8 +410,10 @@ class KafkaDriver(Driver):
                 proc.terminate()
         for role, proc, _log in self._procs:
             try:
-                proc.wait(20)
+                # a glue process sends its spans on the way out (deferred export): ~20 us a span
+                proc.wait(GLUE_EXIT_TIMEOUT_S)
             except subprocess.TimeoutExpired:
+                self.facts.setdefault("glue_killed", []).append(role)
                 proc.kill()
                 proc.wait(5)
             self.facts.setdefault("glue_exit_codes", {})[role] = proc.returncode

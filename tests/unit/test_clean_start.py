@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hopscope.pipelines.bench import run_bench
-from hopscope.pipelines.clean_start import NotCleanError, wait_clean
+from hopscope.pipelines.clean_start import NotCleanError, TelemetryBusy, combined, wait_clean
 from hopscope.pipelines.driver import LoopbackDriver, register_driver
 from hopscope.pipelines.workload import load_workload
 
@@ -70,11 +70,42 @@ def test_bench_refuses_and_writes_nothing_when_the_stack_stays_busy(tmp_path: Pa
     assert not out.exists()
 
 
-def test_bench_records_the_clean_start_in_the_manifest(tmp_path: Path) -> None:
+def test_bench_records_the_clean_start_in_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import orjson
 
+    from hopscope.pipelines import bench
+
+    # no telemetry services in this test, whatever runs on the host
+    monkeypatch.setattr(bench, "telemetry_backlog", lambda: TelemetryBusy({}))
     workload = load_workload("write_notify", {"rate": 50, "duration_s": 0.2})
     run_dir, result = run_bench("loopback", workload, out=tmp_path / "run", tracing=False, progress=False)
     clean = orjson.loads((run_dir / "manifest.json").read_bytes())["load"]["clean_start"]
     assert clean["checks"] == 1 and clean["found"] == {} and clean["waited_s"] >= 0
     assert result.clean_start is not None
+
+
+def test_telemetry_busy_names_a_busy_process_and_not_an_idle_one() -> None:
+    import subprocess
+    import sys
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        source = TelemetryBusy({"collector": [busy.pid], "jaeger": [idle.pid], "gone": [2**22 + 7]})
+        assert set(source.procs) == {"collector", "jaeger"}  # a PID that is not there is skipped
+
+        async def twice() -> dict[str, float]:
+            await source()
+            await asyncio.sleep(0.5)
+            return await combined(source, None)()
+
+        out = asyncio.run(twice())
+        assert out[source.item("collector")] > 50.0
+        assert out[source.item("jaeger")] == 0.0
+    finally:
+        busy.kill()
+        idle.kill()
+        busy.wait()
+        idle.wait()

@@ -74,7 +74,8 @@ def _ctx(tmp_path):
 def test_services_are_read_from_deploy_pid_files_and_counted_once(tmp_path) -> None:
     """A running service (its PID file points at a live process), one that is not running,
     a name deploy does not know; the service's tree is not counted again in this process's."""
-    from hopscope.experiment.resources import NOT_RUNNING, PhaseMonitor, service_pids
+    from hopscope.deploy.lifecycle import NOT_RUNNING, service_pids
+    from hopscope.experiment.resources import PhaseMonitor
 
     ctx = _ctx(tmp_path)
     busy = _service(ctx, "redis")
