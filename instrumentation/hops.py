@@ -9,8 +9,10 @@ pipelines use this helper for their consumer spans.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -19,6 +21,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind
 from hopscope.core.attributes import ATTR_EVENT_ID, ATTR_HOP, ATTR_SUBSCRIBER, ATTR_WORKLOAD
 
 from .carriers import TraceParent
+from .tracing import deferred_processor
 
 Parent = Context | SpanContext | TraceParent | trace.Span | None
 
@@ -35,6 +38,13 @@ def _parent_span_context(parent: Parent) -> SpanContext | None:
     if isinstance(parent, trace.Span):
         return parent.get_span_context()
     return trace.get_current_span(parent).get_span_context()
+
+
+def _checked_parent(parent: Parent, hop: str, event_id: str) -> SpanContext | None:
+    parent_sc = _parent_span_context(parent)
+    if parent is not None and (parent_sc is None or not parent_sc.is_valid):
+        raise ValueError(f"hop {hop!r} of event {event_id}: parent context is invalid (no upstream trace)")
+    return parent_sc
 
 
 def start_hop_span(
@@ -60,9 +70,7 @@ def start_hop_span(
     parent is the last derived span in between). `parent=None` continues the current span (in-process
     nesting), or starts a new trace when there is none.
     """
-    parent_sc = _parent_span_context(parent)
-    if parent is not None and (parent_sc is None or not parent_sc.is_valid):
-        raise ValueError(f"hop {hop!r} of event {event_id}: parent context is invalid (no upstream trace)")
+    parent_sc = _checked_parent(parent, hop, event_id)
     if link_parent is None:
         link_parent = kind in _LINKED_KINDS
     attrs: dict[str, str | int | float | bool] = {
@@ -120,3 +128,36 @@ def hop_span(
     )
     with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
         yield span
+
+
+class LeafSpans:
+    """Hop spans that are leaves in this process (nothing here starts a child of them: a
+    subscriber's receipt) — with deferred export, recorded as their arguments on the hot path
+    and built with the SDK when the process flushes, so a receiving thread does no span work
+    while the phase runs (D15). Without deferred export (batch, or tracing off) `end` builds
+    the span at once."""
+
+    def __init__(self, provider: trace.TracerProvider, tracer_name: str) -> None:
+        self.tracer = provider.get_tracer(tracer_name)
+        processor = deferred_processor(provider)
+        self._held: list[tuple[str, int, dict[str, Any]]] | None = None
+        if processor is not None:
+            self._held = []
+            processor.before_flush.append(self.build)
+
+    def end(self, hop: str, *, end_time: int | None = None, **kwargs: Any) -> None:
+        """A finished hop span: `start_hop_span`'s arguments, and its end (default: now)."""
+        end = end_time if end_time is not None else time.time_ns()
+        # a bad parent fails here, where the caller counts it, not later inside the flush
+        _checked_parent(kwargs.get("parent"), hop, kwargs.get("event_id", "?"))
+        if self._held is None:
+            start_hop_span(self.tracer, hop, **kwargs).end(end_time=end)
+        else:
+            self._held.append((hop, end, kwargs))
+
+    def build(self) -> None:
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        for hop, end, kwargs in held:
+            start_hop_span(self.tracer, hop, **kwargs).end(end_time=end)

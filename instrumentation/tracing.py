@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from opentelemetry import trace
@@ -45,6 +45,9 @@ DEFERRED_CHUNK = 512
 #: spans one process holds before it exports a chunk early (on its own path, counted):
 #: ~1-2 KB each, so about a gigabyte at most
 DEFERRED_MAX_HELD = 500_000
+
+#: where a provider keeps its DeferredSpanProcessor (`deferred_processor`)
+DEFERRED_ATTR = "hopscope_deferred"
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,8 @@ class DeferredSpanProcessor(SpanProcessor):
         self._lock = threading.Lock()
         self._export_lock = threading.Lock()
         self._stopped = False
+        #: run first at every flush: they turn records held elsewhere into spans (`LeafSpans`)
+        self.before_flush: list[Callable[[], None]] = []
         self.exported = 0
         self.failed = 0
         self.early_exports = 0
@@ -146,6 +151,8 @@ class DeferredSpanProcessor(SpanProcessor):
         return ok
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        for build in list(self.before_flush):
+            build()
         return self._export(self._take())
 
     def shutdown(self) -> None:
@@ -231,10 +238,17 @@ def setup_tracing(
             )
         )
         sdk_provider.add_span_processor(processor)
+        if isinstance(processor, DeferredSpanProcessor):
+            setattr(sdk_provider, DEFERRED_ATTR, processor)
         provider = sdk_provider
     if set_global:
         trace.set_tracer_provider(provider)
     return provider
+
+
+def deferred_processor(provider: trace.TracerProvider | None) -> DeferredSpanProcessor | None:
+    """The provider's deferred processor, or None (batch export, tracing off)."""
+    return getattr(provider, DEFERRED_ATTR, None)
 
 
 def tracing_enabled(provider: trace.TracerProvider) -> bool:

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from hopscope.core.rundir import base_manifest, create_run_dir, update_manifest
 from hopscope.deploy.lifecycle import service_pids
-from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
+from hopscope.instrumentation.tracing import resolve_export_mode, setup_tracing, shutdown_tracing
 
 from .clean_start import NotCleanError, TelemetryBusy
 from .driver import UnknownStackError, create_driver, get_driver_factory
@@ -51,12 +51,16 @@ LIVE_ROOT_SPANS_MAX_RATE = 2000.0
 
 
 def resolve_root_spans(mode: str, workload: Workload) -> str:
-    """`auto` → live at modest rates (spans reach the collector while the run goes on), deferred
-    above LIVE_ROOT_SPANS_MAX_RATE (same spans, same ids and times, built after the run)."""
+    """`auto` → deferred (same spans, same ids and times, built after the run) whenever spans are
+    exported at the end anyway (deferred export, the default: D15); with batch export, live at
+    modest rates (spans reach the collector while the run goes on) and deferred above
+    LIVE_ROOT_SPANS_MAX_RATE."""
     if mode not in ("auto", "live", "deferred"):
         raise WorkloadError(f"root spans must be 'auto', 'live' or 'deferred', got {mode!r}")
     if mode != "auto":
         return mode
+    if resolve_export_mode() == "deferred":
+        return "deferred"
     peak = max(r for r, _ in workload.phases()) + (workload.point_read_rate or 0.0)
     return "deferred" if peak > LIVE_ROOT_SPANS_MAX_RATE else "live"
 

@@ -5,8 +5,11 @@ Every workload the run offered at several rates (a `capacity` profile, a rate sw
 (`analysis/sweep.py`), with its latency. Beside it, when the run carries them, the host's
 standalone figures for the components each pipeline passes through (`benchmarks/
 component_capacity.py`, named by the stack's `capacity_parts`): the slowest part bounds the
-pipeline, and a pipeline below half of it is flagged — its limit is then in the pipeline
-(its glue, its settings), not in a component.
+pipeline, and a pipeline below half of it is flagged. Why it is below is then measured, not
+guessed: the phases' resource records give the CPU every process spent per event (the stack,
+its glue, the load generator, the telemetry), and the host's cores divided by it are the rate
+at which the host itself runs out of CPU (`host_ceiling`). A knee near that ceiling is the
+host's limit; a knee far below it is the pipeline's (coordination between its parts).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..resources import resources_frame
 from ..sweep import knee_rule
 from .context import ReportContext
 from .section import Section, figure_part, note
@@ -24,6 +28,8 @@ from .tables import Column, count, make_table, ms, text
 
 #: a pipeline below this share of its slowest part's standalone capacity is flagged
 PART_SHARE_FLAG = 0.5
+#: a knee at or above this share of the host's CPU ceiling counts as the host's limit
+HOST_CEILING_SHARE = 0.5
 
 
 def _rate(v: object) -> str:
@@ -43,6 +49,33 @@ def components(ctx: ReportContext) -> dict[str, dict[str, Any]]:
     return out
 
 
+def cpu_per_event(ctx: ReportContext) -> tuple[dict[tuple[str, str], float], int | None]:
+    """(workload, stack) → CPU ms per event of every measured process (median over the traced
+    phases that finished), and the host's core count from the records."""
+    frame = resources_frame(ctx.experiment)
+    cores = next(
+        (
+            int(p["resources"]["cores"])
+            for p in (ctx.experiment or {}).get("phases", [])
+            if isinstance(p.get("resources"), dict) and p["resources"].get("cores")
+        ),
+        None,
+    )
+    if frame.empty:
+        return {}, cores
+    frame = frame[(frame["status"] == "ok") & frame["tracing"]]
+    out: dict[tuple[str, str], float] = {}
+    for (workload, stack), g in frame.groupby(["workload", "stack"], sort=False):
+        per_phase = [
+            1e3 * float(ph["cpu_s"].fillna(0.0).sum()) / float(ph["events"].iloc[0])
+            for _, ph in g.groupby("phase", sort=False)
+            if ph["events"].iloc[0]
+        ]
+        if per_phase:
+            out[(str(workload), str(stack))] = float(pd.Series(per_phase).median())
+    return out, cores
+
+
 def capacity_frame(ctx: ReportContext) -> pd.DataFrame:
     """One row per swept workload × stack: offered range, sustained rate and its latency, the
     knee, the slowest measured part and the pipeline's share of it."""
@@ -52,8 +85,11 @@ def capacity_frame(ctx: ReportContext) -> pd.DataFrame:
         return pd.DataFrame()
     parts_of = (ctx.experiment or {}).get("capacity_parts") or {}
     parts = components(ctx)
+    cpu, cores = cpu_per_event(ctx)
     rows = []
     for (workload, stack), g in steps.groupby(["workload", "stack"], sort=False):
+        ms_per_event = cpu.get((str(workload), str(stack)))
+        ceiling = cores * 1e3 / ms_per_event if cores and ms_per_event else None
         top = g[g["sustained"].astype(bool)]
         knee = g[g["knee"].astype(bool)]
         sustained = float(top["target_rate"].iloc[0]) if len(top) else None
@@ -73,12 +109,32 @@ def capacity_frame(ctx: ReportContext) -> pd.DataFrame:
                 "events": int(top["events"].iloc[0]) if len(top) else None,
                 "slowest_part": f"{slowest[0]} ({_rate(slowest[1])}/s)" if slowest else "–",
                 "share_of_part": share,
+                "cpu_ms_per_event": ms_per_event,
+                "host_ceiling": ceiling,
                 "flag": "below half its slowest part"
                 if share is not None and share < PART_SHARE_FLAG
                 else "",
             }
         )
     return pd.DataFrame(rows)
+
+
+def why_below(row: Any, cores: int | None) -> str:
+    """The measured reason a pipeline sits below half its slowest part (one sentence)."""
+    head = f"{row.stack}/{row.workload} sustains {_rate(row.sustained_rate)} ev/s, {row.share_of_part:.0%} of {row.slowest_part}"
+    ceiling, per_event = row.host_ceiling, row.cpu_ms_per_event
+    if ceiling is None or ceiling != ceiling:
+        return f"{head}; no resource record to say why."
+    limit = (
+        row.knee_rate if row.knee_rate is not None and row.knee_rate == row.knee_rate else row.sustained_rate
+    )
+    cost = f"its processes spend {per_event:.2f} ms of CPU per event, so the host's {cores} cores run out near {_rate(ceiling)} ev/s"
+    if limit >= HOST_CEILING_SHARE * ceiling:
+        return f"{head}: the host's limit, not a part's — {cost} (knee at {_rate(limit)})."
+    return (
+        f"{head}, and not for lack of CPU — {cost}, well above its knee at {_rate(limit)}: the limit is "
+        "in the pipeline (waits and coordination between its parts)."
+    )
 
 
 def capacity_figure(ctx: ReportContext, frame: pd.DataFrame) -> go.Figure | None:
@@ -120,6 +176,8 @@ def capacity_section(ctx: ReportContext) -> Iterable[Section]:
         Column("knee_rate", "knee (ev/s)", _rate, True), ms("p50_ms", "p50 at it (ms)"),
         ms("p99_ms", "p99 at it (ms)"), count("events", "events at it"), text("slowest_part", "slowest part alone"),
         Column("share_of_part", "share of it", lambda v: "–" if v is None or v != v else f"{float(v):.0%}", True),
+        ms("cpu_ms_per_event", "CPU per event, all processes (ms)"),
+        Column("host_ceiling", "host CPU ceiling (ev/s)", _rate, True),
         text("flag"),
     ]  # fmt: skip
     table = make_table(
@@ -166,11 +224,15 @@ def capacity_section(ctx: ReportContext) -> Iterable[Section]:
         body_h += h
         body_m += m
     flagged = frame[frame["flag"] != ""]
+    _, cores = cpu_per_event(ctx)
     if len(flagged):
-        worst = ", ".join(f"{r.stack}/{r.workload} ({r.share_of_part:.0%})" for r in flagged.itertuples())
         h, m = note(
-            f"Below half of their slowest part alone: {worst}. Their limit is in the pipeline "
-            "(glue, settings, coordination between the parts), not in a component."
+            " ".join(
+                [
+                    "Below half of their slowest part alone:",
+                    *(why_below(r, cores) for r in flagged.itertuples()),
+                ]
+            )
         )
         body_h += h
         body_m += m

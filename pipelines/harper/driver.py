@@ -37,7 +37,7 @@ from hopscope.deploy.config import load_config
 from hopscope.deploy.harper_client import CONFIRM_HEADER, HarperClient, HarperError, confirm_value
 from hopscope.deploy.services.harper import Harper
 from hopscope.instrumentation.carriers import TraceparentError, parse_traceparent
-from hopscope.instrumentation.hops import start_hop_span
+from hopscope.instrumentation.hops import LeafSpans
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 from hopscope.pipelines.driver import Ack, Driver, Event, PreflightError, RunContext
 from hopscope.pipelines.workload import Workload
@@ -126,6 +126,7 @@ class HarperDriver(Driver):
         self._http: httpx.AsyncClient | None = None
         self._provider: Any = None
         self._tracer: Any = None
+        self._leaves: LeafSpans | None = None
         self._expected = 0
         self._received = 0
         self._last_receipt = 0.0
@@ -199,6 +200,7 @@ class HarperDriver(Driver):
             enabled=self.tracing,
         )
         self._tracer = self._provider.get_tracer("hopscope.pipelines.harper")
+        self._leaves = LeafSpans(self._provider, "hopscope.pipelines.harper")
         limits = httpx.Limits(
             max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_connections
         )
@@ -349,8 +351,7 @@ class HarperDriver(Driver):
         """The sink's receipt (the confirmed write came back), as a span the analysis can pair."""
         assert self._run is not None
         if parent and self._tracer is not None:
-            span = start_hop_span(
-                self._tracer,
+            self._leaves.end(
                 "sink.receive",
                 event_id=event.event_id,
                 workload=event.workload,
@@ -359,9 +360,9 @@ class HarperDriver(Driver):
                 subscriber=subscriber,
                 start_time=acked_ns,
                 attributes={"harper.confirmed_replicas": self.config.confirm_replicas},
+                end_time=max(self._run.now_ns(), acked_ns + 1),
             )
             self._run.receipt(event.event_id, subscriber, acked_ns)
-            span.end(end_time=max(self._run.now_ns(), acked_ns + 1))
             return
         self._run.receipt(event.event_id, subscriber, acked_ns)
 
@@ -408,8 +409,7 @@ class HarperDriver(Driver):
                 sub.received += 1
                 self._received += 1
                 continue
-            span = start_hop_span(
-                self._tracer,
+            self._leaves.end(
                 sub.hop,
                 event_id=event_id,
                 workload=workload,
@@ -426,11 +426,11 @@ class HarperDriver(Driver):
                     if sub.node == self.config.write_node
                     else "other-node",
                 },
+                end_time=self._run.now_ns(),
             )
             self._run.receipt(event_id, sub.name, received)
             sub.received += 1
             self._received += 1
-            span.end(end_time=self._run.now_ns())
         self._last_receipt = time.monotonic()
 
     # --- manifest -------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from hopscope.deploy.config import load_config
 from hopscope.deploy.services.kafka import Connect, Kafka
 from hopscope.deploy.services.postgres import Postgres
 from hopscope.deploy.services.redis import Redis
+from hopscope.instrumentation.hops import LeafSpans
 from hopscope.instrumentation.libraries import trace_client, within_traceparent
 from hopscope.instrumentation.tracing import ENDPOINT_ENV, setup_tracing, shutdown_tracing
 
@@ -252,8 +253,8 @@ class KafkaDriver(Driver):
         self.kafka.ensure_topic(name, partitions, rf=3, configs=TOPIC_CONFIGS)
         self._topics_made.append(name)
 
-    def subscriber(self, name: str, url: str, channel: str, tracer: Any) -> None:
-        sub = RedisSubscriber(name, url, channel, tracer, self.workload.name, self.report, self.run.now_ns)
+    def subscriber(self, name: str, url: str, channel: str, spans: LeafSpans) -> None:
+        sub = RedisSubscriber(name, url, channel, spans, self.workload.name, self.report, self.run.now_ns)
         sub.start()
         self._threads.append(sub)
 

@@ -8,6 +8,8 @@ from typing import ClassVar
 import orjson
 import redis
 
+from hopscope.instrumentation.hops import LeafSpans
+
 from .pipeline import Pipeline
 
 
@@ -23,9 +25,9 @@ class Fanout(Pipeline):
         r.delete(filters_key)
         r.hset(filters_key, mapping={s.name: orjson.dumps(dict(s.filter)) for s in host.workload.subscribers})
         r.close()
-        tracer = host.provider("kafka.subscriber").get_tracer("hopscope.pipelines.kafka")
+        spans = LeafSpans(host.provider("kafka.subscriber"), "hopscope.pipelines.kafka")
         for sub in host.workload.subscriber_names:
-            host.subscriber(sub, redis_url, f"{prefix}sub:{sub}", tracer)
+            host.subscriber(sub, redis_url, f"{prefix}sub:{sub}", spans)
         host.spawn(
             "router",
             topic=host.topics.events,

@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from hopscope.instrumentation.carriers import TraceparentError, extract_kafka_headers, parse_envelope
 from hopscope.instrumentation.derived import NS_PER_MS, derived_span
-from hopscope.instrumentation.hops import start_hop_span
+from hopscope.instrumentation.hops import LeafSpans, start_hop_span
 
 from .glue import poll_batch
 
@@ -38,7 +38,7 @@ class RedisSubscriber(threading.Thread):
         name: str,
         redis_url: str,
         channel: str,
-        tracer: trace.Tracer,
+        spans: LeafSpans,
         workload: str,
         report: Report,
         now_ns: Callable[[], int],
@@ -48,7 +48,7 @@ class RedisSubscriber(threading.Thread):
 
         self.sub_name = name
         self.channel = channel
-        self.tracer = tracer
+        self.spans = spans
         self.workload = workload
         self.report = report
         self.now_ns = now_ns
@@ -74,8 +74,7 @@ class RedisSubscriber(threading.Thread):
             except TraceparentError as exc:
                 self.errors.append(str(exc))
                 continue
-            span = start_hop_span(
-                self.tracer,
+            self.spans.end(
                 "subscriber.receive",
                 event_id=env.event_id,
                 workload=self.workload,
@@ -89,7 +88,6 @@ class RedisSubscriber(threading.Thread):
                     "messaging.destination.template": self.channel,  # fixed channels: the same
                 },
             )
-            span.end()
             self.received += 1
             self.report(env.event_id, self.sub_name, received)
         self.pubsub.close()

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from hopscope.deploy.base import wait_until
 from hopscope.deploy.services.kafka import debezium_postgres_config
+from hopscope.instrumentation.hops import LeafSpans
 from hopscope.instrumentation.libraries import trace_client, within_traceparent
 
 from ..driver import Ack, Event, PreflightError
@@ -53,9 +54,9 @@ class WriteNotify(Pipeline):
         prefix = f"hopscope:{host.tag}:"
         self._setup_cdc()
         host.spawn("notifier", topic=WN_TOPIC, redis_url=redis_url, channel_prefix=prefix)
-        tracer = host.provider("kafka.subscriber").get_tracer("hopscope.pipelines.kafka")
+        spans = LeafSpans(host.provider("kafka.subscriber"), "hopscope.pipelines.kafka")
         for sub in host.workload.subscriber_names:
-            host.subscriber(sub, redis_url, f"{prefix}notify", tracer)
+            host.subscriber(sub, redis_url, f"{prefix}notify", spans)
 
     def _setup_cdc(self) -> None:
         host = self.host

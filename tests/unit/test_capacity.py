@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from hopscope.analysis.ledger import SWEEP_COLUMNS
 from hopscope.analysis.report.capacity_section import capacity_frame, capacity_section
@@ -85,7 +86,49 @@ def test_the_capacity_section_flags_a_pipeline_below_half_its_slowest_part() -> 
     assert pd.isna(frame.loc["harper", "knee_rate"])
     assert frame.loc["harper", "bound"].startswith("≥") and frame.loc["harper", "flag"] == ""
     (section,) = capacity_section(ctx)
-    assert "kafka/aggregate (12%)" in section.markdown and "kafka-streams" in section.markdown
+    assert "kafka/aggregate sustains 50 ev/s, 12% of kafka-streams (400/s)" in section.markdown
+    assert "no resource record to say why" in section.markdown
+
+
+def _phase(stack: str, workload: str, cpu_s: dict[str, float], events: int) -> dict:
+    services = {name: {"role": "stack", "state": "running", "cpu_s": v} for name, v in cpu_s.items()}
+    return {
+        "phase": {
+            "workload": workload,
+            "stack": stack,
+            "repeat": 0,
+            "tracing": True,
+            "label": f"{stack}-{workload}",
+        },
+        "status": "ok",
+        "resources": {"services": services, "events": events, "cores": 2, "host_cpu": {}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("cpu_s", "ceiling", "why"),
+    [
+        # 0.5 ms of CPU per event: 2 cores last to 4,000 ev/s, the knee at 100 is not the host's
+        ({"kafka": 1.0, "glue": 1.5}, 4000.0, "not for lack of CPU"),
+        # 15 ms per event: the 2 cores run out near 133 ev/s, the knee at 100 is the host's
+        ({"kafka": 30.0, "glue": 45.0}, 2000 / 15, "the host's limit, not a part's"),
+    ],
+)
+def test_the_capacity_section_says_why_a_pipeline_is_below_its_parts(
+    cpu_s: dict, ceiling: float, why: str
+) -> None:
+    steps = _steps("kafka", "aggregate", [10, 11, 50], [25, 50, 100])
+    ctx = ReportContext(_SweptRun(steps), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [], [])  # type: ignore[arg-type]  # fmt: skip
+    ctx.experiment = {
+        "capacity_parts": {"kafka": {"aggregate": ["kafka-streams"]}},
+        "components_capacity": {"components": [{"component": "kafka-streams", "rate_per_s": 400.0}]},
+        "phases": [_phase("kafka", "aggregate", cpu_s, 5000)],
+    }
+    row = capacity_frame(ctx).iloc[0]
+    assert row["cpu_ms_per_event"] == pytest.approx(1e3 * sum(cpu_s.values()) / 5000)
+    assert row["host_ceiling"] == pytest.approx(ceiling)
+    (section,) = capacity_section(ctx)
+    assert why in section.markdown
 
 
 def test_no_sweep_no_capacity_section() -> None:

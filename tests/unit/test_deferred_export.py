@@ -103,3 +103,42 @@ def test_the_export_mode_comes_from_the_argument_then_the_environment(
     monkeypatch.setenv(EXPORT_MODE_ENV, "sometimes")
     with pytest.raises(ValueError, match="HOPSCOPE_SPAN_EXPORT must be 'deferred' or 'batch'"):
         resolve_export_mode()
+
+
+def test_leaf_spans_are_built_only_at_the_flush_with_their_recorded_times_and_parent() -> None:
+    from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanKind
+
+    from hopscope.instrumentation.carriers import parse_traceparent
+    from hopscope.instrumentation.hops import LeafSpans
+    from hopscope.instrumentation.tracing import deferred_processor
+
+    exporter = Recording()
+    provider = setup_tracing("svc", "kafka", "run-1", exporter=exporter, export="deferred")
+    processor = deferred_processor(provider)
+    assert processor is not None
+    leaves = LeafSpans(provider, "t")
+    parent = parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "test")
+    for i in range(3):
+        leaves.end(
+            "subscriber.receive", event_id=f"e{i}", workload="write_notify", kind=SpanKind.CONSUMER,
+            parent=parent, subscriber="eu", start_time=1_000 + i, end_time=2_000 + i,
+        )  # fmt: skip
+    assert processor._held == [] and exporter.calls == []  # recorded, not yet a span
+    with pytest.raises(ValueError, match="parent context is invalid"):  # a bad parent fails at once
+        leaves.end("subscriber.receive", event_id="bad", workload="w", parent=INVALID_SPAN_CONTEXT)
+    exported: list[ReadableSpan] = []
+    exporter.export = lambda spans: exported.extend(spans) or SpanExportResult.SUCCESS  # type: ignore[method-assign]
+    shutdown_tracing(provider)
+    assert [(s.start_time, s.end_time) for s in exported] == [(1000, 2000), (1001, 2001), (1002, 2002)]
+    assert {s.parent.span_id for s in exported} == {0xB7AD6B7169203331}
+    assert {s.context.trace_id for s in exported} == {0x0AF7651916CD43DD8448EB211C80319C}
+
+
+def test_leaf_spans_without_deferred_export_are_built_at_once() -> None:
+    from hopscope.instrumentation.hops import LeafSpans
+
+    exporter = Recording()
+    provider = setup_tracing("svc", "kafka", "run-1", exporter=exporter, export="batch")
+    LeafSpans(provider, "t").end("x.receive", event_id="e", workload="w", start_time=5, end_time=9)
+    shutdown_tracing(provider)
+    assert exporter.names == ["x.receive"]

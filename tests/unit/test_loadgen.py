@@ -292,10 +292,19 @@ def test_cli_bench_writes_ledger_and_manifest(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown stack 'nats'" in bad.output
 
 
-def test_root_spans_auto_defers_only_at_high_rates() -> None:
+def test_root_spans_auto_defers_with_deferred_export_and_at_high_rates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hopscope.instrumentation.tracing import EXPORT_MODE_ENV
     from hopscope.pipelines.bench import LIVE_ROOT_SPANS_MAX_RATE, resolve_root_spans
     from hopscope.pipelines.workload import WorkloadError
 
+    monkeypatch.delenv(EXPORT_MODE_ENV, raising=False)  # deferred export: spans go at the end anyway
+    assert (
+        resolve_root_spans("auto", load_workload("write_notify", {"rate": 10.0, "duration_s": 1.0}))
+        == "deferred"
+    )
+    monkeypatch.setenv(EXPORT_MODE_ENV, "batch")  # background export: live unless the rate is high
     slow = load_workload("write_notify", {"rate": 100.0, "duration_s": 1.0})
     fast = load_workload("write_notify", {"rate": LIVE_ROOT_SPANS_MAX_RATE * 2, "duration_s": 1.0})
     sweep = load_workload("ingest", {"rate_sweep": [100.0, LIVE_ROOT_SPANS_MAX_RATE + 1], "duration_s": 1.0})
