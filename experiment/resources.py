@@ -14,14 +14,12 @@ keeps its last reading. Peak RSS and host CPU are sampled.
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
+import json
 import os
-import time
+import select
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 import psutil
@@ -30,122 +28,23 @@ from hopscope.deploy.base import Context
 from hopscope.deploy.lifecycle import NOT_RUNNING, service_pids
 from hopscope.deploy.registry import GROUPS, SERVICES
 
+from .sampler import GLUE, LOADGEN, Usage
+
 #: a phase is host-bound when the host's CPU was above this for more than HOST_BOUND_SHARE of it
 HOST_BOUND_CPU_PERCENT = 85.0
 HOST_BOUND_SHARE = 0.10
-#: this process alone: the open-loop load generator, its subscribers' callbacks, the drivers' clients
-LOADGEN = "hopscope load generator"
-#: the processes the stack's driver spawns from this process (Kafka glue consumers, the Streams
-#: app): part of the stack's operating cost, not of the load generator's
-GLUE = "stack processes spawned by the bench"
-
-
-def _tree(pid: int, stop: frozenset[int] = frozenset(), descend: bool = True) -> list[psutil.Process]:
-    """The process and its descendants, not descending into `stop` (another root's tree)."""
-    try:
-        out = [psutil.Process(pid)]
-    except psutil.Error:
-        return []
-    if not descend:
-        return out
-    i = 0
-    while i < len(out):
-        with contextlib.suppress(psutil.Error):
-            out += [c for c in out[i].children() if c.pid not in stop]
-        i += 1
-    return out
-
-
-@dataclass
-class _Usage:
-    cpu_start: dict[int, float] = field(default_factory=dict)
-    cpu_last: dict[int, float] = field(default_factory=dict)
-    peak_rss: int = 0
-
-
-def _multiprocessing_helper(proc: psutil.Process) -> bool:
-    """This monitor and spawn's resource tracker: children of the bench, not stack processes."""
-    try:
-        return any("from multiprocessing." in arg for arg in proc.cmdline())
-    except psutil.Error:
-        return False
-
-
-class _Sampler:
-    """The sampling itself, run in the monitor's own process (`_monitor_main`)."""
-
-    def __init__(
-        self, roots: dict[str, list[int]], interval_s: float, exclude: frozenset[int], bench_pid: int
-    ) -> None:
-        self.roots = roots
-        self.interval_s = interval_s
-        self.exclude = exclude | {os.getpid()}  # the monitor is a child of the bench: not GLUE
-        self.bench_pid = bench_pid
-        self.usage = {name: _Usage() for name in roots}
-        self.host: list[tuple[float, float]] = []  # (seconds since start, host CPU %)
-        self.t0 = time.monotonic()
-
-    def sample(self, first: bool = False) -> None:
-        for name, pids in self.roots.items():
-            usage = self.usage[name]
-            rss = 0
-            # services that `hopscope up` started from the bench process are its children: each
-            # tree stops at another root, so nothing is counted twice
-            stop = self.exclude | {p for other, ps in self.roots.items() if other != name for p in ps}
-            if name == GLUE:
-                pids = self._children(stop)
-            for pid in pids:
-                for proc in _tree(pid, stop, descend=name != LOADGEN):
-                    try:
-                        with proc.oneshot():
-                            t = proc.cpu_times()
-                            cpu = t.user + t.system
-                            rss += proc.memory_info().rss
-                    except psutil.Error:
-                        continue
-                    # a process born during the phase starts from zero
-                    usage.cpu_start.setdefault(proc.pid, cpu if first else 0.0)
-                    usage.cpu_last[proc.pid] = cpu
-            usage.peak_rss = max(usage.peak_rss, rss)
-
-    def _children(self, stop: frozenset[int]) -> list[int]:
-        try:
-            children = psutil.Process(self.bench_pid).children()
-        except psutil.Error:
-            return []
-        return [c.pid for c in children if c.pid not in stop and not _multiprocessing_helper(c)]
-
-    def tick(self) -> None:
-        self.host.append((time.monotonic() - self.t0, psutil.cpu_percent(interval=None)))
-        self.sample()
-
-
-def _monitor_main(
-    conn: Connection, roots: dict[str, list[int]], interval_s: float, exclude: list[int], bench_pid: int
-) -> None:
-    """The monitor process: a first sample, "ready", then a sample every interval until "stop",
-    a last sample, and the readings back to the bench."""
-    # psutil's cpu_percent(None) reference point: set now, or the first sample reads 0 %
-    psutil.cpu_percent(interval=None)
-    sampler = _Sampler(roots, interval_s, frozenset(exclude), bench_pid)
-    sampler.sample(first=True)
-    conn.send("ready")
-    while not conn.poll(interval_s):
-        sampler.tick()
-    conn.recv()
-    sampler.sample()
-    conn.send((sampler.usage, sampler.host, time.monotonic() - sampler.t0))
-    conn.close()
 
 
 class ResourceMonitor:
     """Use as a context manager around a phase; `result()` afterwards.
 
-    The sampling runs in a process of its own: sampling every tree costs ~18 ms of CPU per
-    sample, which on a thread of the load generator held its GIL and showed as send lag."""
+    The sampling runs in a process of its own (`sampler.py`, which imports only psutil):
+    sampling every tree costs ~18 ms of CPU per sample, which on a thread of the load generator
+    held its GIL and showed as send lag. A monitor that fails costs the phase its resource
+    record (`monitor_error` says why), never the phase itself."""
 
     #: the monitor process's start-up (a fresh interpreter) and its answer at the end
-    START_TIMEOUT_S = 60.0
+    ANSWER_TIMEOUT_S = 30.0
 
     def __init__(
         self,
@@ -162,47 +61,75 @@ class ResourceMonitor:
             self.roots[GLUE] = []  # this process's children, looked up at every sample
         self.interval_s = interval_s
         self._exclude = list(exclude)
-        self._usage = {name: _Usage() for name in self.roots}
+        self._usage = {name: Usage() for name in self.roots}
         self._host: list[tuple[float, float]] = []
         self._seconds = 0.0
-        self._proc: BaseProcess | None = None
-        self._conn: Connection | None = None
+        self._proc: subprocess.Popen[str] | None = None
         #: why there are no readings, when the monitor process failed (the result says so)
         self.error: str | None = None
 
+    def _answer(self) -> str:
+        """The monitor's next line, within ANSWER_TIMEOUT_S."""
+        assert self._proc is not None and self._proc.stdout is not None
+        ready, _, _ = select.select([self._proc.stdout], [], [], self.ANSWER_TIMEOUT_S)
+        line = self._proc.stdout.readline() if ready else ""
+        if not line:
+            err = self._proc.stderr.read() if self._proc.poll() is not None and self._proc.stderr else ""
+            raise RuntimeError(
+                f"no answer within {self.ANSWER_TIMEOUT_S:g} s{': ' + err.strip()[-300:] if err else ''}"
+            )
+        return line
+
     def __enter__(self) -> ResourceMonitor:
-        mp = multiprocessing.get_context("spawn")  # no fork of a process with gRPC threads
-        self._conn, child = mp.Pipe()
-        self._proc = mp.Process(
-            target=_monitor_main,
-            args=(child, self.roots, self.interval_s, self._exclude, os.getpid()),
-            name="hopscope-resource-monitor",
-            daemon=True,
-        )
-        self._proc.start()
-        child.close()
-        if not self._conn.poll(self.START_TIMEOUT_S):
-            self._proc.kill()
-            raise RuntimeError(f"the resource monitor did not start within {self.START_TIMEOUT_S:g} s")
-        self._conn.recv()
+        config = {
+            "roots": self.roots,
+            "interval_s": self.interval_s,
+            "exclude": self._exclude,
+            "bench_pid": os.getpid(),
+        }
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", "from hopscope.experiment.sampler import main; main()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(json.dumps(config) + "\n")
+            self._proc.stdin.flush()
+            if self._answer().strip() != "ready":
+                raise RuntimeError("unexpected first answer")
+        except (OSError, RuntimeError, ValueError) as exc:
+            self.error = f"the resource monitor did not start ({type(exc).__name__}: {exc})"
+            self._stop_process()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._proc is None or self._conn is None:
+        if self._proc is None:
             return
         try:
-            self._conn.send("stop")
-            if self._conn.poll(self.START_TIMEOUT_S):
-                self._usage, self._host, self._seconds = self._conn.recv()
-            else:
-                self.error = f"the resource monitor gave no readings within {self.START_TIMEOUT_S:g} s"
-        except (EOFError, OSError) as exc:  # the monitor died: its readings are lost, not the phase
-            self.error = f"the resource monitor process failed ({type(exc).__name__}: {exc})"
+            assert self._proc.stdin is not None
+            self._proc.stdin.write("stop\n")
+            self._proc.stdin.flush()
+            readings = json.loads(self._answer())
+            self._usage = {name: Usage.from_json(u) for name, u in readings["usage"].items()}
+            self._host = [tuple(x) for x in readings["host"]]  # type: ignore[misc]
+            self._seconds = float(readings["seconds"])
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            self.error = f"the resource monitor gave no readings ({type(exc).__name__}: {exc})"
         finally:
-            self._proc.join(5)
-            if self._proc.is_alive():
-                self._proc.kill()
-            self._conn.close()
+            self._stop_process()
+
+    def _stop_process(self) -> None:
+        if self._proc is None:
+            return
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+        for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            if stream is not None:
+                stream.close()
+        self._proc = None
 
     def result(self, events: int | None = None) -> dict[str, Any]:
         """CPU seconds, CPU ms per event and peak RSS per service; host CPU samples and the verdict."""

@@ -113,3 +113,12 @@ def test_another_stacks_service_is_not_counted_as_the_load_generator(tmp_path) -
         other.kill()
     services = mon.record(events=1)["services"]
     assert "redis" not in services and services[LOADGEN]["cpu_s"] < 0.5 and services[GLUE]["cpu_s"] < 0.5
+
+
+def test_a_monitor_that_cannot_start_costs_the_record_not_the_phase(monkeypatch) -> None:
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # the monitor process exits at once
+    with ResourceMonitor({}, interval_s=0.1) as mon:
+        time.sleep(0.05)
+    out = mon.result(events=10)
+    assert out["monitor_error"] and "did not start" in out["monitor_error"]
+    assert out["host_cpu"]["samples"] == [] and out["host_bound"] is False
