@@ -252,7 +252,8 @@ def deferred_processor(provider: trace.TracerProvider | None) -> DeferredSpanPro
 
 
 def tracing_enabled(provider: trace.TracerProvider) -> bool:
-    return isinstance(provider, TracerProvider)
+    """An SDK provider, or one that builds its spans at the flush (`deferred.DeferredProvider`)."""
+    return isinstance(provider, TracerProvider) or deferred_processor(provider) is not None
 
 
 def shutdown_tracing(provider: trace.TracerProvider) -> None:

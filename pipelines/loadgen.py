@@ -31,7 +31,6 @@ import numpy as np
 import psutil
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -45,6 +44,7 @@ from hopscope.core.attributes import (
     TRACEPARENT,
 )
 from hopscope.instrumentation.carriers import format_traceparent
+from hopscope.instrumentation.deferred import PresetIds
 from hopscope.instrumentation.tracing import tracing_enabled
 
 from .clean_start import BacklogSource, CleanStart, combined, wait_clean
@@ -220,7 +220,7 @@ class LoadGenerator:
         if root_spans not in ("live", "deferred"):
             raise ValueError(f"root_spans must be 'live' or 'deferred', got {root_spans!r}")
         self.root_spans = root_spans
-        self._preset_ids = _PresetIds()
+        self._preset_ids = PresetIds()
         self._deferred_tracer = None
         if self.tracer is not None and root_spans == "deferred":
             # Ids are drawn in the hot path; the SDK span is built after the run with them.
@@ -501,22 +501,6 @@ class LoadGenerator:
                 progress.update(task, completed=i, description=self._progress_text(i, start_wall))
 
         return progress, task, asyncio.create_task(refresh())
-
-
-class _PresetIds(IdGenerator):
-    """Hands the SDK the ids an event already carried (deferred root spans)."""
-
-    trace_id = 0
-    span_id = 0
-
-    def generate_trace_id(self) -> int:
-        return self.trace_id
-
-    def generate_span_id(self) -> int:
-        return self.span_id
-
-    def is_trace_id_random(self) -> bool:
-        return True
 
 
 async def run_load(workload: Workload, driver: Driver, **options: Any) -> LoadResult:

@@ -39,6 +39,7 @@ from hopscope.deploy.config import load_config
 from hopscope.deploy.services.kafka import Connect, Kafka
 from hopscope.deploy.services.postgres import Postgres
 from hopscope.deploy.services.redis import Redis
+from hopscope.instrumentation.deferred import hot_path_provider
 from hopscope.instrumentation.hops import LeafSpans
 from hopscope.instrumentation.libraries import trace_client, within_traceparent
 from hopscope.instrumentation.tracing import ENDPOINT_ENV, setup_tracing, shutdown_tracing
@@ -220,7 +221,8 @@ class KafkaDriver(Driver):
     def client_provider(self) -> Any:
         """The client side's library spans in this process (Kafka send, psycopg INSERT, httpx GET)."""
         if self._client is None:
-            self._client = self.provider("kafka.client")
+            # spans built at the flush (D15): the INSERT, the produce, the point read's GET
+            self._client = hot_path_provider(self.provider("kafka.client"))
         return self._client
 
     def provider(self, service: str) -> Any:

@@ -36,6 +36,7 @@ from hopscope.instrumentation.carriers import (
     make_envelope,
     parse_traceparent,
 )
+from hopscope.instrumentation.deferred import hot_path_provider, hot_path_tracer
 from hopscope.instrumentation.derived import NS_PER_MS, DerivedHop, derived_chain, us_to_ns
 from hopscope.instrumentation.hops import hop_span
 from hopscope.instrumentation.libraries import trace_client
@@ -118,7 +119,11 @@ class Glue:
         self.provider = setup_tracing(
             f"kafka.{cfg.role}", "kafka", cfg.run_id, endpoint=cfg.otlp_endpoint, enabled=cfg.tracing
         )
-        self.tracer = self.provider.get_tracer("hopscope.pipelines.kafka")
+        # spans built at the flush, their ids drawn here (D15): the consume/publish path does
+        # no SDK work while the run goes on
+        self.tracer = hot_path_tracer(self.provider, "hopscope.pipelines.kafka")
+        #: for the contrib instrumentations of this process's clients: their spans deferred too
+        self.client_provider = hot_path_provider(self.provider)
         self.stop = threading.Event()
         self.errors = 0
         self.foreign_rows = 0  # CDC rows of other runs, skipped
@@ -252,7 +257,7 @@ def _redis(url: str) -> Any:
 
 def run_notifier(cfg: GlueConfig) -> None:
     glue = Glue(cfg)
-    r = trace_client(_redis(cfg.redis_url), glue.provider)
+    r = trace_client(_redis(cfg.redis_url), glue.client_provider)
     channel = f"{cfg.channel_prefix}notify"
 
     def handle(msgs: list[Any]) -> None:
@@ -298,7 +303,7 @@ def _publish_one(glue: Glue, r: Any, inc: Incoming, consume_hop: str, channels: 
 
 def run_router(cfg: GlueConfig) -> None:
     glue = Glue(cfg)
-    r = trace_client(_redis(cfg.redis_url), glue.provider)
+    r = trace_client(_redis(cfg.redis_url), glue.client_provider)
 
     def matching(filters: dict[bytes, bytes], fields: dict[str, str]) -> list[str]:
         out = []
@@ -350,7 +355,7 @@ def run_ingest(cfg: GlueConfig) -> None:
     import psycopg
 
     glue = Glue(cfg)
-    conn = trace_client(psycopg.connect(cfg.dsn, autocommit=False), glue.provider)
+    conn = trace_client(psycopg.connect(cfg.dsn, autocommit=False), glue.client_provider)
     insert = f"INSERT INTO {cfg.table} (run_id, event_id, key, payload, sent_ns) VALUES (%s, %s, %s, %s, %s)"
     out = sys.stdout
 

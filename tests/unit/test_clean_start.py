@@ -102,7 +102,7 @@ def test_telemetry_busy_names_a_busy_process_and_not_an_idle_one() -> None:
             return await combined(source, None)()
 
         out = asyncio.run(twice())
-        assert out[source.item("collector")] > 50.0
+        assert out[source.item("collector")] > source.busy_percent  # a spinning process, even on a busy host
         assert out[source.item("jaeger")] == 0.0
     finally:
         busy.kill()

@@ -7,17 +7,22 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from hopscope.instrumentation.carriers import format_traceparent, parse_traceparent
+from hopscope.instrumentation.deferred import DeferredProvider
 from hopscope.instrumentation.hops import hop_span
 from hopscope.instrumentation.libraries import trace_client, within_traceparent
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 
 
-@pytest.fixture
-def provider_and_spans():  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["live", "deferred"])
+def provider_and_spans(request):  # type: ignore[no-untyped-def]
+    """The SDK's provider (spans built as they happen), or the deferred one (spans built at the
+    flush, contrib instrumentations included): every test below must hold for both."""
     exporter = InMemorySpanExporter()
-    provider = setup_tracing("svc", "kafka", "run-1", exporter=exporter)
-    yield provider, exporter
-    shutdown_tracing(provider)
+    sdk = setup_tracing(
+        "svc", "kafka", "run-1", exporter=exporter, export="batch" if request.param == "live" else "deferred"
+    )
+    yield (sdk if request.param == "live" else DeferredProvider(sdk)), exporter
+    shutdown_tracing(sdk)
 
 
 def _spans(provider, exporter):  # type: ignore[no-untyped-def]
