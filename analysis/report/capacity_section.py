@@ -111,8 +111,9 @@ def capacity_frame(ctx: ReportContext) -> pd.DataFrame:
                 "share_of_part": share,
                 "cpu_ms_per_event": ms_per_event,
                 "host_ceiling": ceiling,
+                # without a knee the sustained rate is only a lower bound: nothing to flag
                 "flag": "below half its slowest part"
-                if share is not None and share < PART_SHARE_FLAG
+                if share is not None and share < PART_SHARE_FLAG and len(knee)
                 else "",
             }
         )

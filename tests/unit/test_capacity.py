@@ -85,6 +85,9 @@ def test_the_capacity_section_flags_a_pipeline_below_half_its_slowest_part() -> 
     # no knee within the offered rates: a lower bound, 100 of the part's 150 is not flagged
     assert pd.isna(frame.loc["harper", "knee_rate"])
     assert frame.loc["harper", "bound"].startswith("≥") and frame.loc["harper", "flag"] == ""
+    # below half its part but no knee reached: a lower bound, not a finding
+    ctx.experiment["components_capacity"]["components"][2]["rate_per_s"] = 1000.0
+    assert capacity_frame(ctx).set_index("stack").loc["harper", "flag"] == ""
     (section,) = capacity_section(ctx)
     assert "kafka/aggregate sustains 50 ev/s, 12% of kafka-streams (400/s)" in section.markdown
     assert "no resource record to say why" in section.markdown
