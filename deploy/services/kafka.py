@@ -330,6 +330,20 @@ class Kafka(Service):
         differing = {k: v for k, v in configs.items() if current.get(k) != v}
         if differing:
             self._alter_topic(admin, name, differing, timeout)
+
+            # A broker applies an altered topic config when the controller's metadata reaches
+            # it: until then it still appends (and describes) with the old one. Wait for it, so
+            # the first record produced after this call gets the new config (CI once read the
+            # old value back right after the alter on a busy host).
+            def applied() -> None:
+                seen = self.topic_configs(name)
+                pending = {k: seen.get(k) for k, v in differing.items() if seen.get(k) != v}
+                if pending:
+                    raise DeployError(
+                        self.name, f"altering topic {name!r}", f"it still has {pending}, wanted {differing}"
+                    )
+
+            wait_until(applied, timeout=timeout, interval=0.2)
             changed = True
         return "altered" if changed else "unchanged"
 
