@@ -234,15 +234,19 @@ def test_workload_is_traced_through_every_hop(
     )
     counts = result.ledger.counts
     assert result.sent_events == result.target_events
-    # the ledger: nothing lost, duplicated or delivered where it should not be
-    assert counts.get("lost", 0) == 0, counts
+    # the ledger: nothing lost, duplicated or delivered where it should not be — except the
+    # confirmations Harper drops in a stall (D14), and only where the record is stored everywhere
+    stalled = _stalled_confirmations(harper.client(), name, result)
+    assert counts.get("lost", 0) == len(stalled), (counts, f"{len(stalled)} stalled confirmations")
     assert counts.get("duplicated", 0) == 0, counts
     assert counts.get("misdelivered", 0) == 0, counts
     assert result.ledger.unknown_receipts == 0
 
     # the component's own account: every span it ended reached the collector, every commit resolved
     account = json.loads((run_dir / "manifest.json").read_text())["driver"]["component_telemetry"]
-    assert account["problems"] == [], account
+    unresolved = [p for p in account["problems"] if "commits_open=" in p]
+    assert account["problems"] == unresolved, account
+    assert sum(int(p.rsplit("=", 1)[1]) for p in unresolved) == len(stalled), account
     assert account["spans_exported"] == account["spans_ended"] > 0, account
 
     _wait_for_spans(run_dir)
@@ -253,7 +257,7 @@ def test_workload_is_traced_through_every_hop(
     quality = run.quality()["pairs"]
     expected = load_stack("harper").expected_hops(workload)
     per_event = result.ledger.table.column("workload").to_pylist()
-    events = {wl: per_event.count(wl) for wl in expected}
+    events = {wl: per_event.count(wl) - (len(stalled) if wl == name else 0) for wl in expected}
     for wl in expected:
         q = quality[f"harper/{wl}"]
         complete = q["complete_traces"] / events[wl]
@@ -282,11 +286,42 @@ def test_workload_is_traced_through_every_hop(
     stats = stats[(stats["stack"] == "harper") & (stats["workload"] == name)]
     top = stats.sort_values("tail_share_p99", ascending=False).head(3)
     with capsys.disabled():
+        if stalled:
+            print(f"\n[harper/{name}] D14: {len(stalled)} confirmations never came, records stored")
         tops = ", ".join(f"{r.hop} {r.tail_share_p99:.0%}" for r in top.itertuples())
         print(
             f"\n[harper/{name}] {len(mine)} deliveries: e2e p50 {mine['e2e_ms'].median():.1f} ms, "
             f"p99 {mine['e2e_ms'].quantile(0.99):.1f} ms; top tail hops: {tops}  ({run_dir})"
         )
+
+
+#: where each workload's confirmed writes are stored (fanout publishes, nothing is stored)
+_STORED_IN = {"write_notify": "Notify", "aggregate": "Reading", "ingest": "Ingest"}
+
+
+def _stalled_confirmations(client: HarperClient, name: str, result: LoadResult) -> list[str]:
+    """Events whose confirmed write timed out although the record reached every node.
+
+    Harper 4.7 sometimes drops the confirmation of every write in flight during a hiccup of the
+    host (D14); the writes themselves are stored and replicated. Such an event is lost to the
+    ledger (the user never heard back) and accounted here, so a real loss still fails the test.
+    """
+    table = result.ledger.table
+    timed_out = [
+        event_id
+        for event_id, status in zip(
+            table.column("event_id").to_pylist(), table.column("ack_status").to_pylist(), strict=True
+        )
+        if status == "timeout"
+    ]
+    resource = _STORED_IN.get(name)
+    if resource is None:
+        return []
+    return [
+        event_id
+        for event_id in timed_out
+        if all(_get(client, node.index, f"{resource}/{event_id}").status_code == 200 for node in client.nodes)
+    ]
 
 
 def test_fanout_subscribers_receive_exactly_their_filter(harper: Harper, runs_root: Path) -> None:
