@@ -98,9 +98,10 @@ def hop_values(
     by_pair = np.argsort(pair_of_delivery[walkers], kind="stable")
     walkers = walkers[by_pair]
     first_walker = np.searchsorted(pair_of_delivery[walkers], np.arange(n_pairs + 1))
-    label_names = np.concatenate(
-        [sa.hop_names, np.char.add(WAIT_PREFIX, sa.hop_names.astype(str)).astype(object)]
-    )
+    # one Python string per hop name, not np.char.add: a fixed-width copy of every name is as
+    # wide as the longest one
+    waits = np.array([WAIT_PREFIX + str(h) for h in sa.hop_names], dtype=object)
+    label_names = np.concatenate([sa.hop_names.astype(object), waits])
     origin = start[np.maximum(dl.root, 0)]  # each delivery's root start
     if kernels.AVAILABLE:
         # the kernel names rows by delivery and gives offsets from the origin itself

@@ -90,7 +90,11 @@ def span_source_problems(manifest: dict) -> list[str]:
             ident = json.dumps(account, sort_keys=True, default=str) if isinstance(account, dict) else ""
             if ident and ident not in seen:
                 seen.add(ident)
-                out.extend(f"{where or 'run'}: {line}" for line in account.get("problems") or [])
+                problems = account.get("problems") or []
+                if isinstance(problems, str):
+                    problems = [problems]
+                if isinstance(problems, list):
+                    out.extend(f"{where or 'run'}: {line}" for line in problems)
             for key, value in node.items():
                 if key != SOURCE_ACCOUNT_KEY:
                     walk(value, f"{where}.{key}" if where else str(key))

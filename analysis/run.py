@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,13 +20,18 @@ import pyarrow.parquet as pq
 
 from hopscope.core.rundir import (
     EXPERIMENT,
+    GRAPH_FILES,
     INGEST_REPORT,
     LEDGER,
     MANIFEST,
+    MANIFEST_SHAPE,
     QUALITY,
     SPANS_DIR,
     SPANS_PARQUET,
+    RunDirError,
     graph_file,
+    read_json_file,
+    run_file,
     table_file,
 )
 from hopscope.core.schema import SPAN_SCHEMA
@@ -34,9 +40,20 @@ from . import allocator, clock_skew, critical_path, graph, quality
 from . import ledger as ledger_figures
 from . import verdicts as verdict_math
 from .hops import Deliveries, HopValues, find_deliveries, hop_values, pair_codes
+from .outputs import atomic_file, staged_outputs
 from .resources import resources_frame
+from .run_files import EXPERIMENT_SHAPE, INGEST_REPORT_SHAPE, check_ledger_schema
 from .span_arrays import SpanArrays
-from .span_file import NEEDED_COLUMNS, ParquetColumns
+from .span_file import (
+    BOUNDED_COLUMNS,
+    MAX_VALUE_BYTES,
+    NEEDED_COLUMNS,
+    REQUIRED_VALUES,
+    ParquetColumns,
+    bound_values,
+    check_span_schema,
+    damage,
+)
 from .spans import prepare
 from .stats import NS_PER_MS, QUANTILES, PairMatrix, build_matrix, distribution, growth_rows, hop_rows
 
@@ -76,10 +93,6 @@ JAEGER_STATS_COLUMNS = [
 ]
 
 
-class RunDirError(Exception):
-    """A run directory that cannot be analysed (names the file and the problem)."""
-
-
 class NoSpans(RunDirError):
     """The run directory holds no span table (spans.parquet). `span_files`: it has span files
     under spans/ that were not ingested (else nothing reached the run at all)."""
@@ -91,7 +104,7 @@ class NoSpans(RunDirError):
 
 def _read_spans(run_dir: Path) -> ParquetColumns:
     path = run_dir / SPANS_PARQUET
-    if not path.exists():
+    if run_file(path) is None:
         spans = run_dir / SPANS_DIR
         if spans.is_dir() and any(p.is_file() for p in spans.rglob("*")):
             raise NoSpans(
@@ -106,8 +119,10 @@ def _read_spans(run_dir: Path) -> ParquetColumns:
         )
     try:
         cols = ParquetColumns(str(path))
-    except (OSError, pa.ArrowInvalid) as exc:
+        schema = cols._file.schema_arrow
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:  # a footer that is not UTF-8 too
         raise RunDirError(f"{path}: cannot read as Parquet ({exc})") from exc
+    check_span_schema(schema, str(path))
     missing = [
         c
         for c in ("trace_id", "span_id", "parent_span_id", "start_ns", "end_ns")
@@ -120,29 +135,51 @@ def _read_spans(run_dir: Path) -> ParquetColumns:
     return cols
 
 
-def _complete_columns(table: pa.Table) -> pa.Table:
-    """Add optional SPAN_SCHEMA columns a foreign table may lack, as nulls."""
+def _complete_columns(table: pa.Table, truncated: dict[str, int]) -> pa.Table:
+    """Add optional SPAN_SCHEMA columns a foreign table may lack, as nulls; cut string values
+    over MAX_VALUE_BYTES (counted in `truncated`) as ParquetColumns does."""
+    for name in REQUIRED_VALUES:
+        if name in table.column_names and table.column(name).null_count:
+            raise RunDirError(
+                f"span table: column {name}: {table.column(name).null_count} span(s) without a value"
+            )
     for name in NEEDED_COLUMNS:
         if name not in table.column_names:
             table = table.append_column(
                 SPAN_SCHEMA.field(name), pa.nulls(table.num_rows, SPAN_SCHEMA.field(name).type)
             )
+        elif name in BOUNDED_COLUMNS:
+            col, cut = bound_values(table.column(name))
+            if cut:
+                truncated[name] = cut
+                table = table.set_column(table.column_names.index(name), name, col)
     return table
 
 
-def _read_json(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{path}: not valid JSON ({exc})") from exc
+def _read_json(path: Path, shape: object = None) -> dict:
+    return read_json_file(path, shape)  # type: ignore[arg-type]
 
 
 def read_ledger(run_dir: Path) -> pd.DataFrame | None:
-    """RUN_DIR's ledger as a frame (None when the run has none)."""
+    """RUN_DIR's ledger as a frame (None when the run has none); a RunDirError names the file
+    and the column when it cannot be used."""
     path = run_dir / LEDGER
-    return pq.read_table(path).to_pandas() if path.exists() else None
+    if run_file(path) is None:
+        return None
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: cannot read as Parquet ({exc})") from exc
+    check_ledger_schema(table, str(path))
+    try:
+        return table.to_pandas()
+    except (pa.ArrowException, UnicodeDecodeError, ValueError) as exc:  # e.g. a string that is not UTF-8
+        for name in table.column_names:
+            try:
+                table.column(name).validate(full=True)
+            except pa.ArrowException as bad:
+                raise RunDirError(f"{path}: column {name}: damaged data ({bad})") from exc
+        raise RunDirError(f"{path}: cannot be read ({exc})") from exc
 
 
 def _on_two_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
@@ -188,8 +225,10 @@ class Run:
         self.ledger = ledger
         self.ingest_report = ingest_report or {}
         self.correct_skew = correct_skew
+        #: string values cut to MAX_VALUE_BYTES while loading, per column
+        self.truncated: dict[str, int] = {}
         self._table: pa.Table | ParquetColumns | None = (
-            table if isinstance(table, ParquetColumns) else _complete_columns(table)
+            table if isinstance(table, ParquetColumns) else _complete_columns(table, self.truncated)
         )
 
     @classmethod
@@ -203,6 +242,8 @@ class Run:
         assert self._table is not None
         allocator.keep_freed_memory()
         sa = prepare(self._table)
+        if isinstance(self._table, ParquetColumns):
+            self.truncated.update(self._table.truncated)
         self._table = None  # the arrays hold what the analysis needs; free the Arrow copy
         # Arrow's pool keeps what the columns took (~0.7 GB at 10 M spans) for Arrow alone;
         # given back now, the arrays below get those pages while they are still warm
@@ -269,7 +310,8 @@ class Run:
 
     def expected_hops(self, stack: str, workload: str) -> list[str]:
         """Ordered expected hops from the manifest (empty if the manifest does not say)."""
-        return list(self.manifest.get("expected_hops", {}).get(stack, {}).get(workload, []))
+        per_stack = (self.manifest.get("expected_hops") or {}).get(stack) or {}
+        return list(per_stack.get(workload) or [])
 
     def hop_stats(self) -> pd.DataFrame:
         rows = []
@@ -294,13 +336,15 @@ class Run:
         dl = c.deliveries
         tr = dl.trace[idx]
         take = pa.array(tr)
-        stack_codes, stacks = np.unique(c.sa.trace_stack.astype(str), return_inverse=True)
-        work_codes, works = np.unique(c.sa.trace_workload.astype(str), return_inverse=True)
+        # factorized, not np.unique over .astype(str): a fixed-width copy of every trace's name
+        # is as wide as the longest name
+        stacks, stack_codes = pd.factorize(c.sa.trace_stack.astype(object))
+        works, work_codes = pd.factorize(c.sa.trace_workload.astype(object))
         subs = dl.subscriber[idx]
         return pd.DataFrame(
             {
-                "stack": pd.Categorical.from_codes(stacks[tr], stack_codes.tolist()).astype(str),
-                "workload": pd.Categorical.from_codes(works[tr], work_codes.tolist()).astype(str),
+                "stack": pd.Categorical.from_codes(stacks[tr], list(stack_codes)).astype(str),
+                "workload": pd.Categorical.from_codes(works[tr], list(work_codes)).astype(str),
                 "event_id": c.sa.trace_event_arrow.take(take).to_pandas(),
                 "subscriber": pd.Series(subs, dtype=object),
                 "trace_id": c.sa.trace_id_arrow.take(take).to_pandas(),
@@ -402,11 +446,12 @@ class Run:
         take = pa.array(tr)
         return pd.DataFrame(
             {
-                "stack": sa.trace_stack[tr].astype(str),
-                "workload": sa.trace_workload[tr].astype(str),
+                # object arrays (pandas stores them as str): not fixed-width copies
+                "stack": sa.trace_stack.astype(object)[tr],
+                "workload": sa.trace_workload.astype(object)[tr],
                 "trace_id": sa.trace_id_arrow.take(take).to_pandas(),
                 "event_id": sa.trace_event_arrow.take(take).to_pandas(),
-                "hop": sa.hop_names[label].astype(str),
+                "hop": sa.hop_names.astype(object)[label],
                 "value_ms": value / NS_PER_MS,
                 "offset_ms": (first - origin[tr]) / NS_PER_MS,
                 "path_ms": path[tr] / NS_PER_MS,
@@ -544,7 +589,8 @@ class Run:
             ("estimates", self.estimates()),
         ):
             path = out / table_file(name)
-            df.assign(figure=self.verdict_figure).to_parquet(path, index=False)
+            with atomic_file(path) as tmp:
+                df.assign(figure=self.verdict_figure).to_parquet(tmp, index=False)
             written.append(path)
         return written
 
@@ -605,10 +651,12 @@ class Run:
             out["pairs"][f"{stack}/{workload}"] = entry
         out["span_sources"] = quality.span_source_problems(self.manifest)
         out["ingest"] = {
-            "malformed_records": int(sum(self.ingest_report.get("skipped", {}).values())),
-            "skipped": self.ingest_report.get("skipped", {}),
+            "malformed_records": int(sum((self.ingest_report.get("skipped") or {}).values())),
+            "skipped": self.ingest_report.get("skipped") or {},
             "files": self.ingest_report.get("files"),
         }
+        # string values over MAX_VALUE_BYTES cut on loading (kept, not dropped: counted here)
+        out["load"] = {"values_truncated": dict(self.truncated), "max_value_chars": MAX_VALUE_BYTES}
         return out
 
     def quality_frame(self) -> pd.DataFrame:
@@ -620,19 +668,33 @@ class Run:
             for k, v in entry.get("unattributed", {}).items():
                 flat[f"unattributed_{k}"] = v
             flat["malformed_records"] = q["ingest"]["malformed_records"]
+            flat["values_truncated"] = sum(q["load"]["values_truncated"].values())
             rows.append(flat)
         return pd.DataFrame(rows)
 
     def resources(self) -> pd.DataFrame:
         """Per phase × service of a `hopscope run`: CPU seconds and ms per event, peak RSS, host
         CPU, schedule lag, host-bound (`resources.COLUMNS`; empty for any other run)."""
-        return resources_frame(_read_json(self.run_dir / EXPERIMENT) if self.run_dir else {})
+        return resources_frame(
+            _read_json(self.run_dir / EXPERIMENT, EXPERIMENT_SHAPE) if self.run_dir else {}
+        )
 
-    def write_outputs(self, out_dir: str | Path | None = None) -> list[Path]:
-        """Write hop_stats/e2e/tail_growth/verdicts/estimates Parquet, quality.json and one GraphML per pair."""
+    #: what write_outputs replaces: files of an earlier analysis this one does not write again
+    #: (a pair's graph, the Jaeger-mode tables of an earlier --mode jaeger) are removed
+    STALE_OUTPUTS = (GRAPH_FILES, table_file("jaeger_paths"), table_file("jaeger_stats"))
+
+    def write_outputs(self, out_dir: str | Path | None = None, *, staged: bool = True) -> list[Path]:
+        """Write hop_stats/e2e/tail_growth/verdicts/estimates Parquet, quality.json and one GraphML
+        per pair. All or nothing: written into a folder of their own inside `out_dir`, then moved
+        into place (a failure leaves the earlier analysis' files as they were). `staged=False`
+        writes straight into `out_dir` (for a caller that stages itself)."""
         out = Path(out_dir) if out_dir is not None else self.run_dir
         if out is None:
             raise RunDirError("write_outputs needs out_dir when the run was not loaded from a directory")
+        if staged:
+            with staged_outputs(out, stale=self.STALE_OUTPUTS) as tmp:
+                names = [p.name for p in self.write_outputs(tmp, staged=False)]
+            return [out / name for name in names]
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for name, df in (
@@ -663,6 +725,32 @@ class Run:
         return written
 
 
+@contextlib.contextmanager
+def damage_named(run_dir: Path) -> Iterator[None]:
+    """A failure inside the block that is not already a RunDirError becomes one when RUN_DIR's
+    spans.parquet or ledger.parquet turns out to hold damaged data (`span_file.damage`: a corrupt
+    page that still decoded, invalid UTF-8, dictionary indices out of range), naming the file,
+    column and row group; else it is left as it was (a bug, not the data). The check costs
+    nothing unless the block fails."""
+    try:
+        yield
+    except RunDirError:
+        raise
+    except Exception as exc:
+        found = None
+        try:
+            path = Path(run_dir) / SPANS_PARQUET
+            found = damage(str(path)) if run_file(path) is not None else None
+            path = Path(run_dir) / LEDGER
+            if not found and run_file(path) is not None:
+                found = damage(str(path), columns=None)
+        except Exception:  # the diagnosis must not hide the failure
+            found = None
+        if found:
+            raise RunDirError(found) from exc
+        raise
+
+
 def load(run_dir: str | Path, *, mode: str = "event", correct_skew: bool = True) -> Run:
     """Open a run directory (spans.parquet, manifest.json, ledger.parquet, ingest_report.json).
 
@@ -672,13 +760,13 @@ def load(run_dir: str | Path, *, mode: str = "event", correct_skew: bool = True)
     or `hopscope analyze`, which does it)."""
     rd = Path(run_dir)
     if not rd.is_dir():
-        raise RunDirError(f"{rd}: not a directory")
+        raise RunDirError(f"{rd}: {'not a directory' if rd.exists() else 'no such directory'}")
     table = _read_spans(rd)
     return Run(
         table,
-        manifest=_read_json(rd / MANIFEST),
+        manifest=_read_json(rd / MANIFEST, MANIFEST_SHAPE),
         ledger=read_ledger(rd),
-        ingest_report=_read_json(rd / INGEST_REPORT),
+        ingest_report=_read_json(rd / INGEST_REPORT, INGEST_REPORT_SHAPE),
         run_dir=rd,
         correct_skew=correct_skew,
         mode=mode,

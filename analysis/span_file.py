@@ -9,8 +9,10 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hopscope.core.rundir import RunDirError
 from hopscope.core.schema import SPAN_SCHEMA
 
 #: Columns the analysis reads (the rest of SPAN_SCHEMA is left on disk).
@@ -35,6 +37,21 @@ NEEDED_COLUMNS = (
 
 #: the columns the id index is built from
 ID_COLUMNS = ("trace_id", "span_id", "parent_span_id", "links")
+
+#: columns every span must have a value in (a span without a trace id belongs to no trace, one
+#: without its times has no place on any path)
+REQUIRED_VALUES = ("trace_id", "start_ns", "end_ns")
+
+#: the longest string value (span name, hop, stack, attribute value …) the analysis keeps, in
+#: characters: a longer one is cut to this many + "…" and counted (`values_truncated` in
+#: quality.json). Names become labels of numpy arrays and report tables, where one 20 MB name
+#: cost gigabytes; ids are not cut (they are only hashed and compared, and cutting could merge two)
+MAX_VALUE_BYTES = 64 << 10
+#: the columns whose values are bounded so
+BOUNDED_COLUMNS = (
+    "name", "kind", "status", "service", "stack", "workload", "event_id", "hop", "source", "attributes",
+    "resource",
+)  # fmt: skip
 
 #: the order in which prepare() asks for columns (for ParquetColumns.prefetch)
 PREPARE_COLUMNS: tuple[str | tuple[str, ...], ...] = (
@@ -91,6 +108,19 @@ class ParquetColumns:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()  # prepare() asks for columns from three threads
         self._group_files: dict[tuple[str, ...], pq.ParquetFile] = {}  # row_groups' reads
+        #: values cut to MAX_VALUE_BYTES, per (column, row group or None for the whole column)
+        self._truncated: dict[tuple[str, int | None], int] = {}
+
+    @property
+    def truncated(self) -> dict[str, int]:
+        """Values cut to MAX_VALUE_BYTES per column (a column read whole and by row group counts once)."""
+        out: dict[str, int] = {}
+        with self._lock:
+            items = dict(self._truncated)
+        for (name, group), n in items.items():
+            if group is None or (name, None) not in items:
+                out[name] = out.get(name, 0) + n
+        return {k: v for k, v in out.items() if v}
 
     def prefetch(self, names: Sequence[str | tuple[str, ...]]) -> None:
         groups = ((n,) if isinstance(n, str) else tuple(n) for n in names)
@@ -173,7 +203,186 @@ class ParquetColumns:
             return self._group_files[key].read_row_group(group, list(names))
 
         try:
-            t = read(dictionary)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
-            t = read([])
-        return {name: t.column(name) for name in names}
+            try:
+                t = read(dictionary)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
+                t = read([])
+        except (OSError, pa.ArrowException) as exc:  # a corrupt page, a truncated file, …
+            where = f"row group {group}, " if group is not None else ""
+            raise RunDirError(
+                f"{self.path}: {where}column(s) {', '.join(names)}: cannot be read ({exc})"
+            ) from exc
+        out = {}
+        for name in names:
+            col = t.column(name)
+            if pa.types.is_null(col.type):  # a column with no value at all, written untyped
+                col = col.cast(SPAN_SCHEMA.field(name).type)
+            if name in REQUIRED_VALUES and col.null_count:
+                where = f" (row group {group})" if group is not None else ""
+                raise RunDirError(
+                    f"{self.path}: column {name}: {col.null_count} span(s) without a value{where}"
+                )
+            if name in BOUNDED_COLUMNS:
+                col, cut = bound_values(col)
+                if cut:
+                    with self._lock:
+                        self._truncated[(name, group)] = cut
+            out[name] = col
+        return out
+
+
+# --- what a span file must hold ---------------------------------------------------------------
+
+
+def _dictionary_columns(names: Sequence[str]) -> list[str]:
+    """The read_dictionary list ParquetColumns reads `names` with (map keys and values by leaf)."""
+    out: list[str] = []
+    for name in names:
+        if name in ParquetColumns.DICTIONARY or name in ParquetColumns.DICTIONARY_IF_STORED:
+            out.append(name)
+        elif name in ParquetColumns.MAPS:
+            out += [f"{name}.key_value.key", f"{name}.key_value.value"]
+    return out
+
+
+def damage(path: str, columns: Sequence[str] | None = NEEDED_COLUMNS) -> str | None:
+    """What is wrong with a span file's data, or None: every column the analysis reads, read a
+    row group at a time as it reads them and fully validated (UTF-8 strings, dictionary indices
+    within their dictionary, offsets). Costly (a second read of the file), so only called after
+    the analysis failed: a corrupt page that still decodes surfaces as an odd error deep inside
+    it, and this says which column of which row group it is in. `columns`: those to check
+    (None: every column; a ledger is read whole)."""
+    try:
+        meta = pq.ParquetFile(path)
+        names = [n for n in (columns or meta.schema_arrow.names) if n in meta.schema_arrow.names]
+        dictionary = _dictionary_columns(names)
+        groups = meta.metadata.num_row_groups
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
+        return f"{path}: cannot read as Parquet ({exc})"
+    for read_dictionary in (dictionary, []):  # the analysis falls back to plain reads
+        try:
+            f = pq.ParquetFile(path, read_dictionary=read_dictionary)
+        except (OSError, pa.ArrowException) as exc:
+            return f"{path}: cannot read as Parquet ({exc})"
+        for g in range(groups):
+            for name in names:
+                try:
+                    f.read_row_group(g, [name]).column(name).validate(full=True)
+                except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
+                    return f"{path}: row group {g}, column {name}: damaged data ({exc})"
+    return None
+
+
+def _string_like(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _string_like(t.value_type)
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+
+
+def _type_fits(name: str, t: pa.DataType) -> bool:
+    """A column type the analysis reads correctly in place of SPAN_SCHEMA's (an all-null column
+    written untyped is read as nulls)."""
+    want = SPAN_SCHEMA.field(name).type
+    if pa.types.is_null(t) or t == want:
+        return True
+    if pa.types.is_string(want):
+        return _string_like(t)
+    if pa.types.is_int64(want):
+        return pa.types.is_integer(t)
+    if pa.types.is_boolean(want):
+        return False
+    if pa.types.is_map(want):
+        return pa.types.is_map(t) and _string_like(t.key_type) and _string_like(t.item_type)
+    if pa.types.is_list(want):
+        if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not pa.types.is_struct(t.value_type):
+            return False
+        fields = {f.name: f.type for f in t.value_type}
+        return all(_string_like(fields.get(f.name, pa.null())) for f in want.value_type)
+    return False
+
+
+def check_span_schema(schema: pa.Schema, where: str) -> None:
+    """RunDirError naming the first column of `schema` (one the analysis reads) whose type it
+    cannot use."""
+    for name in NEEDED_COLUMNS:
+        if name in schema.names:
+            t = schema.field(name).type
+            if not _type_fits(name, t):
+                raise RunDirError(
+                    f"{where}: column {name}: type {t}, expected {SPAN_SCHEMA.field(name).type}"
+                )
+
+
+# --- bounded values ---------------------------------------------------------------------------
+
+
+def _over(arr: pa.Array, limit: int) -> pa.Array | None:
+    """bool per value: longer than `limit` characters; None when no value is (checked on byte
+    lengths first: a character is at least one byte, so the common case costs one pass over the
+    offsets)."""
+    if len(arr) == 0:
+        return None
+    longest = pc.max(pc.binary_length(arr)).as_py()
+    if longest is None or longest <= limit:
+        return None
+    over = pc.greater(pc.utf8_length(arr), limit).fill_null(False)
+    return over if pc.any(over).as_py() else None
+
+
+def _cut(arr: pa.Array, over: pa.Array, limit: int) -> pa.Array:
+    cut = pc.binary_join_element_wise(pc.utf8_slice_codeunits(arr, 0, limit), "…", "")
+    return pc.if_else(over, cut, arr)
+
+
+def _bound_strings(arr: pa.Array, limit: int, seen: dict[tuple, pa.Array | None]) -> tuple[pa.Array, int]:
+    """A string (or dictionary-of-string) array with values over `limit` cut, and how many were.
+    `seen`: the dictionaries already checked (the chunks of a row group share one)."""
+    if pa.types.is_dictionary(arr.type):
+        d = arr.dictionary
+        key = (tuple(b.address if b is not None else 0 for b in d.buffers()), d.offset, len(d))
+        if key not in seen:
+            seen[key] = _over(d, limit)
+        over = seen[key]
+        if over is None:
+            return arr, 0
+        cut = int(pc.sum(pc.is_in(arr.indices, pc.indices_nonzero(over))).as_py() or 0)
+        values = _cut(arr.dictionary, over, limit)
+        if pc.count_distinct(values).as_py() < len(values):  # two values alike once cut: one code
+            return pc.dictionary_encode(pc.take(values, arr.indices)), cut
+        return pa.DictionaryArray.from_arrays(arr.indices, values), cut
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return arr, 0
+    over = _over(arr, limit)
+    if over is None:
+        return arr, 0
+    return _cut(arr, over, limit), int(pc.sum(over).as_py())
+
+
+def bound_values(col: pa.ChunkedArray, limit: int = MAX_VALUE_BYTES) -> tuple[pa.ChunkedArray, int]:
+    """`col` with every string value (a map's keys and values too) over `limit` characters cut
+    to it + "…", and how many were cut. Only a column holding such a value is copied."""
+    chunks, cut = [], 0
+    seen: dict[tuple, pa.Array | None] = {}
+    for chunk in col.chunks:
+        if pa.types.is_map(chunk.type):
+            keys, k = _bound_strings(chunk.keys, limit, seen)
+            items, v = _bound_strings(chunk.items, limit, seen)
+            if k or v:
+                t = chunk.type
+                if keys.type != t.key_type or items.type != t.item_type:
+                    t = pa.map_(keys.type, items.type)
+                entries = pa.StructArray.from_arrays([keys, items], fields=[t.key_field, t.item_field])
+                chunk = pa.Array.from_buffers(
+                    t, len(chunk), chunk.buffers()[:2], chunk.null_count, chunk.offset, [entries]
+                )
+            n = k + v
+        else:
+            chunk, n = _bound_strings(chunk, limit, seen)
+        chunks.append(chunk)
+        cut += n
+    if not cut:
+        return col, 0
+    types = {c.type for c in chunks}
+    if len(types) > 1:  # a chunk re-encoded: the column keeps one type
+        chunks = [c.cast(col.type) if c.type != col.type else c for c in chunks]
+    return pa.chunked_array(chunks, col.type if len(types) > 1 else chunks[0].type), cut

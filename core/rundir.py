@@ -9,10 +9,13 @@ The manifest is merged, not overwritten: each step adds its section, and
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import platform
+import re
 import secrets
 import socket
+import stat
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -53,8 +56,27 @@ REPORT_ERROR = "report.error.txt"
 
 
 def graph_file(stack: str, workload: str) -> str:
-    """The hop graph of one stack × workload, as GraphML."""
-    return f"graph-{stack}-{workload}.graphml"
+    """The hop graph of one stack × workload, as GraphML (names made safe by `safe_name`)."""
+    return f"graph-{safe_name(stack)}-{safe_name(workload)}.graphml"
+
+
+#: every graph_file() name (what a new analysis replaces: a graph of a pair it no longer has goes)
+GRAPH_FILES = "graph-*.graphml"
+
+#: a name that is used in a file name as it is: letters, digits, `_` and inner `.`, at most 64
+#: characters (no `-`: graph_file() joins two names with it)
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.]{0,62}[A-Za-z0-9_])?")
+
+
+def safe_name(name: str) -> str:
+    """`name` as a part of a file name: itself when it is safe (`_SAFE_NAME`, no `..`), else its
+    safe characters (at most 40; `/`, `..`, NUL, spaces … become `_`) + `~` + 10 hex digits of
+    its SHA-256, so distinct names stay distinct and a safe name never looks like a changed one."""
+    if _SAFE_NAME.fullmatch(name) and ".." not in name:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", name)[:40].strip("_")
+    return f"{slug}~{digest}"
 
 
 def table_file(name: str) -> str:
@@ -99,17 +121,196 @@ def create_run_dir(
     return path, run_id
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / MANIFEST
-    if not path.exists():
+class RunDirError(ValueError):
+    """A run directory, or a file in it, that cannot be used: the message names the file (and
+    the field or column) and the problem."""
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def run_file(path: Path) -> Path | None:
+    """`path` when it is a regular file (or a link to one), None when it does not exist; a
+    FIFO, device, socket or directory in its place is a RunDirError (opening a FIFO to read it
+    would wait for a writer forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(mode):
+        kind = next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file")
+        raise RunDirError(f"{path}: {kind}, not a regular file")
+    return path
+
+
+def read_json_file(path: Path, shape: Shape | None = None) -> dict[str, Any]:
+    """A JSON object from a run directory ({} when the file is absent), checked against `shape`."""
+    if run_file(path) is None:
         return {}
     try:
         doc = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+        raise RunDirError(f"{path}: not valid JSON ({exc})") from exc
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise RunDirError(f"{path}: expected a JSON object, found {json_type(doc)}")
+    if shape is not None:
+        problem = shape.problem(doc, "")
+        if problem:
+            raise RunDirError(f"{path}: {problem}")
     return doc
+
+
+# --- the shapes of run-directory JSON files -----------------------------------------------------
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a value's type (for messages)."""
+    if value is None:
+        return "null"
+    for types, name in (
+        (bool, "a boolean"), ((int, float), "a number"), (str, "a string"), (list, "an array"), (dict, "an object"),
+    ):  # fmt: skip
+        if isinstance(value, types):
+            return name
+    return type(value).__name__
+
+
+class Shape:
+    """What a JSON value must look like; `problem(value, where)` says what is wrong, or None.
+    Only what the readers rely on is checked: fields not named are not looked at."""
+
+    def problem(self, value: object, where: str) -> str | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+_KIND_NAMES: dict[type | None, str] = {
+    str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array",
+    dict: "an object", None: "null",
+}  # fmt: skip
+
+
+class Is(Shape):
+    """One of the given JSON kinds: `str`, `int` (no booleans), `float` (any number), `bool`,
+    `list`, `dict`, `None`."""
+
+    def __init__(self, *kinds: type | None) -> None:
+        self.kinds = kinds
+
+    def _fits(self, value: object, kind: type | None) -> bool:
+        if kind is None:
+            return value is None
+        if kind in (int, float) and isinstance(value, bool):
+            return False
+        if kind is float:
+            return isinstance(value, int | float)
+        return isinstance(value, kind)
+
+    def problem(self, value: object, where: str) -> str | None:
+        if any(self._fits(value, k) for k in self.kinds):
+            return None
+        wanted = " or ".join(_KIND_NAMES[k] for k in self.kinds)
+        return f"field {where or '(top)'}: expected {wanted}, found {json_type(value)}"
+
+
+class Obj(Shape):
+    """An object whose named fields (when present; `required` ones always) have their shapes."""
+
+    def __init__(
+        self, fields: dict[str, Shape] | None = None, required: tuple[str, ...] = (), *, null: bool = False
+    ):
+        self.fields = fields or {}
+        self.required = required
+        self.null = null
+
+    def problem(self, value: object, where: str) -> str | None:
+        if value is None and self.null:
+            return None
+        if not isinstance(value, dict):
+            return Is(dict, *((None,) if self.null else ())).problem(value, where)
+        for key in self.required:
+            if key not in value:
+                return f"field {_join(where, key)}: missing"
+        for key, shape in self.fields.items():
+            if key in value:
+                problem = shape.problem(value[key], _join(where, key))
+                if problem:
+                    return problem
+        return None
+
+
+class MapOf(Shape):
+    """An object (or null) whose every value has one shape."""
+
+    def __init__(self, values: Shape, *, null: bool = True) -> None:
+        self.values = values
+        self.null = null
+
+    def problem(self, value: object, where: str) -> str | None:
+        if value is None and self.null:
+            return None
+        if not isinstance(value, dict):
+            return Is(dict).problem(value, where)
+        for key, item in value.items():
+            problem = self.values.problem(item, _join(where, str(key)))
+            if problem:
+                return problem
+        return None
+
+
+class ListOf(Shape):
+    """An array (or null) whose every item has one shape (and of `length` items, if given)."""
+
+    def __init__(self, items: Shape, *, null: bool = True, length: int | None = None) -> None:
+        self.items = items
+        self.null = null
+        self.length = length
+
+    def problem(self, value: object, where: str) -> str | None:
+        if value is None and self.null:
+            return None
+        if not isinstance(value, list):
+            return Is(list).problem(value, where)
+        if self.length is not None and len(value) != self.length:
+            return f"field {where or '(top)'}: expected {self.length} items, found {len(value)}"
+        for i, item in enumerate(value):
+            problem = self.items.problem(item, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+
+
+class Anything(Shape):
+    def problem(self, value: object, where: str) -> str | None:
+        return None
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+STR_OR_NULL = Is(str, None)
+#: manifest.json, as far as the analysis and the report read it
+MANIFEST_SHAPE = Obj(
+    {
+        "run_id": STR_OR_NULL,
+        "expected_hops": MapOf(MapOf(ListOf(Is(str), null=False), null=False)),
+    }
+)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """RUN_DIR's manifest ({} when it has none); a RunDirError names what is wrong with it."""
+    return read_json_file(run_dir / MANIFEST, MANIFEST_SHAPE)
 
 
 def update_manifest(run_dir: Path, **sections: Any) -> dict[str, Any]:

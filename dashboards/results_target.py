@@ -31,9 +31,27 @@ def results_dsn(dsn: str | None, environ: dict[str, str] | None = None) -> str |
     return chosen
 
 
+class DsnError(ResultsError):
+    """A DSN that is not one: libpq cannot parse it (the message names where it came from)."""
+
+
+def check_dsn(dsn: str, where: str = "DSN") -> str:
+    """`dsn` when libpq can parse it (a `key=value …` string or a postgresql:// URI), else a
+    DsnError naming `where` (the DSN itself is not repeated: it may hold a password)."""
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except (psycopg.Error, ValueError, TypeError) as exc:
+        raise DsnError(f"{where}: not a libpq connection string or URI ({str(exc).strip()})") from None
+    return dsn
+
+
 def describe(dsn: str) -> str:
-    """host:port/dbname of a DSN (no password), for messages."""
-    where = psycopg.conninfo.conninfo_to_dict(dsn) if "=" in dsn or "://" in dsn else {}
+    """host:port/dbname of a DSN (no password), for messages; `?` for what it does not say or
+    for a DSN that does not parse."""
+    try:
+        where = psycopg.conninfo.conninfo_to_dict(dsn) if "=" in dsn or "://" in dsn else {}
+    except (psycopg.Error, ValueError, TypeError):
+        where = {}
     return f"{where.get('host', '?')}:{where.get('port', '5432')}/{where.get('dbname', '?')}"
 
 

@@ -1,21 +1,42 @@
 """The `hopscope` command line. Thin: one module per concern in `hopscope.commands`, each
 with a `register(app)` function; the work is in the parts they call.
 
+Errors: commands raise; `hopscope.commands.errors.HopscopeGroup` turns what they raise into one line and
+an exit status (the table in the top-level README), with the traceback only under `--debug`.
+
 This layer is the only one that may import every part (tests/unit/test_import_rules.py).
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from hopscope.commands import analyze, bench, dashboards, ingest, run, services, synth
+from hopscope.commands.errors import DEBUG_ENV, HopscopeGroup
 
 app = typer.Typer(
     name="hopscope",
     help="Tracing-based latency analyzer: where tail latency builds up, hop by hop.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    cls=HopscopeGroup,
 )
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help=f"on an error, show the traceback before the one-line message (also {DEBUG_ENV}=1)",
+        ),
+    ] = False,
+) -> None:
+    """Tracing-based latency analyzer: where tail latency builds up, hop by hop."""
+
 
 for module in (ingest, analyze, synth, services, bench, dashboards, run):
     module.register(app)

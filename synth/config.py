@@ -11,6 +11,15 @@ from .model import Breakage, Dist, Fanout, PairSpec, Step
 from .shapes import default_pairs
 
 
+class SynthConfigError(ValueError):
+    """A synth configuration that cannot be generated: names the file (if any), the field and why."""
+
+
+#: fields that must be at least 1 (events, repeats, …) and at least 0
+_AT_LEAST_ONE = ("events", "repeats", "spans_per_line", "lines_per_file")
+_AT_LEAST_ZERO = ("warmup_events", "warmup_extra_ms", "unattributed_floor_ms")
+
+
 @dataclass
 class SynthConfig:
     events: int = 2000  # per stack × workload
@@ -56,6 +65,19 @@ class SynthConfig:
         cfg.pairs = pairs or default_pairs()
         return cfg
 
+    def validate(self, where: str = "synth config") -> SynthConfig:
+        """This configuration, or a SynthConfigError naming the first field that cannot work."""
+        for name in (*_AT_LEAST_ONE, *_AT_LEAST_ZERO):
+            value = getattr(self, name)
+            low = 1 if name in _AT_LEAST_ONE else 0
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SynthConfigError(f"{where}: field {name}: expected a number, found {value!r}")
+            if value < low:
+                raise SynthConfigError(f"{where}: field {name}: {value!r} is below {low}")
+        if not self.pairs:
+            raise SynthConfigError(f"{where}: field pairs: no stack × workload pair")
+        return self
+
     @classmethod
     def load(cls, path: str | Path | None) -> SynthConfig:
         if path is None:
@@ -64,11 +86,17 @@ class SynthConfig:
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"{p}: not valid YAML ({exc})") from exc
+            raise SynthConfigError(f"{p}: not valid YAML ({exc})") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SynthConfigError(f"{p}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
+        if not isinstance(data, dict):
+            raise SynthConfigError(f"{p}: expected a mapping of settings, found {type(data).__name__}")
         try:
-            return cls.from_dict(data)
-        except TypeError as exc:
-            raise ValueError(f"{p}: {exc}") from exc
+            return cls.from_dict(data).validate(str(p))
+        except (TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, SynthConfigError):
+                raise
+            raise SynthConfigError(f"{p}: {exc}") from exc
 
 
 def config_dict(cfg: SynthConfig) -> dict:

@@ -8,7 +8,6 @@ experiment.json). Span files not yet ingested are the caller's job: `hopscope an
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import metadata
@@ -16,11 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from hopscope.core.rundir import EXPERIMENT, QUALITY
+from hopscope.core.rundir import (
+    EXPERIMENT,
+    MANIFEST,
+    MANIFEST_SHAPE,
+    QUALITY,
+    REPORT_HTML,
+    REPORT_MD,
+    RunDirError,
+    Shape,
+    read_json_file,
+)
 
-from ..run import NoSpans, Run, RunDirError, load
+from ..outputs import staged_outputs
+from ..run import NoSpans, Run, damage_named, load
+from ..run_files import EXPERIMENT_SHAPE
 from .context import ReportContext
 from .experiment_sections import apply_experiment
 from .outline import REPORT_SECTIONS
@@ -60,17 +72,13 @@ def _version() -> str:
         return "unknown"
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from the run directory ({} when the file is absent)."""
-    if not path.exists():
-        return {}
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{path}: not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise RunDirError(f"{path}: expected a JSON object, found {type(doc).__name__}")
-    return doc
+def read_json(path: Path, shape: Shape | None = None) -> dict[str, Any]:
+    """A JSON object from the run directory ({} when the file is absent; experiment.json and
+    manifest.json are checked against their shapes unless another is given)."""
+    path = Path(path)
+    if shape is None:
+        shape = {EXPERIMENT: EXPERIMENT_SHAPE, MANIFEST: MANIFEST_SHAPE}.get(path.name)
+    return read_json_file(path, shape)
 
 
 def analyze_run(run_dir: Path, *, mode: Mode = Mode.event, console: Console | None = None) -> AnalyzeResult:
@@ -86,7 +94,7 @@ def analyze_run(run_dir: Path, *, mode: Mode = Mode.event, console: Console | No
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False) as progress, damage_named(run_dir):
         steps = progress.add_task("load the run", total=4)
         run = load(run_dir, mode=mode.value)
         run_id = str(run.manifest.get("run_id") or run_dir.name)
@@ -102,14 +110,20 @@ def analyze_run(run_dir: Path, *, mode: Mode = Mode.event, console: Console | No
             },
         )
         apply_experiment(ctx, read_json(run_dir / EXPERIMENT))
-        progress.update(steps, advance=1, description=f"write parquet / graphml / {QUALITY}")
-        outputs = run.write_outputs(run_dir)
-        progress.update(steps, advance=1, description="report sections")
-        n_sections = len(REPORT_SECTIONS) + max(len(ctx.workloads) - 1, 0)
-        sec = progress.add_task("  sections", total=n_sections)
-        files = write_report(
-            ctx, run_dir, on_done=lambda title: progress.update(sec, advance=1, description=f"  {title}")
-        )
+        # every file of this analysis is written aside and moved into place at the end: a failure
+        # leaves the run directory's earlier analysis whole
+        with staged_outputs(run_dir, stale=Run.STALE_OUTPUTS, last=(REPORT_MD, REPORT_HTML)) as tmp:
+            progress.update(steps, advance=1, description=f"write parquet / graphml / {QUALITY}")
+            outputs = [run_dir / p.name for p in run.write_outputs(tmp, staged=False)]
+            progress.update(steps, advance=1, description="report sections")
+            n_sections = len(REPORT_SECTIONS) + max(len(ctx.workloads) - 1, 0)
+            sec = progress.add_task("  sections", total=n_sections)
+            staged = write_report(
+                ctx,
+                tmp,
+                on_done=lambda title: progress.update(sec, advance=1, description=f"  {escape(title)}"),
+            )
+        files = ReportFiles(run_dir / staged.html.name, run_dir / staged.markdown.name)
         progress.update(steps, advance=1, description="done")
     return AnalyzeResult(files, [*outputs, files.html, files.markdown], quality_problems(ctx), run)
 

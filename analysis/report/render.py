@@ -14,6 +14,7 @@ from plotly.offline import get_plotlyjs
 
 from hopscope.core.rundir import REPORT_HTML, REPORT_MD
 
+from ..outputs import write_text_atomic
 from .context import ReportContext
 from .outline import build_sections
 from .section import Section, SectionFn
@@ -85,6 +86,8 @@ def write_report(
     sections = build_sections(ctx, section_fns, on_done)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(out_dir / REPORT_HTML, out_dir / REPORT_MD)
-    files.html.write_text(render_html(ctx, sections), encoding="utf-8")
-    files.markdown.write_text(render_markdown(ctx, sections), encoding="utf-8")
+    html_text, md_text = render_html(ctx, sections), render_markdown(ctx, sections)
+    # each file whole or not at all (the markdown first: report.html is what a reader opens)
+    write_text_atomic(files.markdown, md_text)
+    write_text_atomic(files.html, html_text)
     return files

@@ -13,6 +13,7 @@ import pandas as pd
 from ..ledger import warmup_events
 from ..quality import span_source_problems
 from ..resources import host_bound_phases
+from ..span_file import MAX_VALUE_BYTES
 from ..verdicts import MIN_TAIL
 from . import plots
 from .context import ReportContext
@@ -442,8 +443,8 @@ def quality_problems(ctx: ReportContext) -> list[str]:
     out = []
     q = ctx.quality
     ingest = ctx.meta.get("ingest_report") or {}
-    # The core repeats the run-level malformed count on every pair; the ingest line says it once.
-    run_level = {"malformed_records"} if ingest else set()
+    # The core repeats the run-level counts on every pair; a line of their own says them once.
+    run_level = {"malformed_records", "values_truncated"} if ingest else {"values_truncated"}
     if q is not None and not q.empty:
         for _, rec in q.iterrows():
             for check in q.columns:
@@ -459,6 +460,9 @@ def quality_problems(ctx: ReportContext) -> list[str]:
     for kind, n in (ingest.get("skipped") or {}).items():
         if _positive(n):
             out.append(f"ingest skipped {n} × {kind}")
+    cut = q["values_truncated"].iloc[0] if q is not None and "values_truncated" in q.columns and len(q) else 0
+    if _positive(cut):
+        out.append(f"{cut} over-long string value(s) cut to {MAX_VALUE_BYTES:,} characters on loading")
     out.extend(
         f"span source {line}" for line in span_source_problems(getattr(ctx.run, "manifest", None) or {})
     )
@@ -530,7 +534,14 @@ def closure_frame(e2e: pd.DataFrame) -> pd.DataFrame:
                 flag="unattributed > 5 % of e2e" if share50 > CLOSURE_FLAG_SHARE else "ok",
             )
         )
-    return pd.DataFrame(rows)
+    # every column even when no pair has a measured closure (spans and ledger name other stacks)
+    return pd.DataFrame(rows, columns=CLOSURE_COLUMNS)
+
+
+CLOSURE_COLUMNS = [
+    "stack", "workload", "events", "ledger_p50_ms", "unattributed_p50_ms", "unattributed_p99_ms",
+    "unattributed_share_p50", "flag",
+]  # fmt: skip
 
 
 def quality_section(ctx: ReportContext) -> Iterable[Section]:

@@ -14,11 +14,11 @@ original kept in attribute `jaeger.original_span_id`), so references still match
 
 from __future__ import annotations
 
-from hopscope.collector.errors import Problems
+from hopscope.collector.errors import BadRecord, Problems, short
 from hopscope.core import ids
 from hopscope.core.attributes import ATTR_SERVICE
 
-from .rows import SpanRows, format_double
+from .rows import INT64_MAX, SpanRows, format_double
 
 _KIND_TAG = {
     "client": "CLIENT",
@@ -29,37 +29,40 @@ _KIND_TAG = {
 }
 
 
-class _Bad(Exception):
-    def __init__(self, field: str, message: str, kind: str):
-        super().__init__(message)
-        self.field, self.message, self.kind = field, message, kind
-
-
-def _tag_value(tag: dict) -> str:
-    v = tag.get("value")
+def _tag_value(v: object, field: str) -> str | None:
+    if v is None:
+        return None
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
         return format_double(v)
-    return str(v)
+    if isinstance(v, str | int):
+        return str(v)
+    raise BadRecord(field, f"tag value is not a string, number or boolean: {short(v)}")
 
 
-def _tags(tags: object) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for t in tags or []:
-        if isinstance(t, dict) and isinstance(t.get("key"), str):
-            out[t["key"]] = _tag_value(t)
+def _tags(tags: object, field: str) -> dict[str, str | None]:
+    """Jaeger tags [{key, type, value}] as a map (a later key wins)."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, list):
+        raise BadRecord(field, f"is not a list: {short(tags)}")
+    out: dict[str, str | None] = {}
+    for i, t in enumerate(tags):
+        if not isinstance(t, dict) or not isinstance(t.get("key"), str):
+            raise BadRecord(f"{field}[{i}]", f"tag without a string key: {short(t)}")
+        out[t["key"]] = _tag_value(t.get("value"), f"{field}[{i}].value")
     return out
 
 
 def _id(raw: object, hex_len: int, field: str, problems: Problems) -> str:
     if raw is None or raw == "":
-        raise _Bad(field, "missing id", "missing_id")
+        raise BadRecord(field, "missing id", "missing_id")
     padded = ids.pad_hex(raw, hex_len)
     if padded is not None:
         return padded
     if not isinstance(raw, str):
-        raise _Bad(field, f"id {raw!r} is not a string", "bad_id")
+        raise BadRecord(field, f"id {short(raw)} is not a string", "bad_id")
     problems.adjust("id_not_hex_hashed")
     return ids.hashed(raw, hex_len, salt="jaeger-label:")
 
@@ -67,7 +70,17 @@ def _id(raw: object, hex_len: int, field: str, problems: Problems) -> str:
 def _micros(span: dict, field: str) -> int:
     v = span.get(field)
     if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise _Bad(field, f"missing or unparseable µs value {v!r}", "bad_timestamp")
+        raise BadRecord(field, f"missing or unparseable µs value {short(v)}", "bad_timestamp")
+    if v * 1000 > INT64_MAX:
+        raise BadRecord(field, f"{v} µs is past the int64 nanosecond range", "bad_timestamp")
+    return v
+
+
+def _text(v: object, field: str) -> str:
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise BadRecord(field, f"is not a string: {short(v)}")
     return v
 
 
@@ -77,44 +90,58 @@ def _span(sp: dict, processes: dict, rows: SpanRows, problems: Problems) -> None
     span_id = _id(raw_span_id, ids.SPAN_HEX, "spanID", problems)
     start = _micros(sp, "startTime")
     duration = _micros(sp, "duration")
+    if (start + duration) * 1000 > INT64_MAX:
+        raise BadRecord("duration", "start + duration is past the int64 nanosecond range", "bad_timestamp")
     parent = None
     links: list[tuple[str, str]] = []
-    refs = list(sp.get("references") or [])
-    if sp.get("parentSpanID") and str(sp["parentSpanID"]).strip("0"):
-        refs.insert(0, {"refType": "CHILD_OF", "traceID": sp.get("traceID"), "spanID": sp["parentSpanID"]})
+    refs = sp.get("references")
+    if refs is None:
+        refs = []
+    if not isinstance(refs, list):
+        raise BadRecord("references", f"is not a list: {short(refs)}")
+    refs = list(refs)
+    parent_raw = sp.get("parentSpanID")
+    if parent_raw and not (isinstance(parent_raw, str) and not parent_raw.strip("0")):
+        refs.insert(0, {"refType": "CHILD_OF", "traceID": sp.get("traceID"), "spanID": parent_raw})
     for i, ref in enumerate(refs):
         if not isinstance(ref, dict):
-            raise _Bad(f"references[{i}]", "reference is not an object", "malformed_record")
+            raise BadRecord(f"references[{i}]", "reference is not an object", "malformed_record")
         rt = _id(ref.get("traceID"), ids.TRACE_HEX, f"references[{i}].traceID", problems)
         rs = _id(ref.get("spanID"), ids.SPAN_HEX, f"references[{i}].spanID", problems)
         ref_type = ref.get("refType", "CHILD_OF")
         if ref_type not in ("CHILD_OF", "FOLLOWS_FROM"):
-            raise _Bad(f"references[{i}].refType", f"unknown refType {ref_type!r}", "bad_field")
+            raise BadRecord(f"references[{i}].refType", f"unknown refType {short(ref_type)}", "bad_field")
         if ref_type == "CHILD_OF" and parent is None and rt == trace_id:
             parent = rs
         elif (rt, rs) != (trace_id, parent):
             links.append((rt, rs))
-    attrs = _tags(sp.get("tags"))
+    attrs = _tags(sp.get("tags"), "tags")
     if ids.pad_hex(raw_span_id, ids.SPAN_HEX) is None:
         attrs["jaeger.original_span_id"] = str(raw_span_id)
-    kind = _KIND_TAG.get(attrs.pop("span.kind", "").lower(), "UNSPECIFIED")
-    status_tag = attrs.pop("otel.status_code", "").upper()
-    error = attrs.get("error", "").lower() == "true"
+    kind = _KIND_TAG.get((attrs.pop("span.kind", None) or "").lower(), "UNSPECIFIED")
+    status_tag = (attrs.pop("otel.status_code", None) or "").upper()
+    error = (attrs.get("error") or "").lower() == "true"
     status = "ERROR" if status_tag == "ERROR" or error else ("OK" if status_tag == "OK" else "UNSET")
     process = sp.get("process")
+    if process is not None and not isinstance(process, dict):
+        raise BadRecord("process", f"is not an object: {short(process)}")
+    if process is None:
+        pid = sp.get("processID")
+        process = processes.get(pid) if isinstance(pid, str) else None
     if not isinstance(process, dict):
-        process = processes.get(sp.get("processID"))
-    if not isinstance(process, dict):
-        raise _Bad("processID", f"process {sp.get('processID')!r} not found in the trace", "bad_field")
-    resource = _tags(process.get("tags"))
-    if process.get("serviceName") is not None:
-        resource[ATTR_SERVICE] = process["serviceName"]
+        raise BadRecord(
+            "processID", f"process {short(sp.get('processID'))} not found in the trace", "bad_field"
+        )
+    resource: dict[str, str | None] = _tags(process.get("tags"), "process.tags")
+    service = process.get("serviceName")
+    if service is not None:
+        resource[ATTR_SERVICE] = _text(service, "process.serviceName")
     rows.add(
         trace_id=trace_id,
         span_id=span_id,
         parent_span_id=parent,
         links=links,
-        name=str(sp.get("operationName") or ""),
+        name=_text(sp.get("operationName"), "operationName"),
         kind=kind,
         start_ns=start * 1000,
         end_ns=(start + duration) * 1000,
@@ -124,23 +151,35 @@ def _span(sp: dict, processes: dict, rows: SpanRows, problems: Problems) -> None
     )
 
 
-def read_document(doc: object, source: str, problems: Problems) -> SpanRows:
-    rows = SpanRows(source)
+def read_document(doc: object, rows: SpanRows, problems: Problems, where: str | None = None) -> None:
+    """Add the spans of one `{"data": ...}` document to `rows`; bad traces and spans are counted.
+
+    `where` names the record the document came from (a line of a JSON-lines file), if any.
+    """
+    source = rows.source
+    prefix = f"{where}, " if where else ""
     data = doc.get("data") if isinstance(doc, dict) else None
     traces = [data] if isinstance(data, dict) else data
     if not isinstance(traces, list):
-        problems.skip(source, None, "data", "expected a trace object or a list of traces", "malformed_record")
-        return rows
+        problems.skip(
+            source, where, "data", "expected a trace object or a list of traces", "malformed_record"
+        )
+        return
     for ti, trace in enumerate(traces):
         if not isinstance(trace, dict) or not isinstance(trace.get("spans"), list):
-            problems.skip(source, f"trace {ti}", "spans", "trace without a spans list", "malformed_record")
+            problems.skip(
+                source, f"{prefix}trace {ti}", "spans", "trace without a spans list", "malformed_record"
+            )
             continue
-        processes = trace.get("processes") or {}
+        # a processes map of the wrong type finds no process: each span that needs one is counted
+        processes = trace.get("processes")
+        processes = processes if isinstance(processes, dict) else {}
         for si, sp in enumerate(trace["spans"]):
             try:
                 if not isinstance(sp, dict):
-                    raise _Bad("", "span is not an object", "malformed_record")
+                    raise BadRecord("", f"span is not an object: {short(sp)}", "malformed_record")
                 _span(sp, processes, rows, problems)
-            except _Bad as e:
-                problems.skip(source, f"trace {ti} span {si}", e.field, e.message, e.kind)
-    return rows
+            except BadRecord as e:
+                problems.skip(source, f"{prefix}trace {ti} span {si}", e.field, e.message, e.kind)
+            except Exception as e:  # a reader bug: counted, never fatal
+                problems.unexpected(source, f"{prefix}trace {ti} span {si}", None, e)

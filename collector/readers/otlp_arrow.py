@@ -9,6 +9,7 @@ the file again line by line (otlp_dict.py), which names every bad line and field
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
 
 import numpy as np
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from hopscope.collector.errors import DEFAULT_LIMITS, Limits
 from hopscope.core.attributes import (
     ATTR_DERIVED,
     ATTR_EVENT_ID,
@@ -127,7 +129,86 @@ def _enum(codes: pa.Array, names: pa.Array, what: str) -> pa.Array:
     return pc.take(names, codes)
 
 
-def _kv_split(kv_lists: pa.Array, lifted: frozenset[str]) -> tuple[dict[str, pa.Array], pa.MapArray]:
+def _max_bytes(arr: pa.Array) -> int:
+    """The longest value of a string array, in bytes (0 when empty or all null)."""
+    if len(arr) == 0 or arr.null_count == len(arr):
+        return 0
+    return pc.max(pc.binary_length(arr)).as_py() or 0
+
+
+#: The tolerant reader's JSON parser (orjson) refuses documents nested deeper than 1024 levels (the
+#: line is counted as too_deep); pyarrow.json reads them. Lines nested deeper than this go to it.
+_TOLERANT_DEPTH = 1000
+_DEPTH_BLOCK = 64 << 20
+
+
+def _deepest(block: np.ndarray) -> int:
+    """The deepest nesting of objects and arrays in whole JSON lines (brackets in strings not counted),
+    vectorised. Exact for valid lines; a line that is not valid JSON fails pyarrow.json anyway."""
+    folded = block | np.uint8(0x20)  # { [ -> {   and   } ] -> }
+    brackets = np.flatnonzero((folded == 0x7B) | (folded == 0x7D))
+    if len(brackets) == 0:
+        return 0
+    quotes = np.flatnonzero(block == 0x22)
+    if len(quotes):
+        escaped = np.flatnonzero(block[np.maximum(quotes - 1, 0)] == 0x5C)
+        if len(escaped):
+            keep = np.ones(len(quotes), dtype=bool)
+            for i in escaped:  # a quote behind an odd run of backslashes is escaped (rare)
+                p, run = int(quotes[i]) - 1, 0
+                while p >= 0 and block[p] == 0x5C:
+                    run, p = run + 1, p - 1
+                keep[i] = run % 2 == 0
+            quotes = quotes[keep]
+        brackets = brackets[np.searchsorted(quotes, brackets) % 2 == 0]
+    steps = np.where(folded[brackets] == 0x7B, 1, -1)
+    return int(np.cumsum(steps).max()) if len(steps) else 0
+
+
+def _check_depth(data: bytes | pa.Buffer, limit: int = _TOLERANT_DEPTH) -> None:
+    """Decline a buffer with a line nested deeper than the tolerant reader parses (it counts that line)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    start = 0
+    while start < len(raw):
+        end = min(start + _DEPTH_BLOCK, len(raw))
+        if end < len(raw):  # whole lines: strings and brackets start afresh on every line
+            nl = np.flatnonzero(raw[start:end] == 10)
+            if len(nl):
+                end = start + int(nl[-1]) + 1
+            else:
+                more = np.flatnonzero(raw[end:] == 10)
+                end = end + int(more[0]) + 1 if len(more) else len(raw)
+        if _deepest(raw[start:end]) > limit:
+            raise NeedsSlowPath(f"a line nested deeper than {limit} levels")
+        start = end
+
+
+#: A number this long overflows a double: the tolerant reader's parser refuses the line, pyarrow.json
+#: reads it. (Digit runs in ids and times are at most 32 long.)
+_LONG_NUMBER = re.compile(rb"[0-9]{300}")
+
+
+def _check_lines(data: bytes | pa.Buffer, limit: int) -> None:
+    """Decline a buffer with a line over `limit` bytes (the tolerant reader skips and counts it), or
+    with a line that does not start with `{`: pyarrow.json dereferences a null pointer on a `null`
+    at the root (apache/arrow#47409, pyarrow 26 still), and the collector writes objects only."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    starts = np.concatenate(([0], ends + 1))
+    first = raw[starts[starts < len(raw)]]
+    if np.any((first != 0x7B) & (first != 10)):
+        raise NeedsSlowPath("a line that does not start with {")
+    if len(raw) <= limit:
+        return
+    bounds = np.concatenate(([-1], ends, [len(raw)]))
+    longest = int(np.max(np.diff(bounds))) - 1
+    if longest > limit:
+        raise NeedsSlowPath(f"a line of {longest} bytes is over max_record_bytes={limit}")
+
+
+def _kv_split(
+    kv_lists: pa.Array, lifted: frozenset[str], max_bytes: int = DEFAULT_LIMITS.max_attribute_bytes
+) -> tuple[dict[str, pa.Array], pa.MapArray]:
     """From a list<{key, value: AnyValue}> per row: the lifted keys' values per row (null where absent;
     the last one where a key repeats, as the slow path's dict keeps it) and the map of the other keys.
 
@@ -140,6 +221,17 @@ def _kv_split(kv_lists: pa.Array, lifted: frozenset[str]) -> tuple[dict[str, pa.
     keys = pc.struct_field(flat, "key")
     v = pc.struct_field(flat, "value")
     # AnyValue as text; kinds no entry uses are left out of the coalesce
+    ints = pc.struct_field(v, "intValue")
+    if ints.null_count < len(ints):
+        # the slow path writes an int64 back as str(int(text)): take only text that already is that
+        given = ints.drop_null()
+        canonical = pc.match_substring_regex(given, r"^(0|-?[1-9][0-9]{0,18})$")
+        if not pc.all(canonical).as_py():
+            raise NeedsSlowPath("an intValue not spelled as a canonical 64-bit integer")
+        try:
+            pc.cast(given, pa.int64())
+        except pa.ArrowInvalid:
+            raise NeedsSlowPath("an intValue past the int64 range") from None
     parts = []
     for name, to_text in (
         ("stringValue", False),
@@ -156,6 +248,8 @@ def _kv_split(kv_lists: pa.Array, lifted: frozenset[str]) -> tuple[dict[str, pa.
     vals = (pc.coalesce(*parts) if len(parts) > 1 else parts[0]) if parts else pa.array([], pa.string())
     if vals.null_count:
         raise NeedsSlowPath("attribute value of a type the fast path does not read (array/kvlist/empty)")
+    if max(_max_bytes(keys), _max_bytes(vals)) > max_bytes:
+        raise NeedsSlowPath(f"an attribute over max_attribute_bytes={max_bytes}")
     offsets = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     enc = pc.dictionary_encode(keys)
@@ -191,22 +285,28 @@ def _kv_split(kv_lists: pa.Array, lifted: frozenset[str]) -> tuple[dict[str, pa.
     return out, rest
 
 
-def read_json_lines(data: bytes, source: str) -> pa.Table:
-    """Parse a whole OTLP JSON-lines buffer; raise NeedsSlowPath if any part is not canonical.
+def read_json_lines(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> pa.Table:
+    """Parse a whole OTLP JSON-lines buffer; raise NeedsSlowPath if any part is not canonical
+    or passes a limit (a line over max_record_bytes, a name or attribute over its bound).
 
     pyarrow.json parses blocks in parallel; each block's chunk is converted on its own (no
-    copy of the parsed nested data into one array).
+    copy of the parsed nested data into one array). It does not recurse on deep nesting (the
+    tolerant reader applies max_depth where it matters: attribute values).
     """
+    _check_lines(data, limits.max_record_bytes)
+    _check_depth(data)
+    if _LONG_NUMBER.search(memoryview(data)):
+        raise NeedsSlowPath("a number of 300 digits or more")
     t = _parse(data)
     chunks = t.column("resourceSpans").chunks
     del t
-    tables = [_convert(c, source) for c in chunks]
+    tables = [_convert(c, source, limits) for c in chunks]
     if not tables:
         return SPAN_SCHEMA.empty_table()
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def _convert(rs_col: pa.Array, source: str) -> pa.Table:
+def _convert(rs_col: pa.Array, source: str, limits: Limits = DEFAULT_LIMITS) -> pa.Table:
     """One parsed chunk (list<ResourceSpans> per line) as a SPAN_SCHEMA table."""
     if rs_col.null_count:
         raise NeedsSlowPath("a line without resourceSpans")
@@ -239,6 +339,8 @@ def _convert(rs_col: pa.Array, source: str) -> pa.Table:
     kind = _enum(pc.struct_field(spans, "kind"), _KIND_NAMES, "kind")
     status = _enum(pc.struct_field(pc.struct_field(spans, "status"), "code"), _STATUS_NAMES, "status")
     name = pc.fill_null(pc.struct_field(spans, "name"), "")
+    if _max_bytes(name) > limits.max_name_bytes:
+        raise NeedsSlowPath(f"a span name over max_name_bytes={limits.max_name_bytes}")
 
     links_l = pc.struct_field(spans, "links")
     links_flat = pc.list_flatten(links_l)
@@ -251,9 +353,13 @@ def _convert(rs_col: pa.Array, source: str) -> pa.Table:
     )
     links = pa.ListArray.from_arrays(_offsets(_lengths(links_l)), link_struct)
 
-    attr_lifted, attrs = _kv_split(pc.struct_field(spans, "attributes"), SPAN_LIFTED)
+    attr_lifted, attrs = _kv_split(
+        pc.struct_field(spans, "attributes"), SPAN_LIFTED, limits.max_attribute_bytes
+    )
     res_lifted, res_rest = _kv_split(
-        pc.struct_field(pc.struct_field(rs, "resource"), "attributes"), RESOURCE_LIFTED
+        pc.struct_field(pc.struct_field(rs, "resource"), "attributes"),
+        RESOURCE_LIFTED,
+        limits.max_attribute_bytes,
     )
     derived_text = pc.utf8_lower(pc.utf8_trim_whitespace(attr_lifted[ATTR_DERIVED]))
     derived = pc.fill_null(pc.is_in(derived_text, value_set=pa.array(["true", "1", "yes"])), False)

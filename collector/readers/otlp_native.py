@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hopscope.collector.errors import DEFAULT_LIMITS, Limits
 from hopscope.core.schema import KINDS, SPAN_SCHEMA, STATUSES
 
 from .otlp_arrow import PARSE_THREADS, NeedsSlowPath
@@ -71,26 +72,45 @@ def _map(cols: dict, name: str) -> pa.MapArray:
     return pa.MapArray.from_arrays(offsets, keys, values)
 
 
-def _run(parse, data: bytes | pa.Buffer | memoryview) -> dict:
+def _run(parse, data: bytes | pa.Buffer | memoryview, limits: Limits) -> dict:
     assert parse is not None, "the native reader is not built"
     if isinstance(data, pa.Buffer):
         data = memoryview(data).cast("B")  # Arrow exports signed chars ("b"); the parser takes bytes
     try:
-        return parse(data, _THREADS if PARSE_THREADS.get() else 1)
-    except ValueError as e:
+        return parse(
+            data,
+            _THREADS if PARSE_THREADS.get() else 1,
+            max_depth=limits.max_depth,
+            max_record_bytes=limits.max_record_bytes,
+            max_attribute_bytes=limits.max_attribute_bytes,
+            max_name_bytes=limits.max_name_bytes,
+        )
+    except ValueError as e:  # a line (record) it does not take, or past a limit
         raise NeedsSlowPath(str(e)) from None
+    except BaseException as e:
+        # the extension turns its panics into ValueError; should one still escape as PyO3's
+        # PanicException (a BaseException), the Python reader takes the buffer all the same
+        if type(e).__name__ == "PanicException":
+            raise NeedsSlowPath(f"the native reader panicked: {e}") from None
+        raise
 
 
-def read_json_lines(data: bytes | pa.Buffer | memoryview, source: str) -> pa.Table:
-    """Parse a whole OTLP JSON-lines buffer; raise NeedsSlowPath if any line is not canonical."""
-    return _table(_run(_parse, data), source)
+def read_json_lines(
+    data: bytes | pa.Buffer | memoryview, source: str, limits: Limits = DEFAULT_LIMITS
+) -> pa.Table:
+    """Parse a whole OTLP JSON-lines buffer; raise NeedsSlowPath if any line is not canonical
+    or passes one of the limits (a line nested deeper than max_depth, longer than max_record_bytes,
+    a name or attribute over its bound)."""
+    return _table(_run(_parse, data, limits), source)
 
 
-def read_proto_framed(data: bytes | pa.Buffer | memoryview, source: str) -> pa.Table:
+def read_proto_framed(
+    data: bytes | pa.Buffer | memoryview, source: str, limits: Limits = DEFAULT_LIMITS
+) -> pa.Table:
     """Parse a whole buffer of length-framed ExportTraceServiceRequests; NeedsSlowPath if any record
-    is truncated, does not decode or holds what the native reader does not read (array/kvlist/unset
-    values, bad ids, an end before its start)."""
-    return _table(_run(_parse_proto, data), source)
+    is truncated, does not decode, passes a limit or holds what the native reader does not read
+    (array/kvlist/unset values, bad ids, an end before its start)."""
+    return _table(_run(_parse_proto, data, limits), source)
 
 
 def _table(cols: dict, source: str) -> pa.Table:

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from hopscope.collector.errors import Problems
+from hopscope.collector.errors import BadRecord, Problems, short
 from hopscope.core import ids
 from hopscope.core.attributes import ATTR_SERVICE
 
-from .rows import ATTR_INGEST_FLAG, SpanRows
+from .rows import INT64_MAX, SpanRows, format_double
 
 _KINDS = {"CLIENT": "CLIENT", "SERVER": "SERVER", "PRODUCER": "PRODUCER", "CONSUMER": "CONSUMER"}
 
@@ -34,108 +34,155 @@ def _derived_id(trace_id: str, span_id: str, k: int) -> str:
     return ids.hashed(f"{trace_id}|{span_id}|server|{k}", ids.SPAN_HEX)
 
 
-def read_spans(doc: object, source: str, problems: Problems) -> SpanRows:
-    rows = SpanRows(source)
+def _micros(v: object, field: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise BadRecord(field, f"missing or unparseable {field} {short(v)}", "bad_timestamp")
+    if v * 1000 > INT64_MAX:
+        raise BadRecord(field, f"{v} µs is past the int64 nanosecond range", "bad_timestamp")
+    return v
+
+
+def _endpoint(v: object, field: str) -> dict:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise BadRecord(field, f"is not an object: {short(v)}")
+    for key in ("serviceName", "ipv4", "ipv6"):
+        if v.get(key) is not None and not isinstance(v[key], str):
+            raise BadRecord(f"{field}.{key}", f"is not a string: {short(v[key])}")
+    return v
+
+
+def _tag_text(v: object, key: str) -> str | None:
+    """Zipkin v2 tag values are strings; numbers and booleans some producers write are spelled out."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return format_double(v)
+    raise BadRecord(f"tags[{short(key, 60)}]", f"tag value is not a string: {short(v)}")
+
+
+def _parse(sp: object, i: int) -> dict:
+    """One Zipkin span checked and converted (BadRecord names what is wrong)."""
+    if not isinstance(sp, dict):
+        raise BadRecord("", f"span is not an object: {short(sp)}", "malformed_record")
+    trace_id = ids.pad_hex(sp.get("traceId"), ids.TRACE_HEX)
+    span_id = ids.pad_hex(sp.get("id"), ids.SPAN_HEX)
+    for field, value, raw in (("traceId", trace_id, sp.get("traceId")), ("id", span_id, sp.get("id"))):
+        if value is None:
+            kind = "missing_id" if raw is None or raw == "" else "bad_id"
+            digits = 32 if field == "traceId" else 16
+            raise BadRecord(field, f"id {short(raw)} is not 1-{digits} hex digits", kind)
+    parent_raw = sp.get("parentId")
+    parent = ids.pad_hex(parent_raw, ids.SPAN_HEX) if parent_raw else None
+    if parent_raw and parent is None and not (isinstance(parent_raw, str) and not parent_raw.strip("0")):
+        raise BadRecord("parentId", f"id {short(parent_raw)} is not hex", "bad_id")
+    ts = _micros(sp.get("timestamp"), "timestamp")
+    flags = []
+    dur = sp.get("duration")
+    if dur is None:
+        flags.append("missing_duration")
+        dur = 0
+    else:
+        dur = _micros(dur, "duration")
+    if (ts + dur) * 1000 > INT64_MAX:
+        raise BadRecord(
+            "duration", "timestamp + duration is past the int64 nanosecond range", "bad_timestamp"
+        )
+    kind_raw = sp.get("kind")
+    if kind_raw is not None and not (isinstance(kind_raw, str) and kind_raw in _KINDS):
+        raise BadRecord("kind", f"unknown kind {short(kind_raw)}", "bad_field")
+    name = sp.get("name")
+    if name is not None and not isinstance(name, str):
+        raise BadRecord("name", f"is not a string: {short(name)}")
+    shared = sp.get("shared")
+    if shared is not None and not isinstance(shared, bool):
+        raise BadRecord("shared", f"is not a boolean: {short(shared)}")
+    tags = sp.get("tags")
+    if tags is None:
+        tags = {}
+    if not isinstance(tags, dict):
+        raise BadRecord("tags", f"is not an object: {short(tags)}")
+    attrs = {k: _tag_text(v, k) for k, v in tags.items()}
+    local = _endpoint(sp.get("localEndpoint"), "localEndpoint")
+    remote = _endpoint(sp.get("remoteEndpoint"), "remoteEndpoint")
+    if remote.get("serviceName"):
+        attrs.setdefault("peer.service", remote["serviceName"])
+    resource = {}
+    if local.get("serviceName") is not None:
+        resource[ATTR_SERVICE] = local["serviceName"]
+    if local.get("ipv4") or local.get("ipv6"):
+        resource["host.ip"] = local.get("ipv4") or local.get("ipv6")
+    return {
+        "i": i,
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "orig_id": span_id,
+        "parent": parent,
+        "kind": _KINDS.get(kind_raw, "INTERNAL"),
+        "shared": bool(shared),
+        "start": ts * 1000,
+        "end": (ts + dur) * 1000,
+        "flags": flags,
+        "name": name or "",
+        "attrs": attrs,
+        "resource": resource,
+        "service": local.get("serviceName"),
+    }
+
+
+def read_spans(doc: object, rows: SpanRows, problems: Problems, where: str | None = None) -> None:
+    """Add the spans of one Zipkin v2 span list to `rows`; bad spans are skipped and counted.
+
+    `where` names the record the list came from (a line of a JSON-lines file), if any.
+    """
+    source = rows.source
+    prefix = f"{where}, " if where else ""
     if not isinstance(doc, list):
         problems.skip(
-            source, None, None, "a Zipkin v2 document must be a JSON list of spans", "malformed_record"
+            source, where, None, "a Zipkin v2 document must be a JSON list of spans", "malformed_record"
         )
-        return rows
+        return
     parsed: list[dict] = []
     for i, sp in enumerate(doc):
-        where = f"span {i}"
-        if not isinstance(sp, dict):
-            problems.skip(source, where, None, "span is not an object", "malformed_record")
-            continue
-        trace_id = ids.pad_hex(sp.get("traceId"), ids.TRACE_HEX)
-        span_id = ids.pad_hex(sp.get("id"), ids.SPAN_HEX)
-        for field, value, raw in (("traceId", trace_id, sp.get("traceId")), ("id", span_id, sp.get("id"))):
-            if value is None:
-                kind = "missing_id" if not raw else "bad_id"
-                problems.skip(
-                    source,
-                    where,
-                    field,
-                    f"id {raw!r} is not 1-{32 if field == 'traceId' else 16} hex digits",
-                    kind,
-                )
-                break
-        else:
-            parent_raw = sp.get("parentId")
-            parent = ids.pad_hex(parent_raw, ids.SPAN_HEX) if parent_raw else None
-            if parent_raw and parent is None and str(parent_raw).strip("0"):
-                problems.skip(source, where, "parentId", f"id {parent_raw!r} is not hex", "bad_id")
-                continue
-            ts, dur = sp.get("timestamp"), sp.get("duration")
-            if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
-                problems.skip(
-                    source, where, "timestamp", f"missing or unparseable timestamp {ts!r}", "bad_timestamp"
-                )
-                continue
-            flags = []
-            if dur is None:
-                flags.append("missing_duration")
-                dur = 0
-            elif not isinstance(dur, int) or isinstance(dur, bool) or dur < 0:
-                problems.skip(source, where, "duration", f"unparseable duration {dur!r}", "bad_timestamp")
-                continue
-            kind_raw = sp.get("kind")
-            if kind_raw is not None and kind_raw not in _KINDS:
-                problems.skip(source, where, "kind", f"unknown kind {kind_raw!r}", "bad_field")
-                continue
-            parsed.append(
-                {
-                    "i": i,
-                    "trace_id": trace_id,
-                    "span_id": span_id,
-                    "orig_id": span_id,
-                    "parent": parent,
-                    "kind": _KINDS.get(kind_raw, "INTERNAL"),
-                    "shared": bool(sp.get("shared")),
-                    "start": ts * 1000,
-                    "end": (ts + dur) * 1000,
-                    "flags": flags,
-                    "raw": sp,
-                    "service": (sp.get("localEndpoint") or {}).get("serviceName"),
-                }
-            )
-    _split_shared_ids(parsed, problems)
+        try:
+            parsed.append(_parse(sp, i))
+        except BadRecord as e:
+            problems.skip(source, f"{prefix}span {i}", e.field or None, e.message, e.kind)
+        except Exception as e:  # a reader bug: counted, never fatal
+            problems.unexpected(source, f"{prefix}span {i}", None, e)
+    _split_shared_ids(parsed)
     for p in parsed:
-        sp = p["raw"]
-        attrs = {str(k): str(v) for k, v in (sp.get("tags") or {}).items()}
-        remote = sp.get("remoteEndpoint") or {}
-        if remote.get("serviceName"):
-            attrs.setdefault("peer.service", remote["serviceName"])
+        attrs = p["attrs"]
         if p["span_id"] != p["orig_id"]:
             attrs["zipkin.shared_span_id"] = p["orig_id"]
             p["flags"].append("zipkin_shared_id")
-        if p["flags"]:
-            attrs[ATTR_INGEST_FLAG] = ",".join(p["flags"])
-            for flag in p["flags"]:
-                problems.adjust(flag)
-        local = sp.get("localEndpoint") or {}
-        resource = {}
-        if p["service"] is not None:
-            resource[ATTR_SERVICE] = p["service"]
-        if local.get("ipv4") or local.get("ipv6"):
-            resource["host.ip"] = local.get("ipv4") or local.get("ipv6")
-        rows.add(
-            trace_id=p["trace_id"],
-            span_id=p["span_id"],
-            parent_span_id=p["parent"],
-            links=[],
-            name=str(sp.get("name") or ""),
-            kind=p["kind"],
-            start_ns=p["start"],
-            end_ns=p["end"],
-            status="ERROR" if "error" in attrs else "UNSET",
-            attributes=attrs,
-            resource=resource,
-        )
-    return rows
+        try:
+            rows.add(
+                trace_id=p["trace_id"],
+                span_id=p["span_id"],
+                parent_span_id=p["parent"],
+                links=[],
+                name=p["name"],
+                kind=p["kind"],
+                start_ns=p["start"],
+                end_ns=p["end"],
+                status="ERROR" if "error" in attrs else "UNSET",
+                attributes=attrs,
+                resource=p["resource"],
+                flags=p["flags"],
+            )
+        except BadRecord as e:
+            problems.skip(source, f"{prefix}span {p['i']}", e.field or None, e.message, e.kind)
+        except Exception as e:  # a reader bug: counted, never fatal
+            problems.unexpected(source, f"{prefix}span {p['i']}", None, e)
 
 
-def _split_shared_ids(parsed: list[dict], problems: Problems) -> None:
+def _split_shared_ids(parsed: list[dict]) -> None:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for p in parsed:
         groups[(p["trace_id"], p["span_id"])].append(p)

@@ -4,12 +4,16 @@ tables and the report, optionally fill the dashboards' results tables."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from hopscope.commands.errors import EXIT_FAILED, CliError, UsageProblem, writable_dir
+from hopscope.commands.ingest import LimitOption, parse_limits
 from hopscope.core.rundir import SPANS_DIR, SPANS_PARQUET
 
 
@@ -45,12 +49,12 @@ def register(app: typer.Typer) -> None:
                 "(a libpq DSN; `deployed` = hopscope's own Postgres; default $HOPSCOPE_RESULTS_DSN)",
             ),
         ] = None,
+        limit: LimitOption = None,
     ) -> None:
         """Analyse a run and write report.html, report.md and the analysis tables into RUN_DIR."""
         # Imported here so `hopscope --help` does not pay for pandas/plotly.
         from hopscope.analysis import RunDirError
         from hopscope.analysis.report.analyze import Mode, analyze_run
-        from hopscope.collector.errors import IngestError
         from hopscope.collector.ingest import ingest_run
 
         try:
@@ -59,41 +63,49 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{mode!r}: choose event or jaeger", param_hint="--mode") from None
         out, err = Console(), Console(stderr=True)
         if not run_dir.is_dir():
-            err.print(f"[red]analyze failed:[/] {run_dir}: not a directory", soft_wrap=True)
-            raise typer.Exit(1)
+            raise RunDirError(f"{run_dir}: {'not a directory' if run_dir.exists() else 'no such directory'}")
         try:
-            ingest_run(run_dir, strict=strict, console=err)
-            result = analyze_run(run_dir, mode=chosen, console=err)
-        except (RunDirError, IngestError) as e:
-            err.print(f"[red]analyze failed:[/] {e}", soft_wrap=True)
-            raise typer.Exit(1) from None
-        out.print(f"report: [bold]{result.report.html}[/]", soft_wrap=True)
-        out.print(f"        {result.report.markdown}", soft_wrap=True)
-        out.print(f"tables: {', '.join(p.name for p in result.outputs[:-2])}", soft_wrap=True)
-        _to_postgres(result.run, run_dir, to_postgres, out, err)
+            writable_dir(run_dir, "RUN_DIR", create=False)
+        except UsageProblem as e:  # an existing run directory: the analysis cannot be written there
+            raise CliError(str(e), EXIT_FAILED) from None
+        limits = parse_limits(limit)
+        target = _postgres_target(to_postgres)  # a DSN that cannot work fails before the analysis
+        ingest_run(run_dir, strict=strict, console=err, limits=limits)
+        result = analyze_run(run_dir, mode=chosen, console=err)
+        out.print(f"report: [bold]{escape(str(result.report.html))}[/]", soft_wrap=True)
+        out.print(f"        {result.report.markdown}", soft_wrap=True, markup=False)
+        out.print(f"tables: {', '.join(p.name for p in result.outputs[:-2])}", soft_wrap=True, markup=False)
+        if target:
+            _to_postgres(result.run, run_dir, target, out)
         if result.problems:
             err.print(
                 f"[yellow]{len(result.problems)} data-quality problem(s)[/] (see the report's Data quality):"
             )
             for line in result.problems[:20]:
-                err.print(f"  - {line}", soft_wrap=True)
+                err.print(f"  - {line}", soft_wrap=True, markup=False)
             if strict:
-                raise typer.Exit(1)
+                raise typer.Exit(EXIT_FAILED)
 
 
-def _to_postgres(run: object, run_dir: Path, dsn: str | None, out: Console, err: Console) -> None:
-    """Fill the Attribution dashboard's results tables (when a DSN is given or in the
-    environment); a Postgres that refuses is exit 1."""
-    from hopscope.dashboards.results_tables import ResultsError
-    from hopscope.dashboards.results_target import results_dsn, write_run_results
+def _postgres_target(dsn: str | None) -> str | None:
+    """The DSN --to-postgres (or $HOPSCOPE_RESULTS_DSN) names, checked to be one; None for none."""
+    from hopscope.dashboards.results_target import DSN_ENV
+
+    if not dsn and not os.environ.get(DSN_ENV):
+        return None
+    from hopscope.dashboards.results_target import check_dsn, results_dsn
 
     target = results_dsn(dsn)
-    if not target:
-        return
-    try:
-        run_id, written = write_run_results(run, run_dir, target)  # type: ignore[arg-type]
-    except ResultsError as e:
-        err.print(f"[red]{e}[/]", soft_wrap=True)
-        raise typer.Exit(1) from None
+    if target:
+        check_dsn(target, "--to-postgres" if dsn else f"${DSN_ENV}")
+    return target
+
+
+def _to_postgres(run: object, run_dir: Path, target: str, out: Console) -> None:
+    """Fill the Attribution dashboard's results tables; a Postgres that refuses is a ResultsError
+    (exit 1)."""
+    from hopscope.dashboards.results_target import write_run_results
+
+    run_id, written = write_run_results(run, run_dir, target)  # type: ignore[arg-type]
     rows = ", ".join(f"{table} {n}" for table, n in written.items())
-    out.print(f"postgres: run [bold]{run_id}[/] — {rows}", soft_wrap=True)
+    out.print(f"postgres: run [bold]{escape(str(run_id))}[/] — {escape(rows)}", soft_wrap=True)

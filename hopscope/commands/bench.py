@@ -13,14 +13,14 @@ from hopscope.analysis.ledger import sweep_steps
 from hopscope.analysis.report.experiment_sections import sweep_plot
 from hopscope.analysis.run import read_ledger
 from hopscope.analysis.sweep import knee_rule
+from hopscope.commands.errors import UsageProblem, writable_dir
 from hopscope.deploy.config import load_config
 from hopscope.pipelines.bench import LIVE_ROOT_SPANS_MAX_RATE, resolve_bench, run_bench
 from hopscope.pipelines.capacity import Capacity, capacity_from_steps, rate_warning, record_capacities
-from hopscope.pipelines.clean_start import NotCleanError
-from hopscope.pipelines.driver import PreflightError, get_driver_factory, known_stacks
+from hopscope.pipelines.driver import get_driver_factory, known_stacks
 from hopscope.pipelines.loadgen import LoadResult
-from hopscope.pipelines.stack import StackError, stack_names_for_help
-from hopscope.pipelines.workload import WORKLOADS_DIR, Workload, WorkloadError
+from hopscope.pipelines.stack import stack_names_for_help
+from hopscope.pipelines.workload import WORKLOADS_DIR, Workload
 
 
 def _stack_help() -> str:
@@ -156,38 +156,30 @@ def register(app: typer.Typer) -> None:
         if sweep is not None:
             try:
                 overrides["rate_sweep"] = tuple(float(r) for r in sweep.split(",") if r.strip())
-            except ValueError as exc:
-                console.print(f"[red]error:[/] --sweep takes comma-separated rates, got {sweep!r}")
-                raise typer.Exit(2) from exc
+            except ValueError:
+                raise UsageProblem("--sweep", sweep, "takes comma-separated rates") from None
             overrides["rate"] = None
+        if out is not None:
+            writable_dir(out)
         if otlp_endpoint is None:
             # The root spans must reach the same collector the drivers export to.
             otlp_endpoint = load_config().collector.otlp_grpc_endpoint
-        try:
-            resolved = resolve_bench(stack, workload, overrides, workloads_dir)
-            if not resolved.rate_sweep or len(resolved.rate_sweep) < 2:
-                warning = rate_warning(stack, resolved.name, max(r for r, _ in resolved.phases()))
-                if warning:
-                    console.print(f"[yellow]warning:[/] {warning}")
-            run_dir, result = run_bench(
-                stack,
-                resolved,
-                root_spans=root_spans,
-                out=out,
-                tracing=tracing,
-                otlp_endpoint=otlp_endpoint,
-                progress=progress,
-                console=console,
-            )
-        except (WorkloadError, StackError) as exc:
-            console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2) from exc
-        except PreflightError as exc:
-            console.print(f"[red]{exc}[/] — no load was sent")
-            raise typer.Exit(3) from exc
-        except NotCleanError as exc:
-            console.print(f"[red]refused:[/] {exc}")
-            raise typer.Exit(4) from exc
+        # a bad workload or stack is exit 2, a failed preflight 3, a stack not clean 4 (hopscope.commands.errors)
+        resolved = resolve_bench(stack, workload, overrides, workloads_dir)
+        if not resolved.rate_sweep or len(resolved.rate_sweep) < 2:
+            warning = rate_warning(stack, resolved.name, max(r for r, _ in resolved.phases()))
+            if warning:
+                console.print(f"[yellow]warning:[/] {warning}")
+        run_dir, result = run_bench(
+            stack,
+            resolved,
+            root_spans=root_spans,
+            out=out,
+            tracing=tracing,
+            otlp_endpoint=otlp_endpoint,
+            progress=progress,
+            console=console,
+        )
         simulation = bool(getattr(get_driver_factory(stack), "simulation", False))
         print_result(console, stack, resolved, result, simulation)
         if resolved.rate_sweep and len(resolved.rate_sweep) > 1:

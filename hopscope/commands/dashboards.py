@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create or update the hopscope folder, datasources and dashboards (idempotent)."""
         from hopscope.dashboards import datasources as d
-        from hopscope.dashboards.publish import PublishError, connect, publish
+        from hopscope.dashboards.publish import connect, publish
 
         console = Console()
         token = os.environ.get(token_env)
@@ -70,11 +70,7 @@ def register(app: typer.Typer) -> None:
         }
         password = os.environ.get(postgres_password_env)
         secrets = {d.POSTGRES.uid: {"password": password}} if password else {}
-        try:
-            changes = publish(connect(url, token), urls=urls, secrets=secrets)
-        except PublishError as exc:
-            console.print(f"[red]publish to {url} failed:[/red] {exc}")
-            raise typer.Exit(1) from exc
+        changes = publish(connect(url, token), urls=urls, secrets=secrets)  # PublishError: exit 1
         for change in changes:
             console.print(str(change))
         changed = sum(c.action != "unchanged" for c in changes)

@@ -15,9 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hopscope.collector.errors import IngestError, Problems
+from hopscope.collector.errors import DEFAULT_LIMITS, Limits, Problems
 from hopscope.collector.ingest import IngestResult, ingest, write_outputs
 from hopscope.collector.readers import FORMATS
+from hopscope.commands.errors import writable_dir
 from hopscope.core.rundir import INGEST_REPORT, SPANS_PARQUET
 from hopscope.core.schema import SPAN_SCHEMA
 
@@ -55,6 +56,25 @@ def _summary(result: IngestResult, title: str) -> None:
     _console.print(f"wrote {result.out_dir / SPANS_PARQUET} and {result.out_dir / INGEST_REPORT}")
 
 
+#: `--limit NAME=VALUE`, repeatable: the readers' bounds (collector/README.md, Limits)
+LimitOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--limit",
+        help="raise or lower a span reader limit, NAME=VALUE, repeatable: "
+        + ", ".join(f"{k} (default {v:,})" for k, v in DEFAULT_LIMITS.as_dict().items())
+        + "; sizes take K/M/G",
+    ),
+]
+
+
+def parse_limits(settings: list[str] | None) -> Limits:
+    try:
+        return DEFAULT_LIMITS.with_overrides(settings or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--limit") from None
+
+
 def register(app: typer.Typer) -> None:
     """Add this folder's commands to the main app."""
 
@@ -66,15 +86,15 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[
             str | None, typer.Option("--format", help=f"skip detection: one of {', '.join(FORMATS)}")
         ] = None,
+        limit: LimitOption = None,
     ) -> None:
         """Read collector files / Jaeger / Tempo / Zipkin JSON into RUN_DIR/spans.parquet."""
         if fmt is not None and fmt not in FORMATS:
             raise typer.BadParameter(f"{fmt!r}: choose one of {', '.join(FORMATS)}", param_hint="--format")
-        try:
-            result = ingest(src, out, strict=strict, fmt=fmt)
-        except IngestError as e:
-            _err.print(f"[red]ingest failed:[/] {e}")
-            raise typer.Exit(1) from None
+        limits = parse_limits(limit)
+        writable_dir(out)
+        # IngestError: exit 1 (hopscope.commands.errors)
+        result = ingest(src, out, strict=strict, fmt=fmt, limits=limits)
         _summary(result, "ingest")
 
     @app.command("fetch-traces")
@@ -105,36 +125,34 @@ def register(app: typer.Typer) -> None:
         if (jaeger is None) == (tempo is None):
             raise typer.BadParameter("give exactly one of --jaeger or --tempo")
         window = _parse_duration(lookback)
+        writable_dir(out)
         problems = Problems(strict=strict)
         t0 = time.perf_counter()
         tables: list[pa.Table] = []
         inputs = 0
-        try:
-            for tid in trace_id or []:
-                got = (
-                    live.jaeger_get_trace(jaeger, tid, problems)
-                    if jaeger
-                    else live.tempo_get_trace(tempo, tid, problems)
-                )
+        # IngestError: exit 1 (hopscope.commands.errors)
+        for tid in trace_id or []:
+            got = (
+                live.jaeger_get_trace(jaeger, tid, problems)
+                if jaeger
+                else live.tempo_get_trace(tempo, tid, problems)
+            )
+            tables.append(got.table)
+            inputs += 1
+        if jaeger:
+            for svc in service or ([] if trace_id else live.jaeger_services(jaeger)):
+                got = live.jaeger_find_traces(jaeger, svc, problems, lookback=window, search_depth=limit)
                 tables.append(got.table)
                 inputs += 1
-            if jaeger:
-                for svc in service or ([] if trace_id else live.jaeger_services(jaeger)):
-                    got = live.jaeger_find_traces(jaeger, svc, problems, lookback=window, search_depth=limit)
-                    tables.append(got.table)
-                    inputs += 1
-            elif query or not trace_id:
-                got = live.tempo_search(tempo, problems, q=query or "{}", lookback=window, limit=limit)
-                tables.append(got.table)
-                inputs += len(got.urls)
-            table = pa.concat_tables(tables) if tables else SPAN_SCHEMA.empty_table()
-            if tables:
-                # Overlapping searches (one per service) return the same trace more than once.
-                table = _dedupe(table)
-            result = write_outputs(table, problems, out, files=inputs, t0=t0)
-        except IngestError as e:
-            _err.print(f"[red]fetch-traces failed:[/] {e}")
-            raise typer.Exit(1) from None
+        elif query or not trace_id:
+            got = live.tempo_search(tempo, problems, q=query or "{}", lookback=window, limit=limit)
+            tables.append(got.table)
+            inputs += len(got.urls)
+        table = pa.concat_tables(tables) if tables else SPAN_SCHEMA.empty_table()
+        if tables:
+            # Overlapping searches (one per service) return the same trace more than once.
+            table = _dedupe(table)
+        result = write_outputs(table, problems, out, files=inputs, t0=t0)
         _summary(result, "fetch-traces")
 
 

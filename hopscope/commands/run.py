@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hopscope.pipelines.stack import StackError, stack_names_for_help
+from hopscope.commands.errors import writable_dir
+from hopscope.pipelines.stack import stack_names_for_help
 
 
 def _stacks_help() -> str:
@@ -46,25 +47,23 @@ def register(app: typer.Typer) -> None:
         """Run every workload on every stack (interleaved, with warm-up, tracing on/off A/B and
         cross-checks) and write one run directory with the comparison report."""
         # At call time: the study loads the analysis and deploy, which other commands' --help need not.
-        from hopscope.experiment.study import ProfileError, headline_rows, load_profile, run_experiment
-        from hopscope.pipelines.workload import WorkloadError
+        from hopscope.experiment.study import headline_rows, load_profile, run_experiment
 
         console = Console(stderr=True)
-        try:
-            prof = load_profile("quick" if quick else profile)
-            result = run_experiment(
-                prof,
-                out=out,
-                stacks=_split(stacks),
-                workloads=_split(workloads),
-                repeat=repeat,
-                start_services=start,
-                analyze=report,
-                console=console,
-            )
-        except (ProfileError, WorkloadError, StackError) as exc:
-            console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2) from exc
+        if out is not None:
+            writable_dir(out)
+        # a bad profile, stack or workload is exit 2 (hopscope.commands.errors)
+        prof = load_profile("quick" if quick else profile)
+        result = run_experiment(
+            prof,
+            out=out,
+            stacks=_split(stacks),
+            workloads=_split(workloads),
+            repeat=repeat,
+            start_services=start,
+            analyze=report,
+            console=console,
+        )
 
         rows = headline_rows(result)
         figure = rows[0]["figure"] if rows else "ledger e2e"

@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hopscope.deploy.base import Context, DeployError
-from hopscope.deploy.config import ConfigError, load_config
+from hopscope.deploy.base import Context
+from hopscope.deploy.config import load_config
 from hopscope.deploy.lifecycle import down, status, up
-from hopscope.deploy.registry import GROUPS, SERVICES, UnknownService, instantiate, resolve
+from hopscope.deploy.registry import GROUPS, SERVICES, instantiate, resolve
 from hopscope.pipelines.stack import StackError, discover_stacks
 
 console = Console(stderr=True)
@@ -43,11 +43,7 @@ def expand_stacks(only: str | None) -> str | None:
     items = [x.strip() for x in only.split(",") if x.strip()]
     if not any(x.endswith(STACK_SUFFIX) for x in items):
         return only
-    try:
-        stacks = discover_stacks()
-    except StackError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
+    stacks = discover_stacks()  # a broken declaration: StackError, exit 2 (hopscope.commands.errors)
     out: list[str] = []
     for item in items:
         name = item.removesuffix(STACK_SUFFIX)
@@ -59,22 +55,15 @@ def expand_stacks(only: str | None) -> str | None:
 
 
 def context(config: Path | None) -> Context:
-    try:
-        return Context(load_config(config))
-    except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
+    """The deploy context of a config file (ConfigError, exit 2, when it is invalid)."""
+    return Context(load_config(config))
 
 
 def up_cmd(only: OnlyOpt = None, config: ConfigOpt = None) -> None:
     """Install (once, cached) and start the services, each checked by a real round trip."""
     ctx = context(config)
     t0 = time.monotonic()
-    try:
-        timings = up(ctx, expand_stacks(only), console)
-    except (DeployError, UnknownService) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+    timings = up(ctx, expand_stacks(only), console)  # DeployError, UnknownService: exit 1
     total = time.monotonic() - t0
     installs = sum(t.install_s for t in timings)
     console.print(f"ready in {total:.1f}s (installs {installs:.1f}s); state in {ctx.state_dir}")
@@ -82,11 +71,7 @@ def up_cmd(only: OnlyOpt = None, config: ConfigOpt = None) -> None:
 
 def down_cmd(only: OnlyOpt = None, config: ConfigOpt = None) -> None:
     """Stop the services started by `up` (by their recorded PIDs)."""
-    try:
-        stopped = down(context(config), expand_stacks(only))
-    except (DeployError, UnknownService) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+    stopped = down(context(config), expand_stacks(only))
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -96,11 +81,7 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Each service's state, endpoint, PIDs and memory."""
-    try:
-        rows = status(context(config), expand_stacks(only))
-    except UnknownService as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+    rows = status(context(config), expand_stacks(only))
     if as_json:
         out = [
             {
@@ -138,11 +119,7 @@ def logs_cmd(
 ) -> None:
     """Show the tail of a service's log files."""
     ctx = context(config)
-    try:
-        (svc,) = instantiate(resolve(service), ctx)[-1:]
-    except UnknownService as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+    (svc,) = instantiate(resolve(service), ctx)[-1:]
     logs = sorted(ctx.service_dir(svc.name).glob("*.log"))
     if not logs:
         console.print(f"{svc.name}: no log files in {ctx.service_dir(svc.name)}")

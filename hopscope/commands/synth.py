@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hopscope.commands.errors import writable_dir
 from hopscope.core.rundir import SPANS_DIR, SPANS_PARQUET
 
 
@@ -22,7 +23,9 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--config", help="synth.yaml (default: built-in 4 workloads × 2 stacks)"),
         ] = None,
-        events: Annotated[int | None, typer.Option("--events", help="events per stack × workload")] = None,
+        events: Annotated[
+            int | None, typer.Option("--events", min=1, help="events per stack × workload (at least 1)")
+        ] = None,
         seed: Annotated[int | None, typer.Option("--seed", help="random seed")] = None,
         parquet: Annotated[
             bool,
@@ -36,15 +39,13 @@ def register(app: typer.Typer) -> None:
         from hopscope.synth import SynthConfig, generate, write_run
 
         console = Console(stderr=True)
-        try:
-            cfg = SynthConfig.load(config)
-        except (OSError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
+        writable_dir(out)
+        cfg = SynthConfig.load(config)  # SynthConfigError: exit 2 (hopscope.commands.errors)
         if events is not None:
             cfg.events = events
         if seed is not None:
             cfg.seed = seed
+        cfg.validate()
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
         ) as prog:

@@ -1,5 +1,7 @@
-//! Python binding: `parse_json_lines` / `parse_proto_framed(data, threads) -> dict` of column
-//! buffers, or ValueError naming the first line (record) the strict readers do not accept.
+//! Python binding: `parse_json_lines` / `parse_proto_framed(data, threads, **limits) -> dict` of
+//! column buffers, or ValueError naming the first line (record) the strict readers do not accept.
+//! A panic never reaches Python as one: it becomes a ValueError too (the caller then reads the
+//! buffer with the Python reader).
 
 pub mod columns;
 pub mod otlp_json;
@@ -9,7 +11,7 @@ pub mod spans;
 #[cfg(feature = "python")]
 mod python {
     use crate::columns::{KvCol, StrCol};
-    use crate::spans::Spans;
+    use crate::spans::{Limits, Spans};
     use crate::{otlp_json, otlp_proto};
     use pyo3::buffer::PyBuffer;
     use pyo3::exceptions::PyValueError;
@@ -90,35 +92,75 @@ mod python {
         py: Python<'py>,
         data: PyBuffer<u8>,
         threads: usize,
-        parse: fn(&[u8], usize) -> Result<Spans, String>,
+        limits: Limits,
+        parse: fn(&[u8], usize, Limits) -> Result<Spans, String>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let slice = view(&data)?;
-        match py.detach(|| parse(slice, threads)) {
-            Ok(spans) => to_dict(py, &spans),
-            Err(e) => Err(PyValueError::new_err(e)),
+        let parsed = py.detach(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(slice, threads, limits)))
+        });
+        match parsed {
+            Ok(Ok(spans)) => to_dict(py, &spans),
+            Ok(Err(e)) => Err(PyValueError::new_err(e)),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(PyValueError::new_err(format!(
+                    "the native reader panicked: {why}"
+                )))
+            }
+        }
+    }
+
+    fn limits(
+        max_depth: usize,
+        max_record_bytes: usize,
+        max_attribute_bytes: usize,
+        max_name_bytes: usize,
+    ) -> Limits {
+        Limits {
+            max_depth,
+            max_record: max_record_bytes,
+            max_value: max_attribute_bytes,
+            max_name: max_name_bytes,
         }
     }
 
     /// OTLP JSON lines (bytes, memoryview) → column buffers, parsed with the GIL released.
     #[pyfunction]
-    #[pyo3(signature = (data, threads = 1))]
+    #[pyo3(signature = (data, threads = 1, max_depth = 64, max_record_bytes = 64 << 20,
+                        max_attribute_bytes = 64 << 10, max_name_bytes = 4 << 10))]
     fn parse_json_lines<'py>(
         py: Python<'py>,
         data: PyBuffer<u8>,
         threads: usize,
+        max_depth: usize,
+        max_record_bytes: usize,
+        max_attribute_bytes: usize,
+        max_name_bytes: usize,
     ) -> PyResult<Bound<'py, PyDict>> {
-        run(py, data, threads, otlp_json::parse)
+        let l = limits(max_depth, max_record_bytes, max_attribute_bytes, max_name_bytes);
+        run(py, data, threads, l, otlp_json::parse_with)
     }
 
     /// The file exporter's length-framed OTLP protobuf → column buffers, GIL released.
     #[pyfunction]
-    #[pyo3(signature = (data, threads = 1))]
+    #[pyo3(signature = (data, threads = 1, max_depth = 64, max_record_bytes = 64 << 20,
+                        max_attribute_bytes = 64 << 10, max_name_bytes = 4 << 10))]
     fn parse_proto_framed<'py>(
         py: Python<'py>,
         data: PyBuffer<u8>,
         threads: usize,
+        max_depth: usize,
+        max_record_bytes: usize,
+        max_attribute_bytes: usize,
+        max_name_bytes: usize,
     ) -> PyResult<Bound<'py, PyDict>> {
-        run(py, data, threads, otlp_proto::parse)
+        let l = limits(max_depth, max_record_bytes, max_attribute_bytes, max_name_bytes);
+        run(py, data, threads, l, otlp_proto::parse_with)
     }
 
     #[pymodule]

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use prost::Message;
 
-use crate::spans::{parse_chunks, Spans, Value};
+use crate::spans::{parse_chunks, Limits, Spans, Value};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct ExportTraceServiceRequest {
@@ -161,8 +161,8 @@ fn add_request(spans: &mut Spans, msg: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// (record number, message) of every frame; an error for a truncated one.
-fn frames(data: &[u8]) -> Result<Vec<(usize, &[u8])>, String> {
+/// (record number, message) of every frame; an error for a truncated one or one over `max_record`.
+fn frames(data: &[u8], max_record: usize) -> Result<Vec<(usize, &[u8])>, String> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
@@ -172,6 +172,11 @@ fn frames(data: &[u8]) -> Result<Vec<(usize, &[u8])>, String> {
             .and_then(|h| h.try_into().ok())
             .ok_or_else(|| format!("record {n}: truncated length prefix"))?;
         let len = u32::from_be_bytes(head) as usize;
+        if len > max_record {
+            return Err(format!(
+                "record {n}: frame of {len} bytes is over {max_record} (max_record_bytes)"
+            ));
+        }
         let body = data
             .get(pos + 4..pos + 4 + len)
             .ok_or_else(|| format!("record {n}: frame of {len} bytes runs past the end"))?;
@@ -181,9 +186,14 @@ fn frames(data: &[u8]) -> Result<Vec<(usize, &[u8])>, String> {
     Ok(out)
 }
 
-/// Parses a whole framed buffer, its records split over `threads` by size.
+/// Parses a whole framed buffer with the default limits.
 pub fn parse(data: &[u8], threads: usize) -> Result<Spans, String> {
-    let all = frames(data)?;
+    parse_with(data, threads, Limits::default())
+}
+
+/// Parses a whole framed buffer, its records split over `threads` by size.
+pub fn parse_with(data: &[u8], threads: usize, limits: Limits) -> Result<Spans, String> {
+    let all = frames(data, limits.max_record)?;
     let threads = threads.max(1);
     let mut chunks: Vec<&[(usize, &[u8])]> = Vec::new();
     let (mut begin, mut size) = (0, 0);
@@ -194,7 +204,7 @@ pub fn parse(data: &[u8], threads: usize) -> Result<Spans, String> {
             begin = i + 1;
         }
     }
-    parse_chunks(&chunks, |spans, records| {
+    parse_chunks(&chunks, limits, |spans, records| {
         for (n, body) in records.iter() {
             add_request(spans, body).map_err(|e| format!("record {n}: {e}"))?;
         }
@@ -277,5 +287,106 @@ mod tests {
         let mut data = framed(&[request()]);
         data.truncate(data.len() - 1);
         assert!(parse(&data, 1).err().unwrap().contains("runs past the end"));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_never_a_panic() {
+        let data = framed(&[request(), request()]);
+        for cut in 0..data.len() {
+            for threads in [1, 2] {
+                match parse(&data[..cut], threads) {
+                    Ok(s) => assert!(cut == 0 || s.len() == 2, "cut {cut}"),
+                    Err(e) => assert!(e.starts_with("record "), "{e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn generated_mutations_never_panic() {
+        let mut rng = crate::otlp_json::tests::XorShift(0xD1B5_4A32_D192_ED03);
+        let base = framed(&[request(), request(), request()]);
+        for case in 0..20_000 {
+            let mut b = base.clone();
+            for _ in 0..=rng.below(4) {
+                let at = rng.below(b.len());
+                match rng.below(4) {
+                    0 => b[at] ^= 1 << rng.below(8),
+                    1 => b[at] = rng.next() as u8,
+                    2 => {
+                        let end = (at + rng.below(16)).min(b.len());
+                        b.drain(at..end);
+                    }
+                    _ => b.truncate(at),
+                }
+                if b.is_empty() {
+                    break;
+                }
+            }
+            if let Ok(s) = parse(&b, 1 + case % 2) {
+                assert!(s.len() <= 6);
+            }
+        }
+    }
+
+    #[test]
+    fn deeply_nested_groups_and_messages_error_cleanly() {
+        fn wrap(tag: u8, body: Vec<u8>) -> Vec<u8> {
+            let mut out = vec![tag];
+            prost::encoding::encode_varint(body.len() as u64, &mut out);
+            out.extend(body);
+            out
+        }
+        fn framed_span(span: Vec<u8>) -> Vec<u8> {
+            // Span in ScopeSpans.spans (2) in ResourceSpans.scope_spans (2) in the request (1)
+            let req = wrap(0x0A, wrap(0x12, wrap(0x12, span)));
+            let mut data = (req.len() as u32).to_be_bytes().to_vec();
+            data.extend(req);
+            data
+        }
+        let span = || request().resource_spans[0].scope_spans[0].spans[0].encode_to_vec();
+        assert_eq!(parse(&framed_span(span()), 1).unwrap().len(), 1);
+        // 100,000 nested start-group tags (field 20, wire type 3) in a span: prost bounds its recursion
+        let mut groups = span();
+        groups.extend(std::iter::repeat_n([0xA3u8, 0x01], 100_000).flatten());
+        assert!(parse(&framed_span(groups), 1)
+            .err()
+            .unwrap()
+            .starts_with("record 1:"));
+        // a kvlist value nested 10,000 deep (KeyValueList.values (1) → KeyValue.value (2) → kvlist (6))
+        let mut value = Vec::new();
+        for _ in 0..10_000 {
+            value = wrap(0x32, wrap(0x0A, wrap(0x12, value)));
+        }
+        let mut kv = KeyValue {
+            key: "deep".into(),
+            value: None,
+        }
+        .encode_to_vec();
+        kv.extend(wrap(0x12, value));
+        let mut deep = span();
+        deep.extend(wrap(0x4A, kv)); // Span.attributes (9)
+        for threads in [1, 2] {
+            assert!(parse(&framed_span(deep.clone()), threads)
+                .err()
+                .unwrap()
+                .starts_with("record 1:"));
+        }
+    }
+
+    #[test]
+    fn a_frame_over_max_record_declines() {
+        let data = framed(&[request()]);
+        let small = Limits {
+            max_record: data.len() - 5,
+            ..Limits::default()
+        };
+        let err = parse_with(&data, 1, small).err().unwrap();
+        assert!(err.contains("max_record_bytes"), "{err}");
+        let fits = Limits {
+            max_record: data.len() - 4,
+            ..Limits::default()
+        };
+        assert_eq!(parse_with(&data, 1, fits).unwrap().len(), 2);
     }
 }

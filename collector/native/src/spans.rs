@@ -5,7 +5,8 @@
 //!
 //! Strict on purpose: anything the collector's file exporter would not write fails the
 //! whole buffer with the line (record) and the reason, and the caller reads it again with
-//! the tolerant Python reader, which names and counts every bad record.
+//! the tolerant Python reader, which names and counts every bad record. So does anything
+//! over a `Limits` bound (the Python reader applies the same bounds and counts them).
 
 use std::borrow::Cow;
 
@@ -24,6 +25,43 @@ const STACK: &str = "hopscope.stack";
 
 const KINDS: i64 = 6; // UNSPECIFIED … CONSUMER
 const STATUSES: i64 = 3; // UNSET, OK, ERROR
+
+/// Bounds a buffer must keep to be read here (hopscope.collector.errors.Limits; the defaults are
+/// the same). Past one the buffer is declined, never read in part: the Python reader counts it.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// nesting of objects and arrays in one JSON line, unknown fields included; capped at
+    /// MAX_NATIVE_DEPTH (deeper lines go to the Python reader whatever the limit)
+    pub max_depth: usize,
+    /// one JSON line or one protobuf frame
+    pub max_record: usize,
+    /// one attribute key or value (UTF-8 bytes)
+    pub max_value: usize,
+    /// one span name (UTF-8 bytes)
+    pub max_name: usize,
+}
+
+/// The deepest nesting the native reader ever descends into: the parser's skipping of unknown
+/// fields recurses once per level, on parse threads with 2 MiB stacks.
+pub const MAX_NATIVE_DEPTH: usize = 128;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 64,
+            max_record: 64 << 20,
+            max_value: 64 << 10,
+            max_name: 4 << 10,
+        }
+    }
+}
+
+impl Limits {
+    /// The nesting bound actually applied (never above MAX_NATIVE_DEPTH).
+    pub fn depth(&self) -> usize {
+        self.max_depth.min(MAX_NATIVE_DEPTH)
+    }
+}
 
 /// An attribute value as the maps hold it: text, or a double whose text Arrow spells.
 pub enum Value<'b> {
@@ -57,6 +95,7 @@ pub struct Spans {
     pub stack: StrCol,
     pub res_workload: StrCol,
     pub res_attrs: KvCol,
+    pub limits: Limits,
 }
 
 /// Appends `text` as lower-case hex; refuses a wrong length, a non-hex digit and all zeros.
@@ -112,10 +151,21 @@ fn split_attrs<'b, const N: usize>(
     kvs: impl Iterator<Item = Result<(&'b str, Value<'b>), String>>,
     lifted_keys: [&str; N],
     rest: &mut KvCol,
+    max_value: usize,
 ) -> Result<[Option<Cow<'b, str>>; N], String> {
     let mut lifted: [Option<Cow<'b, str>>; N] = std::array::from_fn(|_| None);
     for kv in kvs {
         let (key, value) = kv?;
+        let long = match &value {
+            Value::Text(t) => t.len() > max_value,
+            Value::Double(_) => false,
+        };
+        if long || key.len() > max_value {
+            let shown: String = key.chars().take(40).collect();
+            return Err(format!(
+                "attribute {shown:?}: over {max_value} bytes (max_attribute_bytes)"
+            ));
+        }
         match (lifted_keys.iter().position(|k| *k == key), value) {
             (Some(i), Value::Text(t)) => lifted[i] = Some(t),
             (Some(_), Value::Double(_)) => return Err(format!("attribute {key:?} is a double")),
@@ -146,7 +196,9 @@ impl Spans {
         attrs: impl Iterator<Item = Result<(&'b str, Value<'b>), String>>,
     ) -> Result<u32, String> {
         let row = u32::try_from(self.service.len()).map_err(|_| "over 4G resources")?;
-        let [service, stack, workload] = split_attrs(attrs, [SERVICE, STACK, WORKLOAD], &mut self.res_attrs)?;
+        let max_value = self.limits.max_value;
+        let [service, stack, workload] =
+            split_attrs(attrs, [SERVICE, STACK, WORKLOAD], &mut self.res_attrs, max_value)?;
         self.service.push(service.as_deref())?;
         self.stack.push(stack.as_deref())?;
         self.res_workload.push(workload.as_deref())?;
@@ -207,6 +259,12 @@ impl Spans {
         if start < 0 || end < start {
             return Err(format!("span ends before it starts ({start} > {end})"));
         }
+        if name.len() > self.limits.max_name {
+            return Err(format!(
+                "span name over {} bytes (max_name_bytes)",
+                self.limits.max_name
+            ));
+        }
         self.start.push(start);
         self.end.push(end);
         self.kind.push(code(kind, KINDS, "kind")?);
@@ -214,8 +272,12 @@ impl Spans {
         self.name.push(Some(name))?;
         self.link_offsets
             .close_row(self.link_span.len() / SPAN_HEX, "links")?;
-        let [workload, event_id, hop, derived] =
-            split_attrs(attrs, [WORKLOAD, EVENT_ID, HOP, DERIVED], &mut self.attrs)?;
+        let [workload, event_id, hop, derived] = split_attrs(
+            attrs,
+            [WORKLOAD, EVENT_ID, HOP, DERIVED],
+            &mut self.attrs,
+            self.limits.max_value,
+        )?;
         self.workload.push(workload.as_deref())?;
         self.event_id.push(event_id.as_deref())?;
         self.hop.push(hop.as_deref())?;
@@ -252,24 +314,48 @@ impl Spans {
     }
 }
 
+/// Stack of every parse thread: the parser recurses once per nesting level (at most
+/// MAX_NATIVE_DEPTH, see `Limits`), and an unoptimised build's frames are tens of KB each.
+/// Only the pages touched are ever committed.
+pub const PARSE_STACK: usize = 64 << 20;
+
 /// Parses `chunks` (whole lines or records) on one thread each, in order, and joins the
-/// results; the first error in chunk order wins.
+/// results; the first error in chunk order wins. Every chunk runs on a thread of its own with a
+/// PARSE_STACK stack (whatever the caller's thread has), and a panic in one becomes an error.
 pub fn parse_chunks<C: Sync>(
     chunks: &[C],
+    limits: Limits,
     parse_one: impl Fn(&mut Spans, &C) -> Result<(), String> + Sync,
 ) -> Result<Spans, String> {
     let run = |c: &C| {
-        let mut spans = Spans::default();
+        let mut spans = Spans {
+            limits,
+            ..Spans::default()
+        };
         parse_one(&mut spans, c).map(|_| spans)
     };
-    if chunks.len() <= 1 {
-        return chunks.first().map(run).unwrap_or_else(|| Ok(Spans::default()));
+    if chunks.is_empty() {
+        return Ok(Spans {
+            limits,
+            ..Spans::default()
+        });
     }
     let parts: Vec<Result<Spans, String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks.iter().map(|c| s.spawn(|| run(c))).collect();
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|c| {
+                std::thread::Builder::new()
+                    .name("hopscope-parse".into())
+                    .stack_size(PARSE_STACK)
+                    .spawn_scoped(s, || run(c))
+            })
+            .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("parser thread panicked".into())))
+            .map(|h| match h {
+                Ok(h) => h.join().unwrap_or_else(|_| Err("parser thread panicked".into())),
+                Err(e) => Err(format!("cannot start a parser thread: {e}")),
+            })
             .collect()
     });
     let mut parts = parts.into_iter();
