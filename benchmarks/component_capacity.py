@@ -1250,7 +1250,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=5000,
         help="records the Streams app processes before the window (default 5000)",
     )
-    ap.add_argument("--harper-clients", type=int, default=8, help="concurrent Harper writers (default 8)")
+    # 2, not more: with more concurrent confirmed writers Harper 4.7 drops confirmations (D14)
+    ap.add_argument(
+        "--harper-clients", type=int, default=2, help="concurrent Harper writers (default 2; D14)"
+    )
     ap.add_argument("--pg-clients", type=int, help="pgbench clients (default: the write_notify pool size)")
     ap.add_argument("--out", type=Path, help="JSON file (default <state dir>/capacity/components.json)")
     args = ap.parse_args(argv)

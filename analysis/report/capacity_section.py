@@ -36,8 +36,12 @@ def _rate(v: object) -> str:
     return "–" if v is None or v != v else f"{float(v):,.0f}"  # type: ignore[arg-type]
 
 
-def components(ctx: ReportContext) -> dict[str, dict[str, Any]]:
-    """The run's standalone component figures by component name (empty when not measured)."""
+def components(ctx: ReportContext, *, valid_only: bool = True) -> dict[str, dict[str, Any]]:
+    """The run's standalone component figures by component name (empty when not measured).
+
+    A measurement the benchmark marked invalid (`error`: e.g. Harper's stalled confirmations,
+    D14) is no capacity: it never stands as a pipeline's slowest part; `valid_only=False` keeps
+    it for the components table, which shows why it is invalid."""
     doc = (ctx.experiment or {}).get("components_capacity") or {}
     rows = doc.get("components") if isinstance(doc, dict) else None
     if isinstance(rows, dict):
@@ -45,6 +49,8 @@ def components(ctx: ReportContext) -> dict[str, dict[str, Any]]:
     out = {}
     for row in rows or []:
         if isinstance(row, dict) and row.get("component") and isinstance(row.get("rate_per_s"), int | float):
+            if valid_only and row.get("error"):
+                continue
             out[str(row["component"])] = row
     return out
 
@@ -188,7 +194,7 @@ def capacity_section(ctx: ReportContext) -> Iterable[Section]:
         flag=lambda rec, f: f == "flag" and bool(rec["flag"]),
     )
     body_h, body_m = plot_h + table.to_html(), plot_m + "\n" + table.to_markdown()
-    parts = components(ctx)
+    parts = components(ctx, valid_only=False)
     if parts:
         comp = pd.DataFrame(
             [
@@ -199,6 +205,7 @@ def capacity_section(ctx: ReportContext) -> Iterable[Section]:
                     "p50_ms": row.get("p50_ms"),
                     "p99_ms": row.get("p99_ms"),
                     "measured_at": row.get("measured_at", ""),
+                    "invalid": f"not a capacity: {row['error']}" if row.get("error") else "",
                 }
                 for name, row in parts.items()
             ]
@@ -212,8 +219,10 @@ def capacity_section(ctx: ReportContext) -> Iterable[Section]:
                 ms("p50_ms"),
                 ms("p99_ms"),
                 text("measured_at", "measured"),
+                text("invalid", "flag"),
             ],
             caption="The components alone on this host (benchmarks/component_capacity.py)",
+            flag=lambda rec, f: f == "invalid" and bool(rec["invalid"]),
         )
         body_h += ctab.to_html()
         body_m += "\n" + ctab.to_markdown()

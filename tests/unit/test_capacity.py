@@ -137,3 +137,28 @@ def test_the_capacity_section_says_why_a_pipeline_is_below_its_parts(
 def test_no_sweep_no_capacity_section() -> None:
     ctx = ReportContext(_SweptRun([]), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [], [])  # type: ignore[arg-type]  # fmt: skip
     assert list(capacity_section(ctx)) == []
+
+
+def test_an_invalid_component_measurement_is_shown_but_never_a_pipelines_slowest_part() -> None:
+    """Harper's confirmed-write benchmark with 8 clients stalls (D14) and records 15/s with an
+    error: the table shows it flagged, the pipeline is measured against the valid parts only."""
+    steps = _steps("harper", "ingest", [8, 9, 50], [25, 50, 100])
+    ctx = ReportContext(_SweptRun(steps), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [], [])  # type: ignore[arg-type]  # fmt: skip
+    stalled = "confirmations stalled: 16 write(s) got no answer within 10 s"
+    ctx.experiment = {
+        "capacity_parts": {"harper": {"ingest": ["harper-confirmed-write", "postgres-insert"]}},
+        "components_capacity": {
+            "components": [
+                {"component": "harper-confirmed-write", "rate_per_s": 15.0, "error": stalled},
+                {"component": "postgres-insert", "rate_per_s": 5000.0},
+            ]
+        },
+    }
+    row = capacity_frame(ctx).set_index("stack").loc["harper"]
+    assert row["slowest_part"] == "postgres-insert (5,000/s)"
+    (section,) = capacity_section(ctx)
+    assert f"not a capacity: {stalled}" in section.markdown
+    # with only the invalid measurement there is no slowest part at all, and no flag
+    ctx.experiment["components_capacity"]["components"].pop()
+    row = capacity_frame(ctx).set_index("stack").loc["harper"]
+    assert row["slowest_part"] == "–" and row["flag"] == ""
