@@ -9,6 +9,7 @@ This layer is the only one that may import every part (tests/unit/test_import_ru
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Annotated
 
 import typer
@@ -22,11 +23,26 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     cls=HopscopeGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("hopscope")
+        except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+            version = "unknown (not installed)"
+        typer.echo(f"hopscope {version}")
+        raise typer.Exit()
 
 
 @app.callback()
 def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    ] = False,
     debug: Annotated[
         bool,
         typer.Option(

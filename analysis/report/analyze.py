@@ -123,6 +123,10 @@ def analyze_run(run_dir: Path, *, mode: Mode = Mode.event, console: Console | No
                 tmp,
                 on_done=lambda title: progress.update(sec, advance=1, description=f"  {escape(title)}"),
             )
+            # the count above is an estimate (a section may write nothing): end the bar where
+            # it stands, so a log or a pipe never keeps it half full
+            written = next(t.completed for t in progress.tasks if t.id == sec)
+            progress.update(sec, total=written, description=f"  {written:.0f} sections")
         files = ReportFiles(run_dir / staged.html.name, run_dir / staged.markdown.name)
         progress.update(steps, advance=1, description="done")
     return AnalyzeResult(files, [*outputs, files.html, files.markdown], quality_problems(ctx), run)

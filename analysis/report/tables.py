@@ -31,7 +31,13 @@ def fmt_share(value: object) -> str:
     """A fraction shown as a percentage."""
     if _missing(value):
         return "–"
-    return f"{100 * float(value):.1f} %"  # type: ignore[arg-type]
+    return f"{no_negative_zero(100 * float(value), 1):.1f} %"  # type: ignore[arg-type]
+
+
+def no_negative_zero(value: float, digits: int) -> float:
+    """`value` rounded as it will be printed, a tiny negative one as 0 (never "-0.0 %")."""
+    rounded = round(value, digits)
+    return 0.0 if rounded == 0 else rounded
 
 
 def fmt_ratio(value: object) -> str:
