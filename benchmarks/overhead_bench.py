@@ -72,9 +72,10 @@ from hopscope.analysis.verdicts import CONFIDENCE, MIN_TAIL, N_BOOT
 from hopscope.core.rundir import DEFAULT_RUNS_DIR, SPANS_DIR
 from hopscope.experiment.phase_stats import schedule_lag
 from hopscope.experiment.resources import GLUE, LOADGEN, PhaseMonitor
-from hopscope.experiment.study import collector_endpoint, collector_runs_root
+from hopscope.experiment.study import collector_endpoint
 from hopscope.pipelines.bench import resolve_bench, run_bench
 from hopscope.pipelines.clean_start import NotCleanError
+from hopscope.pipelines.collector_files import collector_runs_root
 from hopscope.pipelines.driver import PreflightError
 from hopscope.pipelines.stack import StackError, find_stack
 from hopscope.pipelines.workload import Workload, WorkloadError
@@ -159,6 +160,7 @@ def run_arm(setting: Setting, workload: Workload, pair: int, tracing: bool, cons
             # the bench's own progress bar refreshes from the sending event loop: left out of both arms
             progress=False,
             console=console,
+            collect_spans=False,  # gathered below, after the monitor
         )
         time.sleep(setting.settle_s)
     seconds = time.monotonic() - t0

@@ -20,9 +20,7 @@ the manifest with the expected hops of every stack. Per-phase figures from the l
 from __future__ import annotations
 
 import json
-import re
 import secrets
-import shutil
 import statistics
 import time
 import traceback
@@ -65,6 +63,7 @@ from hopscope.pipelines.capacity import (
     rate_warning,
     record_capacities,
 )
+from hopscope.pipelines.collector_files import collector_runs_root, move_spans
 from hopscope.pipelines.stack import Stack, discover_stacks, find_stack, load_stack
 from hopscope.pipelines.workload import WORKLOADS_DIR, Workload, load_workload
 
@@ -226,6 +225,7 @@ def run_phase(
                 otlp_endpoint=collector_endpoint(),
                 progress=True,
                 console=console,
+                collect_spans=False,  # the study moves each phase's spans itself (gather_spans)
             )
     except Exception as exc:  # a failing stack is recorded for its phase; the others still run
         console.print(f"[red]phase {phase.label} failed:[/] {type(exc).__name__}: {exc}")
@@ -267,43 +267,11 @@ def collector_endpoint() -> str | None:
         return None
 
 
-def collector_runs_root() -> Path | None:
-    """Where the running collector writes `<run id>/spans/`: read from its rendered config
-    (the path it really uses), else from our configuration."""
-    try:
-        ctx = Context(load_config())
-        conf = ctx.service_dir("collector") / "config.yaml"
-        if conf.exists():
-            m = re.search(rf"path:\s*['\"]?(\S+?)/\*/{SPANS_DIR}/", conf.read_text())
-            if m:
-                return Path(m.group(1))
-        return ctx.config.collector.runs_root.resolve()
-    except Exception:  # no deploy config: nothing to gather from
-        return None
-
-
 def gather_spans(result: PhaseResult, run_dir: Path, runs_root: Path | None) -> int:
-    """Move the phase's collector files into RUN_DIR/spans/<phase id>/ (a rename keeps the
-    collector's open handle valid: a late span still lands in the moved file)."""
+    """Move the phase's collector files into RUN_DIR/spans/<phase id>/."""
     if runs_root is None or not result.phase.tracing:
         return 0
-    src = runs_root / result.phase_id / SPANS_DIR
-    if not src.is_dir():
-        return 0
-    dst = run_dir / SPANS_DIR / result.phase_id
-    dst.mkdir(parents=True, exist_ok=True)
-    n = 0
-    for f in sorted(src.iterdir()):
-        if f.is_file():
-            shutil.move(str(f), dst / f.name)
-            n += 1
-    # The collector's folder for this phase is empty now: leave no litter in its runs root.
-    for d in (src, src.parent):
-        try:
-            d.rmdir()
-        except OSError:
-            break
-    return n
+    return move_spans(runs_root, result.phase_id, run_dir / SPANS_DIR / result.phase_id)
 
 
 # --- merge -------------------------------------------------------------------------------------

@@ -11,11 +11,19 @@ from typing import Any
 
 from rich.console import Console
 
-from hopscope.core.rundir import base_manifest, create_run_dir, update_manifest
+from hopscope.core.rundir import (
+    SPANS_DIR,
+    base_manifest,
+    create_run_dir,
+    new_run_id,
+    safe_name,
+    update_manifest,
+)
 from hopscope.deploy.lifecycle import service_pids
 from hopscope.instrumentation.tracing import resolve_export_mode, setup_tracing, shutdown_tracing
 
 from .clean_start import NotCleanError, TelemetryBusy
+from .collector_files import collector_runs_root, move_spans, wait_until_written, writes_into
 from .driver import UnknownStackError, create_driver, get_driver_factory
 from .ledger import write_ledger
 from .loadgen import LoadGenerator, LoadResult
@@ -87,6 +95,7 @@ def run_bench(
     console: Console | None = None,
     driver_options: dict[str, Any] | None = None,
     root_spans: str = "auto",
+    collect_spans: bool = True,
 ) -> tuple[Path, LoadResult]:
     console = console or Console(stderr=True)
     root_spans = resolve_root_spans(root_spans, workload)
@@ -95,6 +104,13 @@ def run_bench(
     driver.preflight(workload)  # before any load, before the run dir exists
     existed = out is not None and out.exists()
     run_dir, run_id = create_run_dir(out, prefix=f"bench-{stack}-{workload.name}")
+    # An --out the collector does not write into gets its spans moved in after the run; its
+    # run id (the collector's folder) is then made unique, so two --out folders of one name
+    # (a/write_notify, b/write_notify) never share one.
+    runs_root = collector_runs_root() if collect_spans and tracing else None
+    gather = runs_root is not None and not writes_into(runs_root, run_dir)
+    if gather:
+        run_id = new_run_id(safe_name(run_dir.name))
     if driver.simulation:
         console.print(
             f"[bold yellow]SIMULATION[/]: stack {stack!r} is an in-process loopback, not a real system"
@@ -122,6 +138,17 @@ def run_bench(
     finally:
         shutdown_tracing(provider)
     paths = write_ledger(result.ledger, run_dir)
+    spans: dict[str, object] = {}
+    if gather and runs_root is not None:
+        src = runs_root / run_id / SPANS_DIR
+        wait_until_written(src)
+        moved = move_spans(runs_root, run_id, run_dir / SPANS_DIR)
+        spans = {"collector_folder": str(src), "files_moved": moved}
+        if not moved:
+            console.print(
+                f"[yellow]warning:[/] no span files came to {src} (is the collector running? "
+                f"`hopscope status`); when they do: `hopscope ingest {src} --out {run_dir}`"
+            )
     update_manifest(
         run_dir,
         **base_manifest(run_id, "bench"),
@@ -134,5 +161,6 @@ def run_bench(
         expected_hops={stack: expected_hops(stack, workload)},
         load=result.summary(),
         files={k: p.name for k, p in paths.items()},
+        **({"spans_gathered": spans} if spans else {}),
     )
     return run_dir, result

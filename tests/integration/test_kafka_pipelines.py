@@ -172,6 +172,30 @@ def test_write_notify(stack: Context) -> None:
     assert manifest["topics"][0]["message.timestamp.type"] == "LogAppendTime"
 
 
+def test_bench_out_elsewhere_ends_with_its_own_spans(stack: Context, tmp_path: Path) -> None:
+    """`hopscope bench --out DIR` outside the collector's runs root: the spans are moved into
+    DIR/spans and `analyze DIR` finds every delivery's trace; two DIRs of one name (a/x, b/x)
+    get distinct run ids, so their spans never mix."""
+    runs = {}
+    for parent in ("a", "b"):
+        out = tmp_path / parent / "write_notify"
+        args = ["bench", "--stack", "kafka", "--workload", "write_notify", "--rate", "20", "--duration", "2"]
+        res = CliRunner().invoke(app, [*args, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["spans_gathered"]["files_moved"] > 0, manifest.get("spans_gathered")
+        runs[parent] = (out, manifest["run_id"])
+        res = CliRunner().invoke(app, ["analyze", str(out)])
+        assert res.exit_code == 0, res.output
+        e2e = pd.read_parquet(out / "e2e.parquet")
+        ledger = pd.read_parquet(out / "ledger.parquet")
+        delivered = int(ledger["receipts"].map(len).sum())
+        assert len(e2e) == delivered > 0, f"{len(e2e)} deliveries analysed of {delivered}"
+        resources = pd.read_parquet(out / "spans.parquet", columns=["resource"])["resource"]
+        assert {dict(r).get("hopscope.run_id") for r in resources} == {manifest["run_id"]}
+    assert runs["a"][1] != runs["b"][1]
+
+
 def test_fanout_delivers_only_matching(stack: Context) -> None:
     run_dir, _ = _bench(stack, "fanout")
     _check_run(run_dir, "fanout")
