@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from hopscope.commands.errors import EXIT_FAILED, CliError, UsageProblem, writable_dir
 from hopscope.commands.ingest import LimitOption, parse_limits
+from hopscope.commands.json_output import JsonOption, print_json
 from hopscope.core.rundir import SPANS_DIR, SPANS_PARQUET
 
 
@@ -50,6 +51,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         limit: LimitOption = None,
+        as_json: JsonOption = False,
     ) -> None:
         """Analyse a run and write report.html, report.md and the analysis tables into RUN_DIR."""
         # Imported here so `hopscope --help` does not pay for pandas/plotly.
@@ -72,11 +74,23 @@ def register(app: typer.Typer) -> None:
         target = _postgres_target(to_postgres)  # a DSN that cannot work fails before the analysis
         ingest_run(run_dir, strict=strict, console=err, limits=limits)
         result = analyze_run(run_dir, mode=chosen, console=err)
+        if as_json:
+            out = err  # the document alone on stdout
         out.print(f"report: [bold]{escape(str(result.report.html))}[/]", soft_wrap=True)
         out.print(f"        {result.report.markdown}", soft_wrap=True, markup=False)
         out.print(f"tables: {', '.join(p.name for p in result.outputs[:-2])}", soft_wrap=True, markup=False)
         if target:
             _to_postgres(result.run, run_dir, target, out)
+        if as_json:
+            print_json(
+                {
+                    "run_dir": run_dir,
+                    "report": {"html": result.report.html, "markdown": result.report.markdown},
+                    "outputs": result.outputs,
+                    "verdicts": result.run.verdicts().to_dict(orient="records"),
+                    "data_quality_problems": result.problems,
+                }
+            )
         if result.problems:
             err.print(
                 f"[yellow]{len(result.problems)} data-quality problem(s)[/] (see the report's Data quality):"

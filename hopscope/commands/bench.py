@@ -14,6 +14,7 @@ from hopscope.analysis.report.experiment_sections import sweep_plot
 from hopscope.analysis.run import read_ledger
 from hopscope.analysis.sweep import knee_rule
 from hopscope.commands.errors import UsageProblem, writable_dir
+from hopscope.commands.json_output import JsonOption, print_json
 from hopscope.deploy.config import load_config
 from hopscope.pipelines.bench import LIVE_ROOT_SPANS_MAX_RATE, resolve_bench, run_bench
 from hopscope.pipelines.capacity import Capacity, capacity_from_steps, rate_warning, record_capacities
@@ -141,6 +142,7 @@ def register(app: typer.Typer) -> None:
                 "for this host and later runs above it are warned about",
             ),
         ] = None,
+        as_json: JsonOption = False,
     ) -> None:
         """Run one workload open-loop against one stack; writes the ledger and the manifest."""
         console = Console(stderr=True)
@@ -181,7 +183,16 @@ def register(app: typer.Typer) -> None:
             console=console,
         )
         simulation = bool(getattr(get_driver_factory(stack), "simulation", False))
-        print_result(console, stack, resolved, result, simulation)
+        if as_json:
+            summary = {
+                "run_dir": run_dir,
+                "stack": stack,
+                "workload": resolved.name,
+                "simulation": simulation,
+            }
+            print_json({**summary, **result.summary()})
+        else:
+            print_result(console, stack, resolved, result, simulation)
         if resolved.rate_sweep and len(resolved.rate_sweep) > 1:
             report_sweep(console, stack, resolved.name, run_dir, tracing=tracing, record=not simulation)
         console.print(f"run directory: {run_dir}")

@@ -19,6 +19,7 @@ from hopscope.collector.errors import DEFAULT_LIMITS, Limits, Problems
 from hopscope.collector.ingest import IngestResult, ingest, write_outputs
 from hopscope.collector.readers import FORMATS
 from hopscope.commands.errors import writable_dir
+from hopscope.commands.json_output import JsonOption, print_json
 from hopscope.core.rundir import INGEST_REPORT, SPANS_PARQUET
 from hopscope.core.schema import SPAN_SCHEMA
 
@@ -87,6 +88,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--format", help=f"skip detection: one of {', '.join(FORMATS)}")
         ] = None,
         limit: LimitOption = None,
+        as_json: JsonOption = False,
     ) -> None:
         """Read collector files / Jaeger / Tempo / Zipkin JSON into RUN_DIR/spans.parquet."""
         if fmt is not None and fmt not in FORMATS:
@@ -94,8 +96,11 @@ def register(app: typer.Typer) -> None:
         limits = parse_limits(limit)
         writable_dir(out)
         # IngestError: exit 1 (hopscope.commands.errors)
-        result = ingest(src, out, strict=strict, fmt=fmt, limits=limits)
-        _summary(result, "ingest")
+        result = ingest(src, out, strict=strict, fmt=fmt, limits=limits)  # progress on stderr
+        if as_json:
+            print_json({"run_dir": out, "spans_parquet": out / SPANS_PARQUET, **result.report()})
+        else:
+            _summary(result, "ingest")
 
     @app.command("fetch-traces")
     def fetch_traces_cmd(
