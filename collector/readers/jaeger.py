@@ -18,7 +18,7 @@ from hopscope.collector.errors import BadRecord, Problems, short
 from hopscope.core import ids
 from hopscope.core.attributes import ATTR_SERVICE
 
-from .rows import INT64_MAX, SpanRows, format_double
+from .rows import INT64_MAX, SpanRows, format_double, micros
 
 _KIND_TAG = {
     "client": "CLIENT",
@@ -67,15 +67,6 @@ def _id(raw: object, hex_len: int, field: str, problems: Problems) -> str:
     return ids.hashed(raw, hex_len, salt="jaeger-label:")
 
 
-def _micros(span: dict, field: str) -> int:
-    v = span.get(field)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise BadRecord(field, f"missing or unparseable µs value {short(v)}", "bad_timestamp")
-    if v * 1000 > INT64_MAX:
-        raise BadRecord(field, f"{v} µs is past the int64 nanosecond range", "bad_timestamp")
-    return v
-
-
 def _text(v: object, field: str) -> str:
     if v is None:
         return ""
@@ -88,8 +79,8 @@ def _span(sp: dict, processes: dict, rows: SpanRows, problems: Problems) -> None
     trace_id = _id(sp.get("traceID"), ids.TRACE_HEX, "traceID", problems)
     raw_span_id = sp.get("spanID")
     span_id = _id(raw_span_id, ids.SPAN_HEX, "spanID", problems)
-    start = _micros(sp, "startTime")
-    duration = _micros(sp, "duration")
+    start = micros(sp.get("startTime"), "startTime")
+    duration = micros(sp.get("duration"), "duration")
     if (start + duration) * 1000 > INT64_MAX:
         raise BadRecord("duration", "start + duration is past the int64 nanosecond range", "bad_timestamp")
     parent = None

@@ -48,6 +48,15 @@ def is_true(value: str | None) -> bool:
     return value is not None and value.strip().lower() in _TRUE
 
 
+def micros(v: object, field: str) -> int:
+    """A µs timestamp or duration (Jaeger, Zipkin): a non-negative int whose nanoseconds fit int64."""
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise BadRecord(field, f"missing or unparseable µs value {short(v)}", "bad_timestamp")
+    if v * 1000 > INT64_MAX:
+        raise BadRecord(field, f"{v} µs is past the int64 nanosecond range", "bad_timestamp")
+    return v
+
+
 def format_double(x: float) -> str:
     """Spell a double exactly as Arrow's float64→string cast does (the fast path's spelling).
 

@@ -25,21 +25,13 @@ from hopscope.collector.errors import BadRecord, Problems, short
 from hopscope.core import ids
 from hopscope.core.attributes import ATTR_SERVICE
 
-from .rows import INT64_MAX, SpanRows, format_double
+from .rows import INT64_MAX, SpanRows, format_double, micros
 
 _KINDS = {"CLIENT": "CLIENT", "SERVER": "SERVER", "PRODUCER": "PRODUCER", "CONSUMER": "CONSUMER"}
 
 
 def _derived_id(trace_id: str, span_id: str, k: int) -> str:
     return ids.hashed(f"{trace_id}|{span_id}|server|{k}", ids.SPAN_HEX)
-
-
-def _micros(v: object, field: str) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise BadRecord(field, f"missing or unparseable {field} {short(v)}", "bad_timestamp")
-    if v * 1000 > INT64_MAX:
-        raise BadRecord(field, f"{v} µs is past the int64 nanosecond range", "bad_timestamp")
-    return v
 
 
 def _endpoint(v: object, field: str) -> dict:
@@ -81,14 +73,14 @@ def _parse(sp: object, i: int) -> dict:
     parent = ids.pad_hex(parent_raw, ids.SPAN_HEX) if parent_raw else None
     if parent_raw and parent is None and not (isinstance(parent_raw, str) and not parent_raw.strip("0")):
         raise BadRecord("parentId", f"id {short(parent_raw)} is not hex", "bad_id")
-    ts = _micros(sp.get("timestamp"), "timestamp")
+    ts = micros(sp.get("timestamp"), "timestamp")
     flags = []
     dur = sp.get("duration")
     if dur is None:
         flags.append("missing_duration")
         dur = 0
     else:
-        dur = _micros(dur, "duration")
+        dur = micros(dur, "duration")
     if (ts + dur) * 1000 > INT64_MAX:
         raise BadRecord(
             "duration", "timestamp + duration is past the int64 nanosecond range", "bad_timestamp"
