@@ -4,7 +4,9 @@ Runs `--pairs` pairs of `hopscope bench` runs of the same workload, one traced (
 services and load generator export spans to the collector) and one untraced (nothing traced
 anywhere). Both arms of a pair use the same seed, so they send the same schedule; the seed
 changes from pair to pair. The order within a pair alternates (on/off, off/on, ...) so that
-drift of the machine over the run hits both arms alike. Each arm is wrapped in the study's
+drift of the machine over the run hits both arms alike. `--prime` pairs (default 1) run first and
+are discarded: the first pair after a stack start was always the worst (+31 to +54 % at p50,
+cold caches, JIT and connections), which is the stack warming up, not tracing. Each arm is wrapped in the study's
 `PhaseMonitor` (per-service CPU, this process = the load generator, its children = the
 stack's glue processes, host CPU) and followed, still inside the monitor, by a fixed
 `--settle` pause: the services' span exporters flush up to 5 s after the last event, and the
@@ -33,7 +35,7 @@ The measuring part holds the host-wide lock `/tmp/hopscope-measure.lock` (waits 
 measurement holds it). Needs the services (`hopscope up`). Run:
 
     .venv/bin/python benchmarks/overhead_bench.py --stack kafka --workload write_notify \\
-        [--pairs 5] [--rate 40] [--duration 10] [--warmup 3] [--out DIR] [--json PATH]
+        [--pairs 5] [--prime 1] [--rate 40] [--duration 10] [--warmup 3] [--out DIR] [--json PATH]
     .venv/bin/python benchmarks/overhead_bench.py --from runs/<out>/overhead.json  # analyse again
 """
 
@@ -43,7 +45,6 @@ import argparse
 import contextlib
 import fcntl
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -75,7 +76,7 @@ from hopscope.experiment.resources import GLUE, LOADGEN, PhaseMonitor
 from hopscope.experiment.study import collector_endpoint
 from hopscope.pipelines.bench import resolve_bench, run_bench
 from hopscope.pipelines.clean_start import NotCleanError
-from hopscope.pipelines.collector_files import collector_runs_root
+from hopscope.pipelines.collector_files import collector_runs_root, move_spans
 from hopscope.pipelines.driver import PreflightError
 from hopscope.pipelines.stack import StackError, find_stack
 from hopscope.pipelines.workload import Workload, WorkloadError
@@ -95,6 +96,8 @@ class Setting:
     stack: str
     workload_name: str
     pairs_requested: int
+    #: discarded pairs run first: the first pair after a stack start was always the worst
+    prime: int
     settle_s: float
     #: the PhaseMonitor's sampling interval (the study's is 0.5 s)
     monitor_interval_s: float
@@ -142,7 +145,8 @@ class Arm:
 def arm_dir(out: Path, pair: int, tracing: bool) -> Path:
     # the directory's name is the run id, and the collector files spans under the run id in its
     # own runs root: it must be unique there, hence the out dir's (unique) name in it
-    return out / f"{out.name}-p{pair}-{'on' if tracing else 'off'}"
+    which = f"p{pair}" if pair >= 0 else f"prime{-pair}"
+    return out / f"{out.name}-{which}-{'on' if tracing else 'off'}"
 
 
 def run_arm(setting: Setting, workload: Workload, pair: int, tracing: bool, console: Console) -> Arm:
@@ -185,27 +189,14 @@ def run_arm(setting: Setting, workload: Workload, pair: int, tracing: bool, cons
 
 
 def gather_spans(run_dir: Path) -> tuple[int, int]:
-    """Move the arm's span files from the collector's runs root into the arm's directory (a
-    rename keeps the collector's open handle valid); (files, bytes)."""
+    """Move the arm's span files from the collector's runs root into the arm's directory;
+    (files, bytes) it holds."""
     root = collector_runs_root()
-    if root is None:
-        return 0, 0
-    src = root / run_dir.name / SPANS_DIR
     dst = run_dir / SPANS_DIR
-    if not src.is_dir() or src.resolve() == dst.resolve():
-        files = list(dst.glob("*")) if dst.is_dir() else []
-        return len(files), sum(f.stat().st_size for f in files if f.is_file())
-    dst.mkdir(parents=True, exist_ok=True)
-    files, size = 0, 0
-    for f in sorted(src.iterdir()):
-        if f.is_file():
-            size += f.stat().st_size
-            shutil.move(str(f), dst / f.name)
-            files += 1
-    for d in (src, src.parent):  # leave no empty folders in the collector's runs root
-        with contextlib.suppress(OSError):
-            d.rmdir()
-    return files, size
+    if root is not None:
+        move_spans(root, run_dir.name, dst)
+    files = [f for f in dst.iterdir() if f.is_file()] if dst.is_dir() else []
+    return len(files), sum(f.stat().st_size for f in files)
 
 
 # --- the pairs -----------------------------------------------------------------------------
@@ -218,11 +209,15 @@ class Measurement:
     exit_code: int = 0
 
     def pairs(self) -> list[tuple[Arm, Arm]]:
-        """(traced, untraced) of every complete pair, in pair order."""
+        """(traced, untraced) of every complete measured pair, in pair order (priming left out)."""
         by_pair: dict[int, dict[bool, Arm]] = {}
         for a in self.arms:
-            by_pair.setdefault(a.pair, {})[a.tracing] = a
+            if a.pair >= 0:
+                by_pair.setdefault(a.pair, {})[a.tracing] = a
         return [(p[True], p[False]) for _, p in sorted(by_pair.items()) if len(p) == 2]
+
+    def primed(self) -> list[Arm]:
+        return [a for a in self.arms if a.pair < 0]
 
 
 def arm_order(pair: int) -> tuple[bool, bool]:
@@ -238,13 +233,15 @@ def measure(setting: Setting, overrides: dict[str, Any], console: Console) -> Me
     )  # fmt: skip
     with Progress(*columns, console=console, refresh_per_second=2) as progress:
         pairs = setting.pairs_requested
-        task = progress.add_task("starting", total=2 * pairs)
-        for i in range(pairs):
+        task = progress.add_task("starting", total=2 * (setting.prime + pairs))
+        # priming pairs (negative numbers, seeds below the first pair's) are run and discarded
+        for i in range(-setting.prime, pairs):
             seed = overrides["seed"] + i
             workload = resolve_bench(setting.stack, setting.workload_name, overrides | {"seed": seed})
             for tracing in arm_order(i):
                 label = "traced" if tracing else "untraced"
-                progress.update(task, description=f"pair {i + 1}/{pairs}, {label} arm (seed {workload.seed})")
+                what = f"pair {i + 1}/{pairs}" if i >= 0 else f"priming pair {-i}/{setting.prime} (discarded)"
+                progress.update(task, description=f"{what}, {label} arm (seed {workload.seed})")
                 try:
                     m.arms.append(run_arm(setting, workload, i, tracing, console))
                 except PreflightError as exc:
@@ -254,7 +251,7 @@ def measure(setting: Setting, overrides: dict[str, Any], console: Console) -> Me
                 except KeyboardInterrupt:
                     m.stopped, m.exit_code = "interrupted", EXIT_INTERRUPTED
                 if m.stopped:
-                    m.stopped = f"pair {i + 1}/{pairs}, {label} arm: {m.stopped}"
+                    m.stopped = f"{what}, {label} arm: {m.stopped}"
                     return m
                 progress.advance(task)
     return m
@@ -465,7 +462,7 @@ def cpu_table(rows: list[CpuRow], totals: list[CpuRow]) -> Table:
 def warnings(m: Measurement) -> list[str]:
     out = []
     for a in m.arms:
-        tag = f"pair {a.pair + 1} {a.label}"
+        tag = f"{f'pair {a.pair + 1}' if a.pair >= 0 else f'priming pair {-a.pair}'} {a.label}"
         out += [f"{tag}: host-bound ({reason})" for reason in a.resources.get("host_bound_reasons", [])]
         off = [n for n, s in a.resources["services"].items() if s.get("state") not in ("running", None)]
         if off:
@@ -487,6 +484,12 @@ def report(
         f"{workload.warmup_s:g} s warm-up + {workload.duration_s:g} s measured per arm, settle {setting.settle_s:g} s, "
         f"monitor sampling every {setting.monitor_interval_s:g} s"
     )
+    primed = m.primed()
+    if primed:
+        console.print(
+            "priming (discarded): "
+            + ", ".join(f"{a.label} p50 {a.quantile(0.5) or float('nan'):.2f} ms" for a in primed)
+        )
     if pairs:
         console.print(pair_table(pairs))
     if over:
@@ -520,6 +523,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--stack")
     ap.add_argument("--workload", help="workload name or YAML path")
     ap.add_argument("--pairs", type=int, default=5, help="traced/untraced pairs (≥ 5 for a verdict)")
+    ap.add_argument(
+        "--prime",
+        type=int,
+        default=1,
+        help="discarded pairs run first (the first after a start is the worst)",
+    )
     ap.add_argument("--rate", type=float, default=40.0, help="events/s")
     ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per arm")
     ap.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per arm")
@@ -541,8 +550,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.from_json is None and not (args.stack and args.workload):
         ap.error("--stack and --workload are required (unless --from)")
-    if args.pairs < 1 or args.boot < 1 or args.settle < 0 or args.monitor_interval <= 0:
-        ap.error("--pairs and --boot must be ≥ 1, --settle ≥ 0, --monitor-interval > 0")
+    if args.pairs < 1 or args.prime < 0 or args.boot < 1 or args.settle < 0 or args.monitor_interval <= 0:
+        ap.error("--pairs and --boot must be ≥ 1, --prime and --settle ≥ 0, --monitor-interval > 0")
     return args
 
 
@@ -554,7 +563,7 @@ def prepare_out(args: argparse.Namespace) -> Path:
                 prefix=f"overhead-{args.stack}-{Path(args.workload).stem}-", dir=DEFAULT_RUNS_DIR
             )
         )
-    taken = [arm_dir(args.out, i, t) for i in range(args.pairs) for t in (True, False)]
+    taken = [arm_dir(args.out, i, t) for i in range(-args.prime, args.pairs) for t in (True, False)]
     if any(p.exists() for p in taken):
         raise FileExistsError(f"{args.out} already holds arms of an earlier run: choose another --out")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -567,7 +576,7 @@ def reanalyse(args: argparse.Namespace, console: Console) -> int:
         m = Measurement([Arm.from_json(a) for a in doc["arms"]], stopped=doc.get("stopped"))
         workload = Workload.model_validate(doc["workload"])
         # files written before these were recorded: the defaults they ran with
-        known = {"workload_name": doc["workload"]["name"], "monitor_interval_s": 0.5} | doc
+        known = {"workload_name": doc["workload"]["name"], "monitor_interval_s": 0.5, "prime": 0} | doc
         setting = Setting(**{k: known[k] for k in Setting.__dataclass_fields__})
     except (OSError, ValueError, KeyError, TypeError) as exc:
         console.print(f"[red]error:[/] {args.from_json}: not a results file of this script ({exc})")
@@ -602,7 +611,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WorkloadError, StackError, FileExistsError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_USAGE
-    setting = Setting(args.stack, args.workload, args.pairs, args.settle, args.monitor_interval, str(out))
+    setting = Setting(
+        args.stack, args.workload, args.pairs, args.prime, args.settle, args.monitor_interval, str(out)
+    )
     with measurement_lock(console):
         m = measure(setting, overrides, console)
     doc = report(m, setting, workload, args.boot, results_console())
