@@ -339,11 +339,23 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def host_info() -> dict[str, Any]:
     vm = psutil.virtual_memory()
     return {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
         "cpu_count": psutil.cpu_count(),
         "memory_bytes": vm.total,
         "load_average": list(os.getloadavg()),

@@ -336,7 +336,7 @@ def fairness_expected(stacks: list[Stack]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def stack_info(stacks: list[Stack]) -> dict[str, dict[str, str]]:
+def stack_info(stacks: list[Stack]) -> dict[str, dict[str, Any]]:
     """Per stack, how the report names it (description, what a point read is, where the
     services' settings are read from): the analysis reads it from the run, never a stack."""
     return {s.name: s.report_info() for s in stacks}

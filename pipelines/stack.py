@@ -88,11 +88,27 @@ def _check_hop_list(hops: list[HopSpec], what: str) -> list[HopSpec]:
     return hops
 
 
+class DurabilitySpec(_Strict):
+    """What is durable, and in how many copies, before the writer's answer and before a
+    subscriber hears of the event, on this stack (the report's durability table; the settings
+    named in `by` are read back in the fairness table)."""
+
+    #: what is written, in words
+    stored: str = Field(min_length=1)
+    #: durable copies confirmed before the writer's acknowledgement
+    copies_before_ack: int = Field(ge=0)
+    #: durable copies that exist before a subscriber is notified (the latency's end point)
+    copies_before_notify: int = Field(ge=0)
+    #: the settings that make it so
+    by: str = Field(min_length=1)
+
+
 class WorkloadHops(_Strict):
     """A stack's ordered expected hops for one workload (and for its point reads)."""
 
     hops: list[HopSpec]
     point_read_hops: list[HopSpec] = Field(default_factory=list)
+    durability: DurabilitySpec | None = None
     #: the components this pipeline passes through whose standalone capacity the host measured
     #: (names of `benchmarks/component_capacity.py`): the report compares the pipeline's
     #: capacity with its slowest part's
@@ -324,12 +340,18 @@ class Stack:
             out[POINT_READ] = [h.name for h in spec.point_read_hops]
         return out
 
-    def report_info(self) -> dict[str, str]:
-        """How the report names the stack (stored in the run, so the analysis needs no stack)."""
+    def report_info(self) -> dict[str, Any]:
+        """How the report names the stack and what each workload keeps durable (stored in the
+        run, so the analysis needs no stack)."""
         return {
             "description": self.spec.description,
             "point_read_label": self.spec.labels.point_read,
             "read_back_label": self.spec.labels.read_back,
+            "durability": {
+                name: hops.durability.model_dump(mode="json")
+                for name, hops in self.spec.workloads.items()
+                if hops.durability is not None
+            },
         }
 
     def root_hops(self, workload: str) -> tuple[str, str]:

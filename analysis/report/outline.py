@@ -16,6 +16,7 @@ from .experiment_sections import (
     workload_repeats,
     workload_sweep,
 )
+from .method_section import method_section
 from .resources_section import resources_section
 from .section import Section, SectionFn, WorkloadPartFn, slug
 from .sections import (
@@ -65,6 +66,7 @@ REPORT_SECTIONS: list[SectionFn] = [
     crosscheck_section,
     jaeger_section,
     quality_section,
+    method_section,
 ]
 
 

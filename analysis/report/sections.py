@@ -18,6 +18,7 @@ from ..verdicts import MIN_TAIL
 from . import plots
 from .context import ReportContext
 from .headline import QUANTILE_LABELS, Headline, StackLatency, headline
+from .method_section import durability_line
 from .section import Section, figure_part, note, slug
 from .tables import Column, Table, count, fmt_count, fmt_ms, fmt_share, make_table, ms, share, text
 
@@ -183,6 +184,7 @@ def headline_section(ctx: ReportContext) -> Iterable[Section]:
         else "Warm-up: none marked in this run's ledger.",
         *_sweep_lines(ctx, lines),
         *_disagreement_lines(ctx),
+        *filter(None, [durability_line(ctx)]),
     ]
     body_html = "".join(f"<p>{html.escape(t)}</p>" for t in intro)
     yield Section(

@@ -99,7 +99,12 @@ def test_crosscheck_declarations_bare_or_with_their_traced_figure(tmp_path: Path
         ("checks:mine", "mine", "", None),
     ]
     assert bare.spec.crosschecks[1].report_info() == {"label": "mine", "traced": None}
-    assert bare.report_info() == {"description": "", "point_read_label": "", "read_back_label": ""}
+    assert bare.report_info() == {
+        "description": "",
+        "point_read_label": "",
+        "read_back_label": "",
+        "durability": {},
+    }
     full = read_stack(
         _write_stack(
             tmp_path / "full",
