@@ -435,7 +435,9 @@ fn long_exponent(line: &[u8], at: usize) -> bool {
 /// A backslash at `at` that starts a \uD800-\uDFFF escape (either case).
 #[inline(never)]
 fn surrogate_escape(line: &[u8], at: usize) -> bool {
-    matches!(line.get(at + 1..at + 3), Some([b'u', d]) if d | 0x20 == b'd')
+    // \uD000-\uD7FF are characters (Hangul among them), not surrogates
+    matches!(line.get(at + 1..at + 4), Some([b'u', d, e])
+        if d | 0x20 == b'd' && matches!(e, b'8' | b'9' | b'a'..=b'f' | b'A'..=b'F'))
 }
 
 #[inline(always)]
