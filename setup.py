@@ -42,4 +42,8 @@ rust_extensions = (
     ]
 )
 
-setup(rust_extensions=rust_extensions)
+# the wheel's tag says abi3 too, so one wheel installs on every CPython >= 3.11
+setup(
+    rust_extensions=rust_extensions,
+    options={"bdist_wheel": {"py_limited_api": "cp311"}} if rust_extensions else {},
+)
