@@ -40,6 +40,7 @@ class IdIndex:
 def _native_index(ids: dict[str, pa.ChunkedArray]) -> IdIndex | None:
     """The id index from the native kernel, or None when it is not built or declines the ids."""
     if not kernels.AVAILABLE:
+        kernels.fallback()
         return None
     out = kernels.index_spans(ids["trace_id"], ids["span_id"], ids["parent_span_id"], ids["links"])
     # lower-case hex: span ids are spelled again from their keys when asked for

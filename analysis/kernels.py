@@ -25,6 +25,8 @@ try:
 except ImportError:  # not built: bin/bootstrap builds it where cargo is available
     _native = None
 
+from hopscope.core.native import note_fallback, turned_off
+
 
 class SpanTree(Protocol):
     """What the kernels read of span_arrays.SpanArrays (named here, not imported: the span
@@ -40,7 +42,16 @@ class SpanTree(Protocol):
     hop_names: np.ndarray
 
 
-AVAILABLE = _native is not None and os.environ.get("HOPSCOPE_NATIVE", "1") != "0"
+AVAILABLE = _native is not None and not turned_off()
+
+
+def fallback() -> None:
+    """Called where the numpy path runs instead: says so once (core/native.py) when the
+    extension is missing, not when HOPSCOPE_NATIVE=0 turned it off."""
+    if _native is None:
+        note_fallback()
+
+
 _THREADS = min(2, os.cpu_count() or 1)
 
 

@@ -94,7 +94,6 @@ _VERSIONED = (
     "httpx",
     "pyarrow",
     "pandas",
-    "duckdb",
     "hdrhistogram",
     "aiomqtt",
 )

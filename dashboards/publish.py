@@ -34,8 +34,15 @@ class Change:
 
 
 def connect(url: str, token: str | None, timeout: float = 10.0) -> Any:
-    # Imported here: grafana-client pulls niquests/urllib3-future, which only publish needs.
-    from grafana_client import GrafanaApi
+    # Imported here: grafana-client (the `dashboards` extra) pulls niquests/urllib3-future,
+    # which only publish needs.
+    try:
+        from grafana_client import GrafanaApi
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            "grafana-client is not installed; publishing needs it: pip install 'hopscope[dashboards]'",
+            name=exc.name,
+        ) from exc
 
     return GrafanaApi.from_url(url, credential=token or None, timeout=timeout)
 

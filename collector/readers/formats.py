@@ -65,6 +65,7 @@ def _fast_json_lines(data: bytes | pa.Buffer, source: str, problems: Problems) -
     only the canonical spelling."""
     if otlp_native.AVAILABLE:
         return _fast(otlp_native.read_json_lines, "native", data, source, problems)
+    otlp_native.fallback()
     return _fast(otlp_arrow.read_json_lines, "pyarrow.json", data, source, problems)
 
 
@@ -511,6 +512,8 @@ def _read_bytes(raw: bytes, source: str, problems: Problems, fmt: str | None, fa
                 table = _fast(otlp_native.read_proto_framed, "native", data, source, problems)
                 if table is not None:
                     return table
+            else:
+                otlp_native.fallback()
             # the Python reader names and counts what the native one declined
             return _python(otlp_proto.read_framed(data, source, problems), problems)
         doc = _loads(data)

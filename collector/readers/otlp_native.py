@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hopscope.collector.errors import DEFAULT_LIMITS, Limits
+from hopscope.core.native import note_fallback, turned_off
 from hopscope.core.schema import KINDS, SPAN_SCHEMA, STATUSES
 
 from .otlp_arrow import PARSE_THREADS, NeedsSlowPath
@@ -28,7 +29,15 @@ try:
 except ImportError:  # not built (or an older build): bin/bootstrap builds it where cargo is available
     _parse = _parse_proto = None
 
-AVAILABLE = _parse is not None and os.environ.get("HOPSCOPE_NATIVE", "1") != "0"
+AVAILABLE = _parse is not None and not turned_off()
+
+
+def fallback() -> None:
+    """Called where a slower reader runs instead: says so once (core/native.py) when the
+    extension is missing, not when HOPSCOPE_NATIVE=0 turned it off."""
+    if _parse is None:
+        note_fallback()
+
 
 _KIND_NAMES = pa.array(KINDS)
 _STATUS_NAMES = pa.array(STATUSES)

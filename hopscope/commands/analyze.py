@@ -101,17 +101,21 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(EXIT_FAILED)
 
 
+#: results_target.DSN_ENV, spelled here so the check needs no psycopg
+RESULTS_DSN_ENV = "HOPSCOPE_RESULTS_DSN"
+
+
 def _postgres_target(dsn: str | None) -> str | None:
     """The DSN --to-postgres (or $HOPSCOPE_RESULTS_DSN) names, checked to be one; None for none."""
-    from hopscope.dashboards.results_target import DSN_ENV
-
-    if not dsn and not os.environ.get(DSN_ENV):
+    # checked before importing results_target: it needs psycopg (hopscope[dashboards]), which an
+    # analysis without --to-postgres must not (tests/unit/test_install.py keeps the names equal)
+    if not dsn and not os.environ.get(RESULTS_DSN_ENV):
         return None
     from hopscope.dashboards.results_target import check_dsn, results_dsn
 
     target = results_dsn(dsn)
     if target:
-        check_dsn(target, "--to-postgres" if dsn else f"${DSN_ENV}")
+        check_dsn(target, "--to-postgres" if dsn else f"${RESULTS_DSN_ENV}")
     return target
 
 

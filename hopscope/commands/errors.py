@@ -67,6 +67,28 @@ KNOWN: tuple[tuple[str, str, int, str], ...] = (
 )
 
 
+#: the modules only an extra installs (pyproject.toml [project.optional-dependencies]) → what to
+#: install; a command that needs a missing one fails with that one line, not as a bug (exit 70)
+EXTRAS: dict[str, str] = {
+    "grafana_client": "'hopscope[dashboards]'",
+    "psycopg": "'hopscope[dashboards]' (analyze --to-postgres) or 'hopscope[services]' (up, run, bench)",
+    "confluent_kafka": "'hopscope[services]'",
+    "redis": "'hopscope[services]'",
+    "aiomqtt": "'hopscope[services]'",
+    "paho": "'hopscope[services]'",
+    "opentelemetry.instrumentation": "'hopscope[services]'",
+}
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """The error line for an import of a module only an extra installs, else None."""
+    name = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    for module, extra in EXTRAS.items():
+        if name and (name == module or name.startswith(module + ".")):
+            return f"{name} is not installed; this command needs it: pip install {extra}"
+    return None
+
+
 class CliError(Exception):
     """An error a command raises to fail with `exit_code` and this message."""
 
@@ -116,6 +138,9 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_FAILED, _os_message(exc)
     if isinstance(exc, MemoryError):
         return EXIT_FAILED, "out of memory"
+    extra = missing_extra(exc)
+    if extra is not None:
+        return EXIT_FAILED, extra
     text = str(exc)
     return EXIT_INTERNAL, (
         f"internal error: {type(exc).__name__}" + (f": {text}" if text else "") + f" (a bug: {DEBUG_HINT})"
