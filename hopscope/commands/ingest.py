@@ -111,6 +111,10 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--service", help="service name (Jaeger; repeatable)")
         ] = None,
         query: Annotated[str | None, typer.Option("--query", help="TraceQL query (Tempo)")] = None,
+        operation: Annotated[
+            str | None,
+            typer.Option("--operation", help="operation (span name) of the searched service (Jaeger)"),
+        ] = None,
         trace_id: Annotated[
             list[str] | None, typer.Option("--trace-id", help="fetch these traces by id")
         ] = None,
@@ -133,6 +137,10 @@ def register(app: typer.Typer) -> None:
 
         if (jaeger is None) == (tempo is None):
             raise typer.BadParameter("give exactly one of --jaeger or --tempo")
+        if operation and not jaeger:
+            raise typer.BadParameter(
+                "--operation searches Jaeger; for Tempo put it in --query", param_hint="--operation"
+            )
         window = _parse_duration(lookback)
         writable_dir(out)
         problems = Problems(strict=strict)
@@ -162,8 +170,8 @@ def register(app: typer.Typer) -> None:
         if jaeger:
             for svc in service or ([] if trace_id else live.jaeger_services(jaeger)):
                 paged = live.jaeger_find_traces_paged(
-                    jaeger, svc, problems, lookback=window, page_size=limit, max_traces=max_traces,
-                    on_page=progress(svc),
+                    jaeger, svc, problems, lookback=window, operation=operation, page_size=limit,
+                    max_traces=max_traces, on_page=progress(svc),
                 )  # fmt: skip
                 tables.append(paged.fetched.table)
                 inputs += paged.pages
