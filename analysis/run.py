@@ -39,7 +39,9 @@ from hopscope.core.schema import SPAN_SCHEMA
 from . import allocator, clock_skew, critical_path, graph, quality
 from . import ledger as ledger_figures
 from . import verdicts as verdict_math
+from .foreign import ForeignInfo, attribute_foreign
 from .hops import Deliveries, HopValues, find_deliveries, hop_values, pair_codes
+from .mapping import Mapping
 from .outputs import atomic_file, staged_outputs
 from .resources import resources_frame
 from .run_files import EXPERIMENT_SHAPE, INGEST_REPORT_SHAPE, check_ledger_schema
@@ -135,6 +137,25 @@ def _read_spans(run_dir: Path) -> ParquetColumns:
     return cols
 
 
+def _may_hold_foreign(cols: ParquetColumns) -> bool:
+    """Some span has no stack (a foreign trace has none): from the row groups' statistics when
+    the file has them, else by reading the column."""
+    if "stack" not in cols.column_names:
+        return True
+    meta = cols._file.metadata
+    leaves = cols._file.schema  # Parquet leaf columns: nested ones (links, maps) count several
+    at = next((i for i in range(len(leaves)) if leaves.column(i).path == "stack"), None)
+    if at is None:
+        return True
+    nulls = 0
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(at).statistics
+        if stats is None or not stats.has_null_count:
+            return pq.read_table(cols.path, columns=["stack"]).column("stack").null_count > 0
+        nulls += stats.null_count
+    return nulls > 0
+
+
 def _complete_columns(table: pa.Table, truncated: dict[str, int]) -> pa.Table:
     """Add optional SPAN_SCHEMA columns a foreign table may lack, as nulls; cut string values
     over MAX_VALUE_BYTES (counted in `truncated`) as ParquetColumns does."""
@@ -216,6 +237,8 @@ class Run:
         run_dir: Path | None = None,
         correct_skew: bool = True,
         mode: str = "event",
+        label: str | None = None,
+        mapping: Mapping | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"critical-path mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -225,6 +248,10 @@ class Run:
         self.ledger = ledger
         self.ingest_report = ingest_report or {}
         self.correct_skew = correct_skew
+        #: foreign traces' stack name (`foreign.py`; default: the run directory's name)
+        self.label = label or (run_dir.name if run_dir is not None else "traces")
+        self.mapping = mapping
+        self._foreign: ForeignInfo | None = None
         #: string values cut to MAX_VALUE_BYTES while loading, per column
         self.truncated: dict[str, int] = {}
         self._table: pa.Table | ParquetColumns | None = (
@@ -241,7 +268,7 @@ class Run:
     def _core(self) -> _Core:
         assert self._table is not None
         allocator.keep_freed_memory()
-        sa = prepare(self._table)
+        sa = prepare(self._attributed_table())
         if isinstance(self._table, ParquetColumns):
             self.truncated.update(self._table.truncated)
         self._table = None  # the arrays hold what the analysis needs; free the Arrow copy
@@ -269,6 +296,26 @@ class Run:
             sa=sa, pair_of_trace=pair_of_trace, pairs=pairs, skew=skew, deliveries=dl, values=hv,
             warmup=warm, broken=broken,
         )  # fmt: skip
+
+    def _attributed_table(self) -> pa.Table | ParquetColumns:
+        """The span table with foreign traces given hops, workloads, stack and deliveries
+        (`foreign.attribute_foreign`: the one place). A span file whose every span names a stack
+        is hopscope's own and is read column by column as before."""
+        table = self._table
+        assert table is not None
+        if isinstance(table, ParquetColumns):
+            if not _may_hold_foreign(table):
+                return table
+            names = [c for c in NEEDED_COLUMNS if c in table.column_names]
+            table = _complete_columns(pq.read_table(table.path, columns=names), self.truncated)
+        out, self._foreign = attribute_foreign(table, self.label, self.mapping)
+        return out
+
+    @property
+    def foreign(self) -> ForeignInfo | None:
+        """What the foreign-trace defaults and the mapping did (None: no foreign trace)."""
+        _ = self._core
+        return self._foreign
 
     def _warmup_traces(self, sa: SpanArrays) -> np.ndarray:
         """Per trace: its event id is a warm-up event's in the ledger."""
@@ -751,12 +798,21 @@ def damage_named(run_dir: Path) -> Iterator[None]:
         raise
 
 
-def load(run_dir: str | Path, *, mode: str = "event", correct_skew: bool = True) -> Run:
+def load(
+    run_dir: str | Path,
+    *,
+    mode: str = "event",
+    correct_skew: bool = True,
+    label: str | None = None,
+    mapping: Mapping | None = None,
+) -> Run:
     """Open a run directory (spans.parquet, manifest.json, ledger.parquet, ingest_report.json).
 
     `mode="jaeger"` adds Jaeger-mode critical paths per trace (`jaeger_paths()`,
     `jaeger_stats()`, written by `write_outputs`) beside the event-mode figures, which stay the
-    attribution. A missing spans.parquet is `NoSpans`: ingest spans/ first (`hopscope ingest`,
+    attribution. Foreign traces (no `hopscope.*` attribute) get default hops, workloads and
+    deliveries, their stack named `label` (default: the directory's name); `mapping`
+    (`mapping.load_mapping`) overrides the defaults (`foreign.py`). A missing spans.parquet is `NoSpans`: ingest spans/ first (`hopscope ingest`,
     or `hopscope analyze`, which does it)."""
     rd = Path(run_dir)
     if not rd.is_dir():
@@ -770,4 +826,6 @@ def load(run_dir: str | Path, *, mode: str = "event", correct_skew: bool = True)
         run_dir=rd,
         correct_skew=correct_skew,
         mode=mode,
+        label=label,
+        mapping=mapping,
     )

@@ -121,7 +121,9 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
         "duplicate_span_ids": ix.duplicates,
         "orphan_spans": np.bincount(ix.trace[orphan], minlength=len(trace_lo)),
         "negative_durations": np.bincount(ix.trace[negative], minlength=len(trace_lo)),
-        "true_roots": np.bincount(ix.trace[~hp], minlength=len(trace_lo)),
+        # a span without a parent that links to a span of its trace continues that span's event
+        # (a consumer joined to its producer's trace, foreign.py): not a root of its own
+        "true_roots": np.bincount(ix.trace[~hp & (ix.link_parent < 0)], minlength=len(trace_lo)),
     }
     arrays = SpanArrays(
         trace=ix.trace,

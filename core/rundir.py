@@ -75,7 +75,9 @@ def safe_name(name: str) -> str:
     if _SAFE_NAME.fullmatch(name) and ".." not in name:
         return name
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    slug = re.sub(r"[^A-Za-z0-9_]+", "_", name)[:40].strip("_")
+    # an empty slug (an empty name, or one of symbols only) would leave `graph--.graphml`-like
+    # names nobody can tell apart by eye
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", name)[:40].strip("_") or "unnamed"
     return f"{slug}~{digest}"
 
 

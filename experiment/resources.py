@@ -14,6 +14,7 @@ keeps its last reading. Peak RSS and host CPU are sampled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -128,7 +129,10 @@ class ResourceMonitor:
             self._proc.wait(5)
         for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if stream is not None:
-                stream.close()
+                # closing stdin flushes what a write left buffered; to a process that already
+                # exited that is a BrokenPipeError, and there is nobody left to tell
+                with contextlib.suppress(BrokenPipeError):
+                    stream.close()
         self._proc = None
 
     def result(self, events: int | None = None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from hopscope.core.rundir import (
     read_json_file,
 )
 
+from ..mapping import Mapping
 from ..outputs import staged_outputs
 from ..run import NoSpans, Run, damage_named, load
 from ..run_files import EXPERIMENT_SHAPE
@@ -81,9 +82,18 @@ def read_json(path: Path, shape: Shape | None = None) -> dict[str, Any]:
     return read_json_file(path, shape)
 
 
-def analyze_run(run_dir: Path, *, mode: Mode = Mode.event, console: Console | None = None) -> AnalyzeResult:
+def analyze_run(
+    run_dir: Path,
+    *,
+    mode: Mode = Mode.event,
+    console: Console | None = None,
+    label: str | None = None,
+    mapping: Mapping | None = None,
+) -> AnalyzeResult:
     """Analyse RUN_DIR in place: load, write the tables, write the report. `problems` lists every
-    data-quality problem the report flags (the caller decides the exit code)."""
+    data-quality problem the report flags (the caller decides the exit code). Foreign traces get
+    their stack named `label` (default RUN_DIR's name) and hops by `mapping` or the defaults
+    (`foreign.py`); a mapping rule that matched nothing is one of the `problems`."""
     console = console or Console(stderr=True)
     run_dir = Path(run_dir)
     mode = Mode(mode)
@@ -96,19 +106,25 @@ def analyze_run(run_dir: Path, *, mode: Mode = Mode.event, console: Console | No
     )
     with Progress(*columns, console=console, transient=False) as progress, damage_named(run_dir):
         steps = progress.add_task("load the run", total=4)
-        run = load(run_dir, mode=mode.value)
+        run = load(run_dir, mode=mode.value, label=label, mapping=mapping)
         run_id = str(run.manifest.get("run_id") or run_dir.name)
         progress.update(steps, advance=1, description="critical paths, hop statistics")
-        ctx = ReportContext.from_run(
-            run,
-            title=f"hopscope report — {run_id}",
-            meta={
-                "run": run_id,
-                "critical path": MODE_META[mode],
-                "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                "hopscope": _version(),
-            },
-        )
+        meta = {
+            "run": run_id,
+            "critical path": MODE_META[mode],
+            "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "hopscope": _version(),
+        }
+        title = f"hopscope report — {run_id}"
+        foreign = run.foreign
+        if foreign is not None:
+            ops = foreign.entry_operations
+            title = f"hopscope report — {', '.join(foreign.stacks)}: " + (
+                ", ".join(ops) if len(ops) <= 3 else f"{', '.join(ops[:3])} and {len(ops) - 3} more"
+            )
+            meta["label"] = foreign.label
+            meta["mapping"] = (foreign.mapping.source if foreign.mapping else None) or "none (defaults)"
+        ctx = ReportContext.from_run(run, title=title, meta=meta)
         apply_experiment(ctx, read_json(run_dir / EXPERIMENT))
         # every file of this analysis is written aside and moved into place at the end: a failure
         # leaves the run directory's earlier analysis whole
@@ -129,7 +145,8 @@ def analyze_run(run_dir: Path, *, mode: Mode = Mode.event, console: Console | No
             progress.update(sec, total=written, description=f"  {written:.0f} sections")
         files = ReportFiles(run_dir / staged.html.name, run_dir / staged.markdown.name)
         progress.update(steps, advance=1, description="done")
-    return AnalyzeResult(files, [*outputs, files.html, files.markdown], quality_problems(ctx), run)
+    problems = quality_problems(ctx) + (foreign.unmatched_rules if foreign is not None else [])
+    return AnalyzeResult(files, [*outputs, files.html, files.markdown], problems, run)
 
 
 __all__ = ["AnalyzeResult", "Mode", "NoSpans", "RunDirError", "analyze_run", "read_json"]

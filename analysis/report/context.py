@@ -10,6 +10,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from ..foreign import ForeignInfo
 from ..verdicts import analyse, repeat_disagreements
 
 
@@ -59,6 +60,10 @@ class ReportContext:
     disagreements: pd.DataFrame = field(default_factory=pd.DataFrame)
     verdict_figure: str = "trace e2e"
     sweep_rates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: a run of foreign traces (`Run.foreign`): what the defaults and the mapping did; None for
+    #: hopscope's own runs. The report then speaks of the label and entry operations, prints the
+    #: mapping and leaves out what only hopscope's experiment has (verdicts between stacks, ledger)
+    foreign: ForeignInfo | None = None
     _pairs: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _graphs: dict[tuple[str, str], nx.DiGraph | None] = field(default_factory=dict, repr=False)
 
@@ -116,6 +121,7 @@ class ReportContext:
             disagreements=disagreements,
             verdict_figure=figure,
             sweep_rates=sweep_rates,
+            foreign=getattr(run, "foreign", None),
             _pairs=set(pairs),
         )
 

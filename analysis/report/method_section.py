@@ -169,8 +169,8 @@ def _host_bound_phases(ctx: ReportContext) -> tuple[int, int]:
 
 def method_section(ctx: ReportContext) -> Iterable[Section]:
     manifest = _manifest(ctx)
-    if not manifest and not ctx.experiment:
-        return
+    if ctx.foreign is not None or (not manifest and not ctx.experiment):
+        return  # a foreign run's method is how its hops were derived (foreign_method.py)
     paras = []
     command = reproduce_command(manifest)
     paras.append(

@@ -16,6 +16,7 @@ from .experiment_sections import (
     workload_repeats,
     workload_sweep,
 )
+from .foreign_method import foreign_method_section
 from .method_section import method_section
 from .resources_section import resources_section
 from .section import Section, SectionFn, WorkloadPartFn, slug
@@ -51,12 +52,14 @@ WORKLOAD_PARTS: list[WorkloadPartFn] = [
 def workload_sections(ctx: ReportContext) -> Iterable[Section]:
     for workload in ctx.workloads:
         children = [s for part in WORKLOAD_PARTS if (s := part(ctx, workload)) is not None]
-        yield Section(slug("workload", workload), f"Workload: {workload}", "", "", children)
+        kind = "Entry operation" if ctx.foreign is not None else "Workload"
+        yield Section(slug("workload", workload), f"{kind}: {workload}", "", "", children)
 
 
 #: The report's top-level sections, in order. Append to extend.
 REPORT_SECTIONS: list[SectionFn] = [
     headline_section,
+    foreign_method_section,
     run_status_section,
     fairness_section,
     workload_sections,

@@ -93,7 +93,13 @@ def headline_frame(ctx: ReportContext, lines: list[Headline]) -> tuple[pd.DataFr
             # e.g. point reads: answered, never delivered; their figures are in their own section
             row["missing"] = f"no {ctx.verdict_figure} deliveries (traces only)"
         rows.append(row)
-    columns = [text("workload")]
+    columns = [text("workload", "entry operation" if ctx.foreign else "workload")]
+    if ctx.foreign:
+        for stack in ctx.stacks:
+            columns.append(count(f"{stack}:n", f"{stack} n"))
+            columns += [text(f"{stack}:{q}", f"{stack} {label} (ms)") for q, label in QUANTILE_LABELS.items()]
+        columns.append(text("tail_opens", "where the tail opens"))
+        return pd.DataFrame(rows), columns
     if sweeps:
         columns.append(text("rate", "offered rate"))
     for stack in ctx.stacks:
@@ -151,6 +157,21 @@ def _disagreement_lines(ctx: ReportContext) -> list[str]:
     return out
 
 
+def _foreign_intro(ctx: ReportContext) -> list[str]:
+    assert ctx.foreign is not None
+    return [
+        f"Traces of {ctx.foreign.label}, analysed with hopscope's foreign-trace defaults"
+        + (" and a mapping file" if ctx.foreign.mapping is not None else "")
+        + " (see Method). One figure per entry operation: trace e2e — the entry operation's root span "
+        "start → each delivery's end (a trace's last-ending span; a consumer in a trace of its own "
+        "is joined to its producer through its span link, one delivery per consumer). p50, p99 and p99.9 "
+        f"with their 95 % interval (bootstrap over deliveries); a quantile with fewer than {MIN_TAIL} "
+        "samples beyond it is not shown. Where the tail opens: the hop with the largest share of the p99 "
+        "tail's excess over the mean, and — if different — the hop after which the p99 of the partial "
+        "sum rises most."
+    ]
+
+
 def headline_section(ctx: ReportContext) -> Iterable[Section]:
     lines = [headline(ctx, w) for w in ctx.workloads]
     frame, columns = headline_frame(ctx, lines)
@@ -158,13 +179,22 @@ def headline_section(ctx: ReportContext) -> Iterable[Section]:
     table = make_table(
         frame,
         columns,
-        caption=f"End-to-end latency per delivery — {figure}: value [95 % interval] in ms, n = deliveries "
-        "(warm-up excluded). Ratio = runner-up ÷ lower.",
+        caption=f"End-to-end latency per delivery — {figure}: value [95 % interval] in ms, n = deliveries"
+        + (" of each entry operation." if ctx.foreign else " (warm-up excluded). Ratio = runner-up ÷ lower."),
         flag=lambda rec, f: (
             (f == "missing" and rec["missing"] != "–" and "traces only" not in rec["missing"])
             or (f == "host_bound" and rec["host_bound"] != "–")
         ),
     )
+    if ctx.foreign is not None:
+        intro = _foreign_intro(ctx)
+        yield Section(
+            "headline",
+            "Headline",
+            "".join(f"<p>{html.escape(t)}</p>" for t in intro) + table.to_html("data headline"),
+            "\n\n".join(intro) + "\n\n" + table.to_markdown(),
+        )
+        return
     warm = warmup_excluded(ctx)
     reps = ctx.estimates["repeats"] if "repeats" in ctx.estimates else pd.Series(dtype=int)
     rep_text = (
@@ -198,10 +228,19 @@ def headline_section(ctx: ReportContext) -> Iterable[Section]:
 # -- per workload -----------------------------------------------------------------------
 
 
-def _sentence(h: Headline) -> str:
+def _sentence(h: Headline, foreign: bool = False) -> str:
     if not h.stacks:
         return "No stack delivered any event in this workload."
-    if not h.verdicts:
+    if foreign:
+        s = h.stacks[0]
+        few = f"p50 and p99 not shown: fewer than {MIN_TAIL} deliveries beyond them"
+        figs = ", ".join(
+            f"{label} {t} ms"
+            for q, label in (("p50", "p50"), ("p99", "p99"))
+            if (t := _figure_text(s, q)) != "–"
+        )
+        out = f"{s.stack}: {s.deliveries:,} deliveries; {figs or few}."
+    elif not h.verdicts:
         s = h.stacks[0]
         out = f"Only {s.stack} has data: p50 {_figure_text(s, 'p50')} ms, p99 {_figure_text(s, 'p99')} ms."
     else:
@@ -217,8 +256,9 @@ def _sentence(h: Headline) -> str:
 
 def workload_summary(ctx: ReportContext, workload: str) -> Section | None:
     h = headline(ctx, workload)
-    parts_html = [f'<p class="verdict">{html.escape(_sentence(h))}</p>']
-    parts_md = [f"**{_sentence(h)}**\n"]
+    sentence = _sentence(h, foreign=ctx.foreign is not None)
+    parts_html = [f'<p class="verdict">{html.escape(sentence)}</p>']
+    parts_md = [f"**{sentence}**\n"]
     for stack in h.missing:
         expected = ctx.run.expected_hops(stack, workload) if stack in ctx.stacks else []
         why = (
@@ -260,8 +300,13 @@ def workload_summary(ctx: ReportContext, workload: str) -> Section | None:
                 ms("p999_ms", "p99.9 (ms)"),
                 ms("max_ms"),
             ],
-            caption="Trace e2e per delivery (root span start → delivery span end; warm-up excluded); "
-            f"the headline's figures and verdicts are the {ctx.verdict_figure}",
+            caption="Trace e2e per delivery (root span start → delivery span end"
+            + (
+                "); the headline's figures"
+                if ctx.foreign
+                else "; warm-up excluded); the headline's figures and verdicts"
+            )
+            + f" are the {ctx.verdict_figure}",
         )
         parts_html.append(t.to_html())
         parts_md.append(t.to_markdown())
@@ -546,6 +591,15 @@ CLOSURE_COLUMNS = [
 ]  # fmt: skip
 
 
+#: quality rows a foreign run cannot have: warm-up is the ledger's, expected hops the manifest's
+FOREIGN_HIDDEN_CHECKS = (
+    "warmup_events_excluded",
+    "warmup_deliveries_excluded",
+    "missing_expected_hops",
+    "deliveries_without_ledger_receipt",
+)
+
+
 def quality_section(ctx: ReportContext) -> Iterable[Section]:
     parts_html, parts_md = [], []
     q = ctx.quality
@@ -554,6 +608,8 @@ def quality_section(ctx: ReportContext) -> Iterable[Section]:
         parts_html.append(n_html)
         parts_md.append(n_md)
     else:
+        if ctx.foreign is not None:  # counts of what only hopscope's experiment has (ledger, manifest)
+            q = q.drop(columns=[c for c in FOREIGN_HIDDEN_CHECKS if c in q.columns])
         t = quality_table(ordered_pairs(ctx, q))
         parts_html.append(t.to_html())
         parts_md.append(t.to_markdown())
@@ -586,6 +642,9 @@ def quality_section(ctx: ReportContext) -> Iterable[Section]:
             parts_md.append("\n".join(f"- `{e}`" for e in shown) + "\n")
 
     title_html = "<h3>Hop closure</h3>"
+    if ctx.foreign is not None:  # closure needs hopscope's ledger: a foreign run has none to have
+        yield Section("quality", "Data quality", "".join(parts_html), "\n".join(parts_md))
+        return
     if "unattributed_ms" in ctx.e2e.columns and "ledger_e2e_ms" in ctx.e2e.columns:
         c = ordered_pairs(ctx, closure_frame(ctx.e2e))
         t = make_table(

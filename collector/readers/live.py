@@ -7,7 +7,8 @@ so a fetched trace and a saved response give identical tables. `source` is the U
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -162,3 +163,124 @@ def tempo_search(
             tables.append(got.table)
             urls.extend(got.urls)
     return Fetched(_concat(tables), urls)
+
+
+@dataclass
+class Paged:
+    """What a paged search read: the spans of every distinct trace, and how it ended."""
+
+    fetched: Fetched
+    pages: int
+    traces: int
+    #: stopped at `max_traces` before the window was covered (older traces left unread)
+    capped: bool
+
+
+#: one page of a search ending at the given time: (spans, the URLs read, traces the page held)
+PageFetcher = Callable[[datetime], tuple[pa.Table, list[str], int]]
+
+
+def paginate(
+    fetch_page: PageFetcher,
+    start: datetime,
+    end: datetime,
+    *,
+    page_size: int,
+    max_traces: int,
+    on_page: Callable[[int, int, datetime], None] | None = None,
+) -> Paged:
+    """Search [start, end] a page at a time until the window is covered: trace stores answer a
+    search with the most recent `page_size` traces, so each next page ends where the earliest
+    trace of the last one started. Traces seen on an earlier page are not kept again; a page
+    with nothing new, or one smaller than `page_size`, ends it; `max_traces` caps it."""
+    seen: set[str] = set()
+    tables: list[pa.Table] = []
+    urls: list[str] = []
+    pages, until, capped = 0, end, False
+    while True:
+        table, page_urls, held = fetch_page(until)
+        pages += 1
+        urls += page_urls
+        ids = table.column("trace_id").to_pylist()
+        starts: dict[str, int] = {}
+        for tid, t in zip(ids, table.column("start_ns").to_pylist(), strict=True):
+            starts[tid] = min(t, starts.get(tid, t))
+        new = [tid for tid in sorted(starts, key=lambda k: -starts[k]) if tid not in seen]
+        room = max_traces - len(seen)
+        if len(new) > room:
+            new, capped = new[:room], True
+        if new:
+            wanted = set(new)
+            keep = pa.array([tid in wanted for tid in ids], pa.bool_())
+            tables.append(table.filter(keep))
+            seen.update(new)
+        if on_page is not None:
+            on_page(pages, len(seen), until)
+        if capped or len(seen) >= max_traces:
+            capped = capped or held >= page_size
+            break
+        if held < page_size or not new:
+            break
+        earliest = datetime.fromtimestamp(min(starts.values()) / 1e9, UTC)
+        if earliest >= until or earliest <= start:
+            break
+        until = earliest
+    return Paged(Fetched(_concat(tables), urls), pages, len(seen), capped)
+
+
+def jaeger_find_traces_paged(
+    base_url: str,
+    service: str,
+    problems: Problems,
+    *,
+    lookback: timedelta = timedelta(hours=1),
+    end: datetime | None = None,
+    operation: str | None = None,
+    page_size: int = 100,
+    max_traces: int = 10_000,
+    on_page: Callable[[int, int, datetime], None] | None = None,
+    client: httpx.Client | None = None,
+) -> Paged:
+    """FindTraces over the whole window, a page of `page_size` traces at a time (`paginate`)."""
+    end = end or datetime.now(UTC)
+    start = end - lookback
+    with _client(client, 60) as c:
+
+        def page(until: datetime) -> tuple[pa.Table, list[str], int]:
+            got = jaeger_find_traces(
+                base_url, service, problems, lookback=until - start, end=until, operation=operation,
+                search_depth=page_size, client=c,
+            )  # fmt: skip
+            return got.table, got.urls, len(set(got.table.column("trace_id").to_pylist()))
+
+        return paginate(page, start, end, page_size=page_size, max_traces=max_traces, on_page=on_page)
+
+
+def tempo_search_paged(
+    base_url: str,
+    problems: Problems,
+    *,
+    q: str | None = None,
+    lookback: timedelta = timedelta(hours=1),
+    end: datetime | None = None,
+    page_size: int = 20,
+    max_traces: int = 10_000,
+    on_page: Callable[[int, int, datetime], None] | None = None,
+    client: httpx.Client | None = None,
+) -> Paged:
+    """Tempo search over the whole window, a page of `page_size` hits at a time (`paginate`).
+    Tempo takes whole seconds: more than a page of traces starting within one second ends the
+    paging there (a page with nothing new)."""
+    end = end or datetime.now(UTC)
+    start = end - lookback
+    with _client(client, 60) as c:
+
+        def page(until: datetime) -> tuple[pa.Table, list[str], int]:
+            # the end second rounded up, so a trace starting within it is still in the window
+            until_s = datetime.fromtimestamp(math.ceil(until.timestamp()), UTC)
+            got = tempo_search(
+                base_url, problems, q=q, lookback=until_s - start, end=until_s, limit=page_size, client=c
+            )
+            return got.table, got.urls, len(got.urls)
+
+        return paginate(page, start, end, page_size=page_size, max_traces=max_traces, on_page=on_page)

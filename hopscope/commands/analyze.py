@@ -52,10 +52,28 @@ def register(app: typer.Typer) -> None:
         ] = None,
         limit: LimitOption = None,
         as_json: JsonOption = False,
+        label: Annotated[
+            str | None,
+            typer.Option(
+                "--label",
+                help="name for the system whose traces these are (foreign traces: no hopscope.* "
+                "attributes); the report's stack column and title (default: RUN_DIR's name)",
+            ),
+        ] = None,
+        mapping: Annotated[
+            Path | None,
+            typer.Option(
+                "--mapping",
+                metavar="FILE",
+                help="YAML rules (match service / name / kind / attributes by regex → hop, workload, "
+                "stack) overriding the foreign-trace defaults (analysis/README.md)",
+            ),
+        ] = None,
     ) -> None:
         """Analyse a run and write report.html, report.md and the analysis tables into RUN_DIR."""
         # Imported here so `hopscope --help` does not pay for pandas/plotly.
         from hopscope.analysis import RunDirError
+        from hopscope.analysis.mapping import load_mapping
         from hopscope.analysis.report.analyze import Mode, analyze_run
         from hopscope.collector.ingest import ingest_run
 
@@ -70,10 +88,13 @@ def register(app: typer.Typer) -> None:
             writable_dir(run_dir, "RUN_DIR", create=False)
         except UsageProblem as e:  # an existing run directory: the analysis cannot be written there
             raise CliError(str(e), EXIT_FAILED) from None
+        if label is not None and not label.strip():
+            raise UsageProblem("--label", repr(label), "an empty name")
+        rules = load_mapping(mapping) if mapping is not None else None  # a bad file fails first
         limits = parse_limits(limit)
         target = _postgres_target(to_postgres)  # a DSN that cannot work fails before the analysis
         ingest_run(run_dir, strict=strict, console=err, limits=limits)
-        result = analyze_run(run_dir, mode=chosen, console=err)
+        result = analyze_run(run_dir, mode=chosen, console=err, label=label, mapping=rules)
         if as_json:
             out = err  # the document alone on stdout
         out.print(f"report: [bold]{escape(str(result.report.html))}[/]", soft_wrap=True)

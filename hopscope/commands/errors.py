@@ -63,6 +63,7 @@ KNOWN: tuple[tuple[str, str, int, str], ...] = (
     ("hopscope.dashboards.results_tables", "ResultsError", EXIT_FAILED, "{}"),
     ("hopscope.dashboards.publish", "PublishError", EXIT_FAILED, "publish failed: {}"),
     ("hopscope.collector.errors", "IngestError", EXIT_FAILED, "{}"),
+    ("hopscope.analysis.mapping", "MappingError", EXIT_USAGE, "{}"),
     ("hopscope.core.rundir", "RunDirError", EXIT_FAILED, "{}"),
 )
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -115,13 +116,25 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--service", help="service name (Jaeger; repeatable)")
         ] = None,
         query: Annotated[str | None, typer.Option("--query", help="TraceQL query (Tempo)")] = None,
+        operation: Annotated[
+            str | None,
+            typer.Option("--operation", help="operation (span name) of the searched service (Jaeger)"),
+        ] = None,
         trace_id: Annotated[
             list[str] | None, typer.Option("--trace-id", help="fetch these traces by id")
         ] = None,
         lookback: Annotated[
             str, typer.Option("--lookback", help="search window ending now, e.g. 15m, 1h")
         ] = "1h",
-        limit: Annotated[int, typer.Option("--limit", help="max traces per search")] = 100,
+        limit: Annotated[
+            int, typer.Option("--limit", min=1, help="traces per search page (the window is paged through)")
+        ] = 100,
+        max_traces: Annotated[
+            int,
+            typer.Option(
+                "--max-traces", min=1, help="stop after this many traces per search (the most recent)"
+            ),
+        ] = 10_000,
         strict: Annotated[bool, typer.Option("--strict")] = False,
     ) -> None:
         """Fetch traces from a running Jaeger (api_v3) or Tempo into RUN_DIR/spans.parquet."""
@@ -129,6 +142,10 @@ def register(app: typer.Typer) -> None:
 
         if (jaeger is None) == (tempo is None):
             raise typer.BadParameter("give exactly one of --jaeger or --tempo")
+        if operation and not jaeger:
+            raise typer.BadParameter(
+                "--operation searches Jaeger; for Tempo put it in --query", param_hint="--operation"
+            )
         window = _parse_duration(lookback)
         writable_dir(out)
         problems = Problems(strict=strict)
@@ -144,15 +161,41 @@ def register(app: typer.Typer) -> None:
             )
             tables.append(got.table)
             inputs += 1
+        err = Console(stderr=True)
+        capped: list[str] = []
+
+        def progress(what: str) -> Callable[[int, int, datetime], None]:
+            def on_page(page: int, traces: int, until: datetime) -> None:
+                err.print(
+                    f"{what}: page {page}, {traces:,} traces (window end {until:%H:%M:%S})", markup=False
+                )
+
+            return on_page
+
         if jaeger:
             for svc in service or ([] if trace_id else live.jaeger_services(jaeger)):
-                got = live.jaeger_find_traces(jaeger, svc, problems, lookback=window, search_depth=limit)
-                tables.append(got.table)
-                inputs += 1
+                paged = live.jaeger_find_traces_paged(
+                    jaeger, svc, problems, lookback=window, operation=operation, page_size=limit,
+                    max_traces=max_traces, on_page=progress(svc),
+                )  # fmt: skip
+                tables.append(paged.fetched.table)
+                inputs += paged.pages
+                if paged.capped:
+                    capped.append(svc)
         elif query or not trace_id:
-            got = live.tempo_search(tempo, problems, q=query or "{}", lookback=window, limit=limit)
-            tables.append(got.table)
-            inputs += len(got.urls)
+            paged = live.tempo_search_paged(
+                tempo, problems, q=query or "{}", lookback=window, page_size=limit, max_traces=max_traces,
+                on_page=progress("tempo"),
+            )  # fmt: skip
+            tables.append(paged.fetched.table)
+            inputs += len(paged.fetched.urls)
+            if paged.capped:
+                capped.append(query or "{}")
+        for what in capped:
+            err.print(
+                f"{what}: stopped at --max-traces {max_traces:,}; older traces in the window were not read",
+                markup=False,
+            )
         table = pa.concat_tables(tables) if tables else SPAN_SCHEMA.empty_table()
         if tables:
             # Overlapping searches (one per service) return the same trace more than once.

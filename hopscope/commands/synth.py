@@ -34,12 +34,26 @@ def register(app: typer.Typer) -> None:
                 help=f"also write {SPANS_PARQUET} (else `hopscope analyze` ingests {SPANS_DIR}/ first)",
             ),
         ] = True,
+        foreign: Annotated[
+            bool,
+            typer.Option(
+                "--foreign",
+                help=f"instead: {SPANS_PARQUET} of a shop traced with OpenTelemetry (no hopscope.* attribute; "
+                "a producer, two linked consumer traces) to try `analyze --label` on",
+            ),
+        ] = False,
     ) -> None:
         """Synthetic traces (OTLP JSON lines), ledger, manifest and truth.json for tests and demos."""
         from hopscope.synth import SynthConfig, generate, write_run
 
         console = Console(stderr=True)
         writable_dir(out)
+        if foreign:
+            from hopscope.synth.foreign import write_foreign_run
+
+            shop = write_foreign_run(out, events or 2000, 7 if seed is None else seed)
+            console.print(f"wrote {shop.table.num_rows} spans ({len(shop.truth)} deliveries) to {out}")
+            return
         cfg = SynthConfig.load(config)  # SynthConfigError: exit 2 (hopscope.commands.errors)
         if events is not None:
             cfg.events = events

@@ -177,3 +177,19 @@ def test_cli_fetch_traces(server, tmp_path: Path) -> None:
         app, ["fetch-traces", "--jaeger", base, "--trace-id", "f" * 32, "--out", str(out)]
     )
     assert res.exit_code == 1 and "HTTP 404" in res.output and "Traceback" not in res.output
+
+
+def test_cli_fetch_traces_by_operation(server, tmp_path: Path) -> None:
+    from hopscope.cli import app
+
+    base, seen = server
+    args = ["fetch-traces", "--jaeger", base, "--service", "kafka.notifier", "--operation", "notify"]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    search = [params for path, params in seen if path == "/api/v3/traces"]
+    assert search and search[0]["query.operation_name"] == ["notify"]
+    assert "page 1" in res.output
+    res = CliRunner().invoke(
+        app, ["fetch-traces", "--tempo", base, "--operation", "x", "--out", str(tmp_path / "t")]
+    )
+    assert res.exit_code == 2 and "--operation" in res.output
