@@ -34,7 +34,7 @@ import httpx
 import psycopg
 
 from hopscope.deploy import apt
-from hopscope.deploy.base import DeployError, Service, terminate_pidfile, wait_until
+from hopscope.deploy.base import DeployError, Service, terminate_pidfile, wait_until, write_private
 from hopscope.deploy.settings import ConnectConfig, KafkaConfig
 
 KAFKA_VERSION = "4.4.0"
@@ -611,10 +611,7 @@ class Connect(Service):
         )
         if lines.get(key) != value:
             lines[key] = value
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
-            tmp.chmod(0o600)
-            tmp.replace(path)
+            write_private(path, "".join(f"{k}={v}\n" for k, v in lines.items()))
         return "${file:" + str(path) + ":" + key + "}"
 
     def put_connector_config(self, name: str, config: Mapping[str, str]) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 
 from hopscope.deploy import apt
-from hopscope.deploy.base import DeployError, Service, run_checked
+from hopscope.deploy.base import DeployError, Service, run_checked, write_private
 from hopscope.deploy.settings import PostgresConfig
 
 PG_VERSION = "15"
@@ -69,9 +69,8 @@ class Postgres(Service):
         svc_dir = self.ctx.service_dir(self.name)
         shutil.chown(svc_dir, "postgres", "postgres")
         pwfile = svc_dir / "pwfile"
-        pwfile.write_text(self.ctx.secret("postgres_password") + "\n")
-        shutil.chown(pwfile, "postgres", "postgres")
-        pwfile.chmod(0o600)
+        # initdb runs as postgres and must read it; nobody else may, not even for a moment
+        write_private(pwfile, self.ctx.secret("postgres_password") + "\n", owner="postgres")
         try:
             run_checked(
                 self.name,
