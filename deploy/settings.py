@@ -62,8 +62,11 @@ class HarperConfig(BaseModel):
     replication_port: int = 29933
     mqtt_port: int = 29883
     mqtt_secure_port: int = 29887
-    #: Harper binds every listener on all addresses, so node N uses port + (N-1) * port_step.
+    #: node N uses port + (N-1) * port_step (distinct ports also let `listen_all_interfaces` work).
     port_step: int = 10
+    #: False: node N's five listeners bind 127.0.0.N only. True: Harper's own default, every
+    #: listener on all addresses (for clients on other hosts; then put a firewall in front).
+    listen_all_interfaces: bool = False
     #: HTTP worker threads per node (3 nodes share the host's cores).
     threads: int = 1
     log_level: str = "warn"

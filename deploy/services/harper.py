@@ -190,13 +190,35 @@ class Harper(Service):
             self.spawn(
                 f"node{index}",
                 [str(self.harperdb_bin), "run"],
-                env=self.node_env(index),
+                env={**self.node_env(index), "HARPER_SET_CONFIG": json.dumps(self.listen_config(index))},
                 cwd=self.node_dir(index),
             )
         client = self.client()
         for node in client.nodes:
             wait_until(lambda node=node: self._ping(node), timeout=self.start_timeout, alive=self.running)
         self.join_cluster(client)
+
+    def listen_config(self, index: int) -> dict[str, Any]:
+        """Where node `index` listens, as Harper config (passed in HARPER_SET_CONFIG at every start).
+
+        Harper has no host key, but each of its port settings takes "host:port" (it splits at
+        the last colon: getHostFromListeningPort/getPortFromListeningPort in 4.7.29, and its
+        own replication URL takes the port part). HARPER_SET_CONFIG is applied on every
+        `harperdb run`, so nodes installed with bare ports are moved to loopback without a
+        reinstall, and setting `listen_all_interfaces` moves them back.
+        """
+        ports = self.node_ports(index)
+        host = "" if self.cfg.listen_all_interfaces else f"127.0.0.{index}:"
+
+        def at(port: int) -> str | int:
+            return f"{host}{port}" if host else port
+
+        return {
+            "http": {"port": at(ports["http"])},
+            "operationsApi": {"network": {"port": at(ports["operations"])}},
+            "mqtt": {"network": {"port": at(ports["mqtt"]), "securePort": at(ports["mqtt_secure"])}},
+            "replication": {"securePort": at(ports["replication"])},
+        }
 
     def _link_harper_log(self, index: int) -> None:
         # Harper writes its own log inside ROOTPATH; a link puts it where `hopscope logs` looks.

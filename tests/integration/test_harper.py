@@ -275,8 +275,10 @@ def test_down_leaves_no_process_and_a_restart_keeps_the_data(harper: Harper) -> 
     assert "harper" in down(harper.ctx, "harper")
     assert _harper_processes(harper) == []
     assert harper.pidfiles() == []
-    for port in harper.ports():
-        assert port_owner(port) is None, f"port {port} still taken after down"
+    for index in range(1, harper.cfg.nodes + 1):
+        for port in harper.node_ports(index).values():
+            # node N listens on 127.0.0.N only: a check on 127.0.0.1 would not see it
+            assert port_owner(port, f"127.0.0.{index}") is None, f"port {port} still taken after down"
 
     started = time.monotonic()
     timings = up(harper.ctx, "harper", Console(stderr=True))
