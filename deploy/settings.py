@@ -43,8 +43,13 @@ class ConnectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     port: int = 28083
     heap: str = "512m"
+    #: the REST API's basic-auth user (its password is generated: connect_rest_password in secrets.json)
+    rest_user: str = "hopscope"
     #: e.g. "http://connect.example:8083" — then no local worker is started.
     external_url: str | None = None
+    #: basic-auth credentials for an external worker's REST API (none: requests go without)
+    external_username: str | None = None
+    external_password: str | None = None
     #: Worker-wide producer linger (fairness: the same small linger as the other producers).
     producer_linger_ms: int = 1
 

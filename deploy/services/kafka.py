@@ -57,6 +57,10 @@ _PLUGIN_EXCLUDED_ARTIFACTS = (
     "lz4-java,snappy-java,zstd-jni,jakarta.ws.rs-api"
 )
 
+#: Kafka's own REST extension for HTTP basic auth (its jar: connect-basic-auth-extension).
+BASIC_AUTH_JAR = f"connect-basic-auth-extension-{CONNECT_KAFKA_VERSION}.jar"
+_JAAS_LOGIN_MODULE = "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule"
+
 HEALTH_TOPIC = "hopscope.health"
 CDC_HEALTH_TABLE = "hopscope_cdc_health"
 CDC_HEALTH_CONNECTOR = "hopscope-cdc-health"
@@ -119,11 +123,13 @@ def _render(template: str, values: Mapping[str, object]) -> str:
     return string.Template((ASSETS / template).read_text()).substitute({k: str(v) for k, v in values.items()})
 
 
-def _java_argv(libs: Path, heap: str, main: str, *args: str, log_level: str = "INFO") -> list[str]:
+def _java_argv(
+    libs: Path, heap: str, main: str, *args: str, log_level: str = "INFO", jvm: Sequence[str] = ()
+) -> list[str]:
     return [
         "java", f"-Xms{heap}", f"-Xmx{heap}",
         "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-        "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
+        "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true", *jvm,
         f"-Dlog4j2.configurationFile={ASSETS / 'log4j2.properties'}", f"-Dhopscope.log.level={log_level}",
         "-cp", f"{libs}/*", main, *args,
     ]  # fmt: skip
@@ -548,7 +554,8 @@ class Connect(Service):
         return [self.cfg.port]
 
     def is_installed(self) -> bool:
-        return (self.home / ".installed").exists()
+        # an install from before the REST API had basic auth lacks the extension's jar: redo it
+        return (self.home / ".installed").exists() and (self.libs / BASIC_AUTH_JAR).exists()
 
     def install(self) -> None:
         if self.is_installed():
@@ -578,8 +585,16 @@ class Connect(Service):
         (self.home / ".installed").write_text(f"{time.monotonic() - t0:.1f}s\n")
         _say(f"connect: worker and plugin in {time.monotonic() - t0:.1f}s")
 
+    @property
+    def secrets_file(self) -> Path:
+        """The only file the worker's file config provider may read."""
+        return self.ctx.service_dir(self.name) / "secrets.properties"
+
     def start(self) -> None:
         svc_dir = self.ctx.service_dir(self.name)
+        # allowed.paths refuses a path that does not exist at worker start
+        if not self.secrets_file.exists():
+            write_private(self.secrets_file, "")
         props = svc_dir / "connect-distributed.properties"
         props.write_text(
             _render(
@@ -589,21 +604,45 @@ class Connect(Service):
                     "port": self.cfg.port,
                     "plugin_path": self.home / "plugins",
                     "producer_linger_ms": self.cfg.producer_linger_ms,
+                    "secrets_file": self.secrets_file,
                 },
             )
         )
+        users = svc_dir / "rest-users.properties"
+        user, password = self.cfg.rest_user, self.ctx.secret("connect_rest_password")
+        write_private(users, f"{user}={password}\n")
+        jaas = svc_dir / "rest-jaas.conf"
+        write_private(jaas, f'KafkaConnect {{\n  {_JAAS_LOGIN_MODULE} required\n  file="{users}";\n}};\n')
         argv = _java_argv(
-            self.libs, self.cfg.heap, "org.apache.kafka.connect.cli.ConnectDistributed", str(props)
+            self.libs,
+            self.cfg.heap,
+            "org.apache.kafka.connect.cli.ConnectDistributed",
+            str(props),
+            jvm=[f"-Djava.security.auth.login.config={jaas}"],
         )
         self.spawn("worker", argv)
 
     # REST helpers ----------------------------------------------------------------
-    def _http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.cfg.url, timeout=15)
+    def rest_auth(self) -> tuple[str, str] | None:
+        """Basic-auth credentials for the REST API (never print them); None: an external
+        worker configured without any."""
+        if self.is_external():
+            if self.cfg.external_username is None:
+                return None
+            return self.cfg.external_username, self.cfg.external_password or ""
+        return self.cfg.rest_user, self.ctx.secret("connect_rest_password")
+
+    def _http(self, timeout: float = 15) -> httpx.Client:
+        return httpx.Client(base_url=self.cfg.url, timeout=timeout, auth=self.rest_auth())
+
+    def rest_get(self, path: str, timeout: float = 15) -> httpx.Response:
+        """GET a REST path with the worker's credentials (e.g. `/connector-plugins`)."""
+        with self._http(timeout) as http:
+            return http.get(path)
 
     def secret_ref(self, key: str, value: str) -> str:
         """Keep a secret in a 0600 file the worker reads, and return the config-provider reference."""
-        path = self.ctx.service_dir(self.name) / "secrets.properties"
+        path = self.secrets_file
         lines = dict(
             line.split("=", 1)
             for line in (path.read_text().splitlines() if path.exists() else [])

@@ -39,9 +39,10 @@ class WriteNotify(Pipeline):
     _tail: Any = None  # the consumer that reads the CDC topic's newest record (backlog)
 
     def preflight(self) -> None:
-        url = self.host.connect().endpoint()
+        connect = self.host.connect()
+        url = connect.endpoint()
         try:
-            plugins = httpx.get(f"{url}/connector-plugins", timeout=5)
+            plugins = connect.rest_get("/connector-plugins", timeout=5)
             plugins.raise_for_status()
         except httpx.HTTPError as exc:
             raise PreflightError("connect", url, f"REST API not answering: {exc}") from exc
@@ -153,8 +154,7 @@ class WriteNotify(Pipeline):
         return int(row["id"]) if isinstance(row.get("id"), int) else None
 
     def read_back(self) -> dict[str, Any]:
-        url = self.host.connect().endpoint()
-        config = httpx.get(f"{url}/connectors/{WN_CONNECTOR}/config", timeout=5).json()
+        config = self.host.connect().rest_get(f"/connectors/{WN_CONNECTOR}/config", timeout=5).json()
         return {
             "debezium": {
                 k: v
