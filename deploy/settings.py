@@ -76,9 +76,10 @@ class HarperConfig(BaseModel):
     threads: int = 1
     log_level: str = "warn"
     admin_user: str = "hopscope"
-    #: Harper's dev default: loopback clients are super users without credentials. With false,
-    #: node 1's own system-database replication sockets were refused ("Unauthorized").
-    authorize_local: bool = True
+    #: True is Harper's dev default: any loopback client (any local user) is a super user without
+    #: credentials. False: every client sends the admin credentials; the nodes authenticate
+    #: each other as before (see deploy/README.md, Security). Applied at every start.
+    authorize_local: bool = False
     #: replicas a confirmed write waits for (the study's fairness setting: 2 durable copies).
     confirm_replicas: int = 1
     #: our own bound on any request: a confirmed write hangs while every replica is down.
