@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from psycopg import sql
 
 from hopscope.deploy import apt
 from hopscope.deploy.base import DeployError, Service, terminate_pidfile, wait_until, write_private
@@ -503,7 +504,9 @@ def debezium_postgres_config(
         "plugin.name": "pgoutput",
         "slot.name": slot_name,
         "publication.name": publication_name,
-        "publication.autocreate.mode": "filtered",
+        # made by the tables' owner in Connect.cdc_dsn: creating one needs to own the tables,
+        # and Debezium's role owns nothing
+        "publication.autocreate.mode": "disabled",
         "table.include.list": ",".join(tables),
         "snapshot.mode": "no_data",
         # Both waits in Debezium's path (queue batch timeout, idle-stream back-off) use this value.
@@ -653,6 +656,27 @@ class Connect(Service):
             write_private(path, "".join(f"{k}={v}\n" for k, v in lines.items()))
         return "${file:" + str(path) + ":" + key + "}"
 
+    def cdc_dsn(self, tables: Sequence[str], publication: str) -> str:
+        """Make `publication` for exactly `tables` (schema-qualified) and return the DSN Debezium
+        connects with: on hopscope's own Postgres the replication role, granted SELECT on these
+        tables only; on an external server its DSN as it is."""
+        from hopscope.deploy.services.postgres import CDC, Postgres
+
+        postgres = Postgres(self.ctx)
+        names = [sql.Identifier(*table.split(".", 1)) for table in tables]
+        with psycopg.connect(postgres.dsn(), autocommit=True, connect_timeout=5) as conn:
+            if not postgres.is_external():
+                postgres.ensure_cdc_role(conn)
+                conn.execute(
+                    sql.SQL("GRANT SELECT ON {} TO {}").format(sql.SQL(", ").join(names), sql.Identifier(CDC))
+                )
+            exists = conn.execute(
+                "SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)
+            ).fetchone()
+            verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
+            conn.execute(sql.SQL(verb).format(sql.Identifier(publication), sql.SQL(", ").join(names)))
+        return postgres.cdc_dsn()
+
     def put_connector_config(self, name: str, config: Mapping[str, str]) -> str:
         """Create or replace a connector's config (idempotent). Returns created|updated|unchanged."""
         # The worker echoes "name" in every config it returns; it is the URL's, not part of the config.
@@ -769,12 +793,13 @@ class Connect(Service):
                 "(id bigserial PRIMARY KEY, note text NOT NULL, traceparent text NOT NULL)"
             )
         self.kafka.ensure_topic(CDC_HEALTH_TOPIC, 1, rf=3, configs={"min.insync.replicas": "2"})
+        tables, publication = [f"public.{CDC_HEALTH_TABLE}"], "hopscope_cdc_health_pub"
         config = debezium_postgres_config(
-            dsn,
-            tables=[f"public.{CDC_HEALTH_TABLE}"],
+            self.cdc_dsn(tables, publication),
+            tables=tables,
             topic_prefix=CDC_HEALTH_PREFIX,
             slot_name=slot,
-            publication_name="hopscope_cdc_health_pub",
+            publication_name=publication,
             secret=self.secret_ref,
         )
         self.put_connector_config(CDC_HEALTH_CONNECTOR, config)

@@ -19,6 +19,9 @@ DATABASE = "hopscope"
 #: The read-only role of the results tables (the Grafana data source): it may SELECT what
 #: `write_results` grants it and nothing else; password `postgres_reader_password`.
 READER = "hopscope_reader"
+#: Debezium's role: it may stream logical replication and SELECT the captured tables (granted
+#: by `Connect.cdc_dsn`), nothing else; password `postgres_cdc_password`.
+CDC = "hopscope_cdc"
 
 # The settings the study's fairness rules depend on; `hopscope run` reads them back.
 SERVER_SETTINGS = {
@@ -69,6 +72,23 @@ class Postgres(Service):
             return None
         password = self.ctx.secret("postgres_reader_password")
         return f"postgresql://{READER}:{password}@127.0.0.1:{self.cfg.port}/{DATABASE}"
+
+    def cdc_dsn(self) -> str:
+        """Debezium's connection string: the replication role, or an external server's DSN."""
+        if self.cfg.external_dsn:
+            return self.cfg.external_dsn
+        password = self.ctx.secret("postgres_cdc_password")
+        return f"postgresql://{CDC}:{password}@127.0.0.1:{self.cfg.port}/{DATABASE}"
+
+    def ensure_cdc_role(self, conn: psycopg.Connection) -> None:
+        """Create (or re-key) Debezium's replication role; idempotent."""
+        password = sql.Literal(self.ctx.secret("postgres_cdc_password"))
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (CDC,)).fetchone()
+        conn.execute(
+            sql.SQL(
+                "{} ROLE {} LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}"
+            ).format(sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(CDC), password)
+        )
 
     def ensure_reader_role(self, conn: psycopg.Connection) -> None:
         """Create (or re-key) the read-only role; idempotent, runs with every health check so a

@@ -72,12 +72,14 @@ class WriteNotify(Pipeline):
         # notifier starts at the topic's end, so it never sees an earlier run's rows.
         host.kafka.ensure_topic(WN_TOPIC, 1, rf=3, configs=TOPIC_CONFIGS)
         connect = host.connect()
+        tables, publication = [f"public.{WN_TABLE}"], "hopscope_wn_pub"
         config = debezium_postgres_config(
-            dsn,
-            tables=[f"public.{WN_TABLE}"],
+            # Debezium's own replication role (SELECT on this table only), not the superuser
+            connect.cdc_dsn(tables, publication),
+            tables=tables,
             topic_prefix=WN_PREFIX,
             slot_name=WN_SLOT,
-            publication_name="hopscope_wn_pub",
+            publication_name=publication,
             secret=connect.secret_ref,
             poll_interval_ms=1,
             max_batch_size=256,

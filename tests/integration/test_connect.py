@@ -6,6 +6,7 @@ import re
 import time
 
 import httpx
+import psycopg
 import pytest
 
 from hopscope.deploy.base import Context
@@ -118,3 +119,34 @@ def test_file_config_provider_reads_only_the_secrets_file(connect: Connect) -> N
             fh.seek(start)
             new = fh.read().decode(errors="replace")
         assert (f"The path {path} is not allowed to be accessed" in new) is refused, path
+
+
+def test_debezium_streams_as_its_own_replication_role(connect: Connect) -> None:
+    """#22: Debezium's role may stream WAL and read the captured tables, nothing else."""
+    from hopscope.deploy.services.postgres import CDC, Postgres
+
+    postgres = Postgres(connect.ctx)
+    if postgres.is_external():
+        pytest.skip("the replication role is made on hopscope's own Postgres")
+    connect.cdc_round_trip()  # streams as the role; the change event must still arrive
+    config = connect.rest_get(f"/connectors/{CDC_HEALTH_CONNECTOR}/config").json()
+    assert (config["database.user"], config["publication.autocreate.mode"]) == (CDC, "disabled")
+    with psycopg.connect(postgres.dsn()) as conn:
+        assert conn.execute(
+            "SELECT rolsuper, rolreplication, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = %s",
+            (CDC,),
+        ).fetchone() == (False, True, False, False)
+    with psycopg.connect(postgres.cdc_dsn(), autocommit=True) as conn:
+        conn.execute("SELECT count(*) FROM hopscope_cdc_health")  # the captured table: readable
+        refused = {
+            "read a table it does not capture": "SELECT count(*) FROM hopscope_health",
+            "write the captured table": "DELETE FROM hopscope_cdc_health",
+            "create a table": "CREATE TABLE public.cdc_probe (x int)",
+            "create a temporary function": "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        }
+        for what, statement in refused.items():
+            try:
+                conn.execute(statement)
+            except psycopg.errors.InsufficientPrivilege:
+                continue
+            pytest.fail(f"Debezium's role could {what}")
