@@ -90,7 +90,8 @@ POSTGRES = Datasource(
     uid="hopscope-postgres",
     type="grafana-postgresql-datasource",
     url="127.0.0.1:25432",
-    user="hopscope",
+    # the read-only role (SELECT on the results tables only), not the bootstrap superuser
+    user="hopscope_reader",
     database="hopscope",
     json_data={"database": "hopscope", "sslmode": "disable", "postgresVersion": 1500, "timescaledb": False},
     secure_env={"password": "HOPSCOPE_PG_PASSWORD"},

@@ -17,6 +17,9 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import psycopg
+import psycopg.sql
+
+from hopscope.deploy.services.postgres import READER
 
 
 class ResultsError(ValueError):
@@ -141,6 +144,15 @@ TABLES: tuple[Table, ...] = (RUNS, HOP_STATS, TAIL_GROWTH, E2E_SUMMARY, HOP_GRAP
 def create_tables(conn: psycopg.Connection) -> None:
     for table in TABLES:
         conn.execute(table.ddl())
+    # The read-only role `hopscope up` makes for Grafana reads these tables and nothing else,
+    # so each is granted here, where it is made (an external server without the role: skipped).
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER,)).fetchone():
+        for table in TABLES:
+            conn.execute(
+                psycopg.sql.SQL("GRANT SELECT ON {} TO {}").format(
+                    psycopg.sql.Identifier(table.name), psycopg.sql.Identifier(READER)
+                )
+            )
 
 
 def write_results(run: AnalysisRun, dsn: str, run_id: str, run_dir: str | None = None) -> dict[str, int]:

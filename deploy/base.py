@@ -76,10 +76,7 @@ class Context:
         data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         if name not in data:
             data[name] = secrets.token_urlsafe(18)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=2))
-            tmp.chmod(0o600)
-            tmp.replace(path)
+            write_private(path, json.dumps(data, indent=2))
         return data[name]
 
 
@@ -232,6 +229,39 @@ class Service(ABC):
 
 
 # --- helpers used by service modules -------------------------------------------------
+
+
+def write_private(path: Path, text: str, *, owner: str | None = None) -> None:
+    """Replace `path` with `text`, readable by its owner only from the first byte on.
+
+    Writing a file and chmod-ing it after leaves a window in which any local user can open
+    it (and keep the descriptor); so the temporary file is created 0600 by `os.open` itself,
+    filled, handed to `owner` (a user name, e.g. `postgres`), and renamed over `path`:
+    a reader sees the old file or the whole new one, never a wider one.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)  # left by a crashed writer; O_EXCL below refuses to reuse it
+    # O_EXCL | O_NOFOLLOW: never write through a link someone planted at the temporary name.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        # A umask can only narrow the mode given to open; fchmod pins it at exactly 0600.
+        os.fchmod(fd, 0o600)
+        if owner is not None:
+            import pwd
+
+            entry = pwd.getpwnam(owner)
+            os.fchown(fd, entry.pw_uid, entry.pw_gid)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            fd = -1  # the file object owns it now
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_pid(pidfile: Path) -> int | None:

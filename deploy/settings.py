@@ -43,8 +43,13 @@ class ConnectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     port: int = 28083
     heap: str = "512m"
+    #: the REST API's basic-auth user (its password is generated: connect_rest_password in secrets.json)
+    rest_user: str = "hopscope"
     #: e.g. "http://connect.example:8083" — then no local worker is started.
     external_url: str | None = None
+    #: basic-auth credentials for an external worker's REST API (none: requests go without)
+    external_username: str | None = None
+    external_password: str | None = None
     #: Worker-wide producer linger (fairness: the same small linger as the other producers).
     producer_linger_ms: int = 1
 
@@ -62,15 +67,19 @@ class HarperConfig(BaseModel):
     replication_port: int = 29933
     mqtt_port: int = 29883
     mqtt_secure_port: int = 29887
-    #: Harper binds every listener on all addresses, so node N uses port + (N-1) * port_step.
+    #: node N uses port + (N-1) * port_step (distinct ports also let `listen_all_interfaces` work).
     port_step: int = 10
+    #: False: node N's five listeners bind 127.0.0.N only. True: Harper's own default, every
+    #: listener on all addresses (for clients on other hosts; then put a firewall in front).
+    listen_all_interfaces: bool = False
     #: HTTP worker threads per node (3 nodes share the host's cores).
     threads: int = 1
     log_level: str = "warn"
     admin_user: str = "hopscope"
-    #: Harper's dev default: loopback clients are super users without credentials. With false,
-    #: node 1's own system-database replication sockets were refused ("Unauthorized").
-    authorize_local: bool = True
+    #: True is Harper's dev default: any loopback client (any local user) is a super user without
+    #: credentials. False: every client sends the admin credentials; the nodes authenticate
+    #: each other as before (see deploy/README.md, Security). Applied at every start.
+    authorize_local: bool = False
     #: replicas a confirmed write waits for (the study's fairness setting: 2 durable copies).
     confirm_replicas: int = 1
     #: our own bound on any request: a confirmed write hangs while every replica is down.

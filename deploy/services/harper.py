@@ -190,13 +190,37 @@ class Harper(Service):
             self.spawn(
                 f"node{index}",
                 [str(self.harperdb_bin), "run"],
-                env=self.node_env(index),
+                env={**self.node_env(index), "HARPER_SET_CONFIG": json.dumps(self.run_config(index))},
                 cwd=self.node_dir(index),
             )
         client = self.client()
         for node in client.nodes:
             wait_until(lambda node=node: self._ping(node), timeout=self.start_timeout, alive=self.running)
         self.join_cluster(client)
+
+    def run_config(self, index: int) -> dict[str, Any]:
+        """Where node `index` listens and whom it lets in without credentials, as Harper config
+        (passed in HARPER_SET_CONFIG at every start, so a changed setting needs no reinstall).
+
+        Harper has no host key, but each of its port settings takes "host:port" (it splits at
+        the last colon: getHostFromListeningPort/getPortFromListeningPort in 4.7.29, and its
+        own replication URL takes the port part). HARPER_SET_CONFIG is applied on every
+        `harperdb run`, so nodes installed with bare ports are moved to loopback without a
+        reinstall, and setting `listen_all_interfaces` moves them back.
+        """
+        ports = self.node_ports(index)
+        host = "" if self.cfg.listen_all_interfaces else f"127.0.0.{index}:"
+
+        def at(port: int) -> str | int:
+            return f"{host}{port}" if host else port
+
+        return {
+            "authentication": {"authorizeLocal": self.cfg.authorize_local},
+            "http": {"port": at(ports["http"])},
+            "operationsApi": {"network": {"port": at(ports["operations"])}},
+            "mqtt": {"network": {"port": at(ports["mqtt"]), "securePort": at(ports["mqtt_secure"])}},
+            "replication": {"securePort": at(ports["replication"])},
+        }
 
     def _link_harper_log(self, index: int) -> None:
         # Harper writes its own log inside ROOTPATH; a link puts it where `hopscope logs` looks.
@@ -214,6 +238,8 @@ class Harper(Service):
         marker = self.node_dir(index) / _NODE_SETTINGS
         if marker.is_file():
             old = json.loads(marker.read_text())
+            # authorize_local was an install setting once; it is applied at every start now
+            old.pop("authorize_local", None)
             if old != settings:
                 changed = sorted(k for k in settings if old.get(k) != settings[k])
                 raise self.fail(
@@ -275,7 +301,6 @@ class Harper(Service):
             "threads": self.cfg.threads,
             "log_level": self.cfg.log_level,
             "admin_user": self.cfg.admin_user,
-            "authorize_local": self.cfg.authorize_local,
         }
 
     def _ping(self, node: HarperNode) -> None:

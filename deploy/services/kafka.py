@@ -32,9 +32,10 @@ from typing import Any
 
 import httpx
 import psycopg
+from psycopg import sql
 
 from hopscope.deploy import apt
-from hopscope.deploy.base import DeployError, Service, terminate_pidfile, wait_until
+from hopscope.deploy.base import DeployError, Service, terminate_pidfile, wait_until, write_private
 from hopscope.deploy.settings import ConnectConfig, KafkaConfig
 
 KAFKA_VERSION = "4.4.0"
@@ -56,6 +57,10 @@ _PLUGIN_EXCLUDED_ARTIFACTS = (
     "jackson-core,jackson-databind,jackson-annotations,jackson-datatype-jsr310,"
     "lz4-java,snappy-java,zstd-jni,jakarta.ws.rs-api"
 )
+
+#: Kafka's own REST extension for HTTP basic auth (its jar: connect-basic-auth-extension).
+BASIC_AUTH_JAR = f"connect-basic-auth-extension-{CONNECT_KAFKA_VERSION}.jar"
+_JAAS_LOGIN_MODULE = "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule"
 
 HEALTH_TOPIC = "hopscope.health"
 CDC_HEALTH_TABLE = "hopscope_cdc_health"
@@ -119,11 +124,13 @@ def _render(template: str, values: Mapping[str, object]) -> str:
     return string.Template((ASSETS / template).read_text()).substitute({k: str(v) for k, v in values.items()})
 
 
-def _java_argv(libs: Path, heap: str, main: str, *args: str, log_level: str = "INFO") -> list[str]:
+def _java_argv(
+    libs: Path, heap: str, main: str, *args: str, log_level: str = "INFO", jvm: Sequence[str] = ()
+) -> list[str]:
     return [
         "java", f"-Xms{heap}", f"-Xmx{heap}",
         "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-        "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
+        "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true", *jvm,
         f"-Dlog4j2.configurationFile={ASSETS / 'log4j2.properties'}", f"-Dhopscope.log.level={log_level}",
         "-cp", f"{libs}/*", main, *args,
     ]  # fmt: skip
@@ -497,7 +504,9 @@ def debezium_postgres_config(
         "plugin.name": "pgoutput",
         "slot.name": slot_name,
         "publication.name": publication_name,
-        "publication.autocreate.mode": "filtered",
+        # made by the tables' owner in Connect.cdc_dsn: creating one needs to own the tables,
+        # and Debezium's role owns nothing
+        "publication.autocreate.mode": "disabled",
         "table.include.list": ",".join(tables),
         "snapshot.mode": "no_data",
         # Both waits in Debezium's path (queue batch timeout, idle-stream back-off) use this value.
@@ -548,7 +557,8 @@ class Connect(Service):
         return [self.cfg.port]
 
     def is_installed(self) -> bool:
-        return (self.home / ".installed").exists()
+        # an install from before the REST API had basic auth lacks the extension's jar: redo it
+        return (self.home / ".installed").exists() and (self.libs / BASIC_AUTH_JAR).exists()
 
     def install(self) -> None:
         if self.is_installed():
@@ -578,8 +588,16 @@ class Connect(Service):
         (self.home / ".installed").write_text(f"{time.monotonic() - t0:.1f}s\n")
         _say(f"connect: worker and plugin in {time.monotonic() - t0:.1f}s")
 
+    @property
+    def secrets_file(self) -> Path:
+        """The only file the worker's file config provider may read."""
+        return self.ctx.service_dir(self.name) / "secrets.properties"
+
     def start(self) -> None:
         svc_dir = self.ctx.service_dir(self.name)
+        # allowed.paths refuses a path that does not exist at worker start
+        if not self.secrets_file.exists():
+            write_private(self.secrets_file, "")
         props = svc_dir / "connect-distributed.properties"
         props.write_text(
             _render(
@@ -589,21 +607,45 @@ class Connect(Service):
                     "port": self.cfg.port,
                     "plugin_path": self.home / "plugins",
                     "producer_linger_ms": self.cfg.producer_linger_ms,
+                    "secrets_file": self.secrets_file,
                 },
             )
         )
+        users = svc_dir / "rest-users.properties"
+        user, password = self.cfg.rest_user, self.ctx.secret("connect_rest_password")
+        write_private(users, f"{user}={password}\n")
+        jaas = svc_dir / "rest-jaas.conf"
+        write_private(jaas, f'KafkaConnect {{\n  {_JAAS_LOGIN_MODULE} required\n  file="{users}";\n}};\n')
         argv = _java_argv(
-            self.libs, self.cfg.heap, "org.apache.kafka.connect.cli.ConnectDistributed", str(props)
+            self.libs,
+            self.cfg.heap,
+            "org.apache.kafka.connect.cli.ConnectDistributed",
+            str(props),
+            jvm=[f"-Djava.security.auth.login.config={jaas}"],
         )
         self.spawn("worker", argv)
 
     # REST helpers ----------------------------------------------------------------
-    def _http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.cfg.url, timeout=15)
+    def rest_auth(self) -> tuple[str, str] | None:
+        """Basic-auth credentials for the REST API (never print them); None: an external
+        worker configured without any."""
+        if self.is_external():
+            if self.cfg.external_username is None:
+                return None
+            return self.cfg.external_username, self.cfg.external_password or ""
+        return self.cfg.rest_user, self.ctx.secret("connect_rest_password")
+
+    def _http(self, timeout: float = 15) -> httpx.Client:
+        return httpx.Client(base_url=self.cfg.url, timeout=timeout, auth=self.rest_auth())
+
+    def rest_get(self, path: str, timeout: float = 15) -> httpx.Response:
+        """GET a REST path with the worker's credentials (e.g. `/connector-plugins`)."""
+        with self._http(timeout) as http:
+            return http.get(path)
 
     def secret_ref(self, key: str, value: str) -> str:
         """Keep a secret in a 0600 file the worker reads, and return the config-provider reference."""
-        path = self.ctx.service_dir(self.name) / "secrets.properties"
+        path = self.secrets_file
         lines = dict(
             line.split("=", 1)
             for line in (path.read_text().splitlines() if path.exists() else [])
@@ -611,11 +653,29 @@ class Connect(Service):
         )
         if lines.get(key) != value:
             lines[key] = value
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
-            tmp.chmod(0o600)
-            tmp.replace(path)
+            write_private(path, "".join(f"{k}={v}\n" for k, v in lines.items()))
         return "${file:" + str(path) + ":" + key + "}"
+
+    def cdc_dsn(self, tables: Sequence[str], publication: str) -> str:
+        """Make `publication` for exactly `tables` (schema-qualified) and return the DSN Debezium
+        connects with: on hopscope's own Postgres the replication role, granted SELECT on these
+        tables only; on an external server its DSN as it is."""
+        from hopscope.deploy.services.postgres import CDC, Postgres
+
+        postgres = Postgres(self.ctx)
+        names = [sql.Identifier(*table.split(".", 1)) for table in tables]
+        with psycopg.connect(postgres.dsn(), autocommit=True, connect_timeout=5) as conn:
+            if not postgres.is_external():
+                postgres.ensure_cdc_role(conn)
+                conn.execute(
+                    sql.SQL("GRANT SELECT ON {} TO {}").format(sql.SQL(", ").join(names), sql.Identifier(CDC))
+                )
+            exists = conn.execute(
+                "SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)
+            ).fetchone()
+            verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
+            conn.execute(sql.SQL(verb).format(sql.Identifier(publication), sql.SQL(", ").join(names)))
+        return postgres.cdc_dsn()
 
     def put_connector_config(self, name: str, config: Mapping[str, str]) -> str:
         """Create or replace a connector's config (idempotent). Returns created|updated|unchanged."""
@@ -733,12 +793,13 @@ class Connect(Service):
                 "(id bigserial PRIMARY KEY, note text NOT NULL, traceparent text NOT NULL)"
             )
         self.kafka.ensure_topic(CDC_HEALTH_TOPIC, 1, rf=3, configs={"min.insync.replicas": "2"})
+        tables, publication = [f"public.{CDC_HEALTH_TABLE}"], "hopscope_cdc_health_pub"
         config = debezium_postgres_config(
-            dsn,
-            tables=[f"public.{CDC_HEALTH_TABLE}"],
+            self.cdc_dsn(tables, publication),
+            tables=tables,
             topic_prefix=CDC_HEALTH_PREFIX,
             slot_name=slot,
-            publication_name="hopscope_cdc_health_pub",
+            publication_name=publication,
             secret=self.secret_ref,
         )
         self.put_connector_config(CDC_HEALTH_CONNECTOR, config)

@@ -6,15 +6,22 @@ import shutil
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from hopscope.deploy import apt
-from hopscope.deploy.base import DeployError, Service, run_checked
+from hopscope.deploy.base import DeployError, Service, run_checked, write_private
 from hopscope.deploy.settings import PostgresConfig
 
 PG_VERSION = "15"
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
 USER = "hopscope"
 DATABASE = "hopscope"
+#: The read-only role of the results tables (the Grafana data source): it may SELECT what
+#: `write_results` grants it and nothing else; password `postgres_reader_password`.
+READER = "hopscope_reader"
+#: Debezium's role: it may stream logical replication and SELECT the captured tables (granted
+#: by `Connect.cdc_dsn`), nothing else; password `postgres_cdc_password`.
+CDC = "hopscope_cdc"
 
 # The settings the study's fairness rules depend on; `hopscope run` reads them back.
 SERVER_SETTINGS = {
@@ -59,6 +66,49 @@ class Postgres(Service):
         password = self.ctx.secret("postgres_password")
         return f"postgresql://{USER}:{password}@127.0.0.1:{self.cfg.port}/{DATABASE}"
 
+    def reader_dsn(self) -> str | None:
+        """The read-only role's connection string (None for an external server: not ours)."""
+        if self.cfg.external_dsn:
+            return None
+        password = self.ctx.secret("postgres_reader_password")
+        return f"postgresql://{READER}:{password}@127.0.0.1:{self.cfg.port}/{DATABASE}"
+
+    def cdc_dsn(self) -> str:
+        """Debezium's connection string: the replication role, or an external server's DSN."""
+        if self.cfg.external_dsn:
+            return self.cfg.external_dsn
+        password = self.ctx.secret("postgres_cdc_password")
+        return f"postgresql://{CDC}:{password}@127.0.0.1:{self.cfg.port}/{DATABASE}"
+
+    def ensure_cdc_role(self, conn: psycopg.Connection) -> None:
+        """Create (or re-key) Debezium's replication role; idempotent."""
+        password = sql.Literal(self.ctx.secret("postgres_cdc_password"))
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (CDC,)).fetchone()
+        conn.execute(
+            sql.SQL(
+                "{} ROLE {} LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}"
+            ).format(sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(CDC), password)
+        )
+
+    def ensure_reader_role(self, conn: psycopg.Connection) -> None:
+        """Create (or re-key) the read-only role; idempotent, runs with every health check so a
+        cluster made before the role existed gets it without a restart."""
+        password = sql.Literal(self.ctx.secret("postgres_reader_password"))
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(
+            sql.SQL(
+                "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}"
+            ).format(sql.SQL(verb), sql.Identifier(READER), password)
+        )
+        conn.execute(
+            sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(READER))
+        )
+        # PG 15 already keeps CREATE on schema public from PUBLIC; TEMPORARY it still grants,
+        # and a temporary schema is enough to create functions. The other clients are superusers.
+        conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(DATABASE)))
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+
     def is_installed(self) -> bool:
         return (PG_BIN / "postgres").exists()
 
@@ -69,9 +119,8 @@ class Postgres(Service):
         svc_dir = self.ctx.service_dir(self.name)
         shutil.chown(svc_dir, "postgres", "postgres")
         pwfile = svc_dir / "pwfile"
-        pwfile.write_text(self.ctx.secret("postgres_password") + "\n")
-        shutil.chown(pwfile, "postgres", "postgres")
-        pwfile.chmod(0o600)
+        # initdb runs as postgres and must read it; nobody else may, not even for a moment
+        write_private(pwfile, self.ctx.secret("postgres_password") + "\n", owner="postgres")
         try:
             run_checked(
                 self.name,
@@ -141,6 +190,8 @@ class Postgres(Service):
                 ).fetchone()
                 back = conn.execute("SELECT note FROM hopscope_health WHERE id = %s", (row[0],)).fetchone()
                 conn.execute("DELETE FROM hopscope_health WHERE id = %s", (row[0],))
+                if not self.is_external():
+                    self.ensure_reader_role(conn)
         except psycopg.Error as exc:
             raise self.fail("health", f"write + read round trip on {self.endpoint()}: {exc}") from exc
         if back is None or back[0] != "ping":

@@ -8,7 +8,7 @@ import time
 import redis
 
 from hopscope.deploy import apt
-from hopscope.deploy.base import Service
+from hopscope.deploy.base import Service, write_private
 from hopscope.deploy.settings import RedisConfig
 
 
@@ -46,7 +46,9 @@ class Redis(Service):
     def start(self) -> None:
         conf = self.ctx.service_dir(self.name) / "redis.conf"
         # Latency-first and ephemeral: pub/sub and routing state, no snapshots to disk.
-        conf.write_text(
+        # It holds requirepass: created 0600, never world-readable for a moment.
+        write_private(
+            conf,
             "\n".join(
                 [
                     "bind 127.0.0.1",
@@ -59,9 +61,8 @@ class Redis(Service):
                     "daemonize no",
                     "",
                 ]
-            )
+            ),
         )
-        conf.chmod(0o600)
         self.spawn("redis", ["redis-server", str(conf)])
 
     def health(self) -> None:

@@ -39,9 +39,10 @@ class WriteNotify(Pipeline):
     _tail: Any = None  # the consumer that reads the CDC topic's newest record (backlog)
 
     def preflight(self) -> None:
-        url = self.host.connect().endpoint()
+        connect = self.host.connect()
+        url = connect.endpoint()
         try:
-            plugins = httpx.get(f"{url}/connector-plugins", timeout=5)
+            plugins = connect.rest_get("/connector-plugins", timeout=5)
             plugins.raise_for_status()
         except httpx.HTTPError as exc:
             raise PreflightError("connect", url, f"REST API not answering: {exc}") from exc
@@ -71,12 +72,14 @@ class WriteNotify(Pipeline):
         # notifier starts at the topic's end, so it never sees an earlier run's rows.
         host.kafka.ensure_topic(WN_TOPIC, 1, rf=3, configs=TOPIC_CONFIGS)
         connect = host.connect()
+        tables, publication = [f"public.{WN_TABLE}"], "hopscope_wn_pub"
         config = debezium_postgres_config(
-            dsn,
-            tables=[f"public.{WN_TABLE}"],
+            # Debezium's own replication role (SELECT on this table only), not the superuser
+            connect.cdc_dsn(tables, publication),
+            tables=tables,
             topic_prefix=WN_PREFIX,
             slot_name=WN_SLOT,
-            publication_name="hopscope_wn_pub",
+            publication_name=publication,
             secret=connect.secret_ref,
             poll_interval_ms=1,
             max_batch_size=256,
@@ -153,8 +156,7 @@ class WriteNotify(Pipeline):
         return int(row["id"]) if isinstance(row.get("id"), int) else None
 
     def read_back(self) -> dict[str, Any]:
-        url = self.host.connect().endpoint()
-        config = httpx.get(f"{url}/connectors/{WN_CONNECTOR}/config", timeout=5).json()
+        config = self.host.connect().rest_get(f"/connectors/{WN_CONNECTOR}/config", timeout=5).json()
         return {
             "debezium": {
                 k: v

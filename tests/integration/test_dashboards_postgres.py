@@ -80,6 +80,8 @@ def written(postgres_ctx: Context) -> dict:
     again = write_results(run, dsn, run_id, run_dir="/tmp/none")
     yield {
         "dsn": dsn,
+        # what Grafana connects as: the dashboard's queries run as the read-only role
+        "reader_dsn": Postgres(postgres_ctx).reader_dsn() or dsn,
         "run_id": run_id,
         "workload": workload,
         "truth": truth,
@@ -137,7 +139,7 @@ def test_every_attribution_sql_query_runs_and_returns_the_panel_columns(written:
     queries = [x for x in q.iter_queries("attribution.json", doc) if x.language == q.SQL]
     assert len(queries) >= 5
     graph_frames: set[str] = set()
-    with psycopg.connect(written["dsn"]) as conn:
+    with psycopg.connect(written["reader_dsn"]) as conn:
         for query in queries:
             sql = q.interpolate_sql(query.text, values, query.where)
             with conn.cursor() as cur:
@@ -166,7 +168,7 @@ def test_every_attribution_sql_query_runs_and_returns_the_panel_columns(written:
 def test_the_attribution_variables_offer_the_written_run(written: dict) -> None:
     doc = build.dashboards()["attribution.json"]
     found = {}
-    with psycopg.connect(written["dsn"]) as conn:
+    with psycopg.connect(written["reader_dsn"]) as conn:
         for name, var in q.variables(doc).items():
             sql = q.substitute(var["query"], {"run_id": written["run_id"]}, f"variable {name}")
             found[name] = {r[0] for r in conn.execute(sql)}
@@ -233,7 +235,7 @@ def test_hop_graph_panel_draws_the_runs_path_with_its_statistics(written: dict) 
         for x in q.iter_queries("attribution.json", doc)
         if x.panel_type == "nodeGraph"
     }
-    with psycopg.connect(written["dsn"]) as conn:
+    with psycopg.connect(written["reader_dsn"]) as conn:
         nodes_cur = conn.execute(frames["nodes"])
         node_cols = [d.name for d in nodes_cur.description]
         nodes = {r[node_cols.index("id")] for r in nodes_cur.fetchall()}
@@ -261,3 +263,46 @@ def test_hop_graph_panel_draws_the_runs_path_with_its_statistics(written: dict) 
         assert (e["source"], e["target"]) == (chain[j], chain[j + 1]), hop
         assert e["mainstat"] == pytest.approx(np.quantile(durs[:, j], 0.5), abs=1e-3), hop
         assert e["secondarystat"] == pytest.approx(np.quantile(durs[:, j], 0.99), abs=1e-3), hop
+
+
+def test_the_grafana_role_reads_the_results_and_nothing_else(written: dict, postgres_ctx: Context) -> None:
+    """#22: the data source's role can neither read a pipeline table nor create anything."""
+    postgres = Postgres(postgres_ctx)
+    if postgres.is_external():
+        pytest.skip("the read-only role is made by hopscope's own Postgres")
+    reader = postgres.reader_dsn()
+    assert reader is not None
+    with psycopg.connect(written["dsn"], autocommit=True) as conn:
+        # a pipeline-side table, as the pipelines' role (the bootstrap superuser) makes them
+        conn.execute("CREATE TABLE IF NOT EXISTS hopscope_health (id bigserial PRIMARY KEY, note text)")
+    with psycopg.connect(reader, autocommit=True) as conn:
+        assert conn.execute(
+            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone() == (
+            "hopscope_reader",
+            False,
+        )
+        n = conn.execute(
+            "SELECT count(*) FROM hopscope_runs WHERE run_id = %s", (written["run_id"],)
+        ).fetchone()
+        assert n == (1,)
+        refused = {
+            "read a pipeline table": "SELECT * FROM hopscope_health",
+            "create a function": "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "create a temporary function": "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "create a table": "CREATE TABLE public.g (x int)",
+            "write a results table": "DELETE FROM hopscope_runs",
+        }
+        for what, statement in refused.items():
+            with pytest.raises(psycopg.Error) as err:
+                conn.execute(statement)
+            assert err.value.sqlstate in ("42501", "25006"), f"{what}: {err.value}"  # denied / read-only
+        # read-only is only the role's default, which any session may switch off: the
+        # privileges alone must refuse every one of these
+        conn.execute("SET default_transaction_read_only = off")
+        for what, statement in refused.items():
+            try:
+                conn.execute(statement)
+            except psycopg.errors.InsufficientPrivilege:
+                continue
+            pytest.fail(f"the Grafana role could {what}")

@@ -102,11 +102,31 @@ def test_credentials_are_generated_and_checked(harper: Harper) -> None:
     user, password = client.auth()
     assert user == harper.cfg.admin_user and len(password) >= 20
     assert password == harper.ctx.secret("harper_admin_password")
-    # authorizeLocal lets a loopback client without credentials in, but a wrong password is refused.
-    resp = httpx.post(
-        client.nodes[0].operations_url, json={"operation": "describe_all"}, auth=(user, "wrong")
-    )
-    assert resp.status_code == 401
+    for node in client.nodes:
+        op = {"operation": "describe_all"}
+        assert httpx.post(node.operations_url, json=op, auth=(user, "wrong")).status_code == 401
+        if not harper.cfg.authorize_local:
+            # no loopback bypass: a local client without credentials is refused too, on the
+            # operations API and on MQTT
+            assert httpx.post(node.operations_url, json=op).status_code == 401
+            assert _mqtt_connect_code(node, None) != 0
+            assert _mqtt_connect_code(node, (user, password)) == 0
+
+
+def _mqtt_connect_code(node: HarperNode, auth: tuple[str, str] | None) -> int:
+    """The CONNACK reason code Harper gives this client (0: accepted)."""
+    codes: queue.Queue[int] = queue.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}")
+    if auth is not None:
+        client.username_pw_set(*auth)
+    client.on_connect = lambda c, u, flags, reason, props: codes.put(reason.value)
+    client.connect(node.mqtt_host, node.mqtt_port)
+    client.loop_start()
+    try:
+        return codes.get(timeout=10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 def test_confirmed_write_waits_for_a_replica_and_our_timeout_ends_it(harper: Harper) -> None:
@@ -275,8 +295,10 @@ def test_down_leaves_no_process_and_a_restart_keeps_the_data(harper: Harper) -> 
     assert "harper" in down(harper.ctx, "harper")
     assert _harper_processes(harper) == []
     assert harper.pidfiles() == []
-    for port in harper.ports():
-        assert port_owner(port) is None, f"port {port} still taken after down"
+    for index in range(1, harper.cfg.nodes + 1):
+        for port in harper.node_ports(index).values():
+            # node N listens on 127.0.0.N only: a check on 127.0.0.1 would not see it
+            assert port_owner(port, f"127.0.0.{index}") is None, f"port {port} still taken after down"
 
     started = time.monotonic()
     timings = up(harper.ctx, "harper", Console(stderr=True))
