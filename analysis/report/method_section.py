@@ -19,7 +19,7 @@ import pandas as pd
 
 from .context import ReportContext
 from .section import Section
-from .tables import Column, count, make_table, text
+from .tables import Column, Table, count, make_table, text
 
 #: what one host cannot show, whatever the run (the measured host-bound phases are added)
 KNOWN_LIMITS = (
@@ -187,6 +187,7 @@ def method_section(ctx: ReportContext) -> Iterable[Section]:
     body_h = "".join(f"<p>{html.escape(p)}</p>" for p in paras)
     body_m = "\n\n".join(paras)
 
+    tables: list[Table] = []
     durability = durability_frame(ctx)
     if not durability.empty:
         durability = durability.assign(matched=durability["matched"].map({True: "yes", False: "NOT MATCHED"}))
@@ -205,8 +206,7 @@ def method_section(ctx: ReportContext) -> Iterable[Section]:
             "read back in the fairness table). Matched = the same copies before the notification.",
             flag=lambda rec, f: f == "matched" and rec["matched"] != "yes",
         )
-        body_h += table.to_html()
-        body_m += "\n\n" + table.to_markdown()
+        tables.append(table)
     workloads = workloads_frame(ctx)
     if not workloads.empty:
         table = make_table(
@@ -222,8 +222,7 @@ def method_section(ctx: ReportContext) -> Iterable[Section]:
             ],
             caption="The workloads as run (per phase; warm-up events are left out of every figure)",
         )
-        body_h += table.to_html()
-        body_m += "\n\n" + table.to_markdown()
+        tables.append(table)
     versions = versions_frame(ctx)
     if not versions.empty:
         table = make_table(
@@ -231,8 +230,9 @@ def method_section(ctx: ReportContext) -> Iterable[Section]:
             [text("component"), text("version"), text("kind")],
             caption="Versions (libraries from the manifest, services read back from the running nodes)",
         )
-        body_h += table.to_html()
-        body_m += "\n\n" + table.to_markdown()
+        tables.append(table)
+    body_h += "".join(t.to_html() for t in tables)
+    body_m += "".join("\n\n" + t.to_markdown() for t in tables)
     body_h += "<p>Known limits:</p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in limits) + "</ul>"
     body_m += "\n\nKnown limits:\n\n" + "\n".join(f"- {x}" for x in limits)
     yield Section("method", "Method and limits", body_h, body_m)
