@@ -30,7 +30,7 @@ from ..sweep import knee_index, knee_rule
 from ..verdicts import MIN_TAIL, N_BOOT
 from .context import ReportContext
 from .section import Section, figure_part, note, slug
-from .tables import Column, count, fmt_ms, make_table, ms, no_negative_zero, share, text
+from .tables import Column, count, fmt_ms, fmt_signed, make_table, ms, share, text
 
 #: Repeats of one figure disagreeing by more than this ((max − min) ÷ median) are flagged.
 REPEAT_FLAG_SPREAD = 0.10
@@ -660,7 +660,7 @@ def _over(rec: pd.Series, fig: str) -> bool:
 
 
 def _pct(v: Any) -> str:
-    return "–" if v is None or v != v else f"{no_negative_zero(100 * float(v), 1):+.1f} %"
+    return "–" if v is None or v != v else f"{fmt_signed(100 * float(v), 1)} %"
 
 
 def _with_interval(rec: pd.Series, fig: str) -> str:
@@ -668,16 +668,15 @@ def _with_interval(rec: pd.Series, fig: str) -> str:
     lo, hi = rec.get(f"overhead_{fig}_ci_low"), rec.get(f"overhead_{fig}_ci_high")
     if lo is None or lo != lo or hi is None or hi != hi:
         return _pct(rec.get(f"overhead_{fig}"))
-    lo, hi = no_negative_zero(100 * lo, 1), no_negative_zero(100 * hi, 1)
-    return f"{_pct(rec[f'overhead_{fig}'])} [{lo:+.1f}, {hi:+.1f}]"
+    return f"{_pct(rec[f'overhead_{fig}'])} [{fmt_signed(100 * lo, 1)}, {fmt_signed(100 * hi, 1)}]"
 
 
 def _segment_text(rec: pd.Series) -> str:
     g = rec.get("segment_growth_ms")
     if g is None or g != g:
         return "–"
-    g, lo, hi = (no_negative_zero(float(x), 2) for x in (g, rec["segment_ci_low"], rec["segment_ci_high"]))
-    return f"{rec['segment']} {g:+.2f} ms [{lo:+.2f}, {hi:+.2f}]"
+    g, lo, hi = (fmt_signed(float(x), 2) for x in (g, rec["segment_ci_low"], rec["segment_ci_high"]))
+    return f"{rec['segment']} {g} ms [{lo}, {hi}]"
 
 
 def _flag_line(rec: pd.Series) -> str:

@@ -124,7 +124,8 @@ def _host_line(manifest: dict[str, Any]) -> str:
 
 
 def versions_frame(ctx: ReportContext) -> pd.DataFrame:
-    """Library versions from the manifest, service versions from the services' read-back."""
+    """Library versions from the manifest; service versions as the stacks' read-back records them
+    (the versions deploy installs, not asked of the running nodes)."""
     versions = _manifest(ctx).get("versions")
     rows = [
         {"component": str(name), "version": str(version or "not installed"), "kind": "library"}
@@ -228,7 +229,8 @@ def method_section(ctx: ReportContext) -> Iterable[Section]:
         table = make_table(
             versions,
             [text("component"), text("version"), text("kind")],
-            caption="Versions (libraries from the manifest, services read back from the running nodes)",
+            caption="Versions (libraries as installed for the run, from the manifest; services as "
+            "deploy installs them, recorded by each stack's read-back)",
         )
         tables.append(table)
     body_h += "".join(t.to_html() for t in tables)

@@ -40,6 +40,11 @@ def no_negative_zero(value: float, digits: int) -> float:
     return 0.0 if rounded == 0 else rounded
 
 
+def fmt_signed(value: float, digits: int) -> str:
+    """`value` with its sign ("+1.5", "-0.3"), never "-0.0"."""
+    return f"{no_negative_zero(value, digits):+.{digits}f}"
+
+
 def fmt_ratio(value: object) -> str:
     if _missing(value):
         return "–"

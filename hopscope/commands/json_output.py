@@ -35,5 +35,5 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def print_json(payload: dict[str, Any]) -> None:
+def print_json(payload: dict[str, Any] | list[Any]) -> None:
     typer.echo(json.dumps(_plain(payload), indent=2, allow_nan=False))

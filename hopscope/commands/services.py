@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hopscope.commands.json_output import JsonOption, print_json
 from hopscope.deploy.base import Context
 from hopscope.deploy.config import load_config
 from hopscope.deploy.lifecycle import down, status, up
@@ -78,7 +78,7 @@ def down_cmd(only: OnlyOpt = None, config: ConfigOpt = None) -> None:
 def status_cmd(
     only: OnlyOpt = None,
     config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Each service's state, endpoint, PIDs and memory."""
     rows = status(context(config), expand_stacks(only))
@@ -94,7 +94,7 @@ def status_cmd(
             }
             for r in rows
         ]
-        typer.echo(json.dumps(out, indent=2))
+        print_json(out)
         return
     table = Table(title="hopscope services")
     for col in ("service", "state", "endpoint", "pids", "RSS"):
