@@ -39,9 +39,17 @@ def writes_into(runs_root: Path | None, run_dir: Path) -> bool:
     return runs_root is not None and run_dir.resolve().parent == runs_root.resolve()
 
 
-def wait_until_written(src: Path, settle_s: float = 2.0, timeout_s: float = 30.0) -> None:
-    """Wait until the collector's files in `src` exist and have not grown for `settle_s` (its
-    file exporter flushes every second), at most `timeout_s`."""
+#: How long the span files must stay unchanged before a run's spans count as written. The
+#: Java services (Kafka Connect with Debezium, Kafka Streams) export through the OpenTelemetry
+#: agent's batch processor, every 5 s by default; the collector batches for 0.2 s and its file
+#: exporter flushes every 1 s. A shorter settle returned between two of the agent's exports and
+#: the run was analysed without its Java hops (a CI run: 144 of 717 deliveries analysed).
+EXPORT_SETTLE_S = 7.0
+
+
+def wait_until_written(src: Path, settle_s: float = EXPORT_SETTLE_S, timeout_s: float = 60.0) -> None:
+    """Wait until the collector's files in `src` exist and have not grown for `settle_s`, at
+    most `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     last, since = -1, time.monotonic()
     while time.monotonic() < deadline:
@@ -63,7 +71,7 @@ def move_spans(runs_root: Path, run_id: str, dst: Path) -> int:
     n = 0
     for f in sorted(src.iterdir()):
         if f.is_file():
-            shutil.move(str(f), dst / f.name)
+            shutil.move(str(f), _free_name(dst, f.name))
             n += 1
     for d in (src, src.parent):
         try:
@@ -71,3 +79,14 @@ def move_spans(runs_root: Path, run_id: str, dst: Path) -> int:
         except OSError:
             break
     return n
+
+
+def _free_name(dst: Path, name: str) -> Path:
+    """`dst/name`, or `dst/<stem>.<k><suffix>` when a file of that name is already there: a
+    second gathering (spans the collector wrote after the first, into a new file of the same
+    name) must never overwrite the first."""
+    target, stem, suffix = dst / name, Path(name).stem, Path(name).suffix
+    k = 1
+    while target.exists():
+        target, k = dst / f"{stem}.{k}{suffix}", k + 1
+    return target

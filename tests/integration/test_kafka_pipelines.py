@@ -172,11 +172,6 @@ def test_write_notify(stack: Context) -> None:
     assert manifest["topics"][0]["message.timestamp.type"] == "LogAppendTime"
 
 
-@pytest.mark.xfail(
-    reason="known bug: spans the collector writes after the move are missed (CI rehearsal: "
-    "144 of 717 deliveries analysed); the move must wait for the late flushes",
-    strict=False,
-)
 def test_bench_out_elsewhere_ends_with_its_own_spans(stack: Context, tmp_path: Path) -> None:
     """`hopscope bench --out DIR` outside the collector's runs root: the spans are moved into
     DIR/spans and `analyze DIR` finds every delivery's trace; two DIRs of one name (a/x, b/x)

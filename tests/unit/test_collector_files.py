@@ -49,9 +49,23 @@ def test_wait_until_written_returns_once_the_files_stop_growing(tmp_path: Path) 
     t0 = time.monotonic()
     t.start()
     wait_until_written(src, settle_s=0.5, timeout_s=10.0)
+    size_at_return = f.stat().st_size  # before join: what the wait saw, not what came later
     t.join()
-    assert f.stat().st_size == 4 * 101  # waited for the last write
+    assert size_at_return == 4 * 101  # waited for the last write
     assert time.monotonic() - t0 < 5.0
     t0 = time.monotonic()
     wait_until_written(tmp_path / "never", settle_s=0.1, timeout_s=0.5)  # no files: gives up
     assert 0.4 < time.monotonic() - t0 < 2.0
+
+
+def test_a_second_gathering_never_overwrites_the_first(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    dst = tmp_path / "elsewhere" / SPANS_DIR
+    for content in ("first\n", "late\n", "later\n"):
+        src = root / "bench-x-1" / SPANS_DIR
+        src.mkdir(parents=True)
+        (src / "spans.jsonl").write_text(content)  # the collector reopened the same name
+        assert move_spans(root, "bench-x-1", dst) == 1
+    texts = sorted(p.read_text() for p in dst.iterdir())
+    assert texts == ["first\n", "late\n", "later\n"]
+    assert sorted(p.name for p in dst.iterdir()) == ["spans.1.jsonl", "spans.2.jsonl", "spans.jsonl"]
