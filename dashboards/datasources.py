@@ -61,8 +61,12 @@ PROMETHEUS = Datasource(
     json_data={
         "httpMethod": "POST",
         "timeInterval": "5s",
-        # Exemplars carry the trace id: a click on one opens the trace in Tempo.
-        "exemplarTraceIdDestinations": [{"name": "trace_id", "datasourceUid": "hopscope-tempo"}],
+        # Exemplars carry the trace id: a click on one opens the trace in Tempo (production)
+        # or in the local Jaeger (the trace store `hopscope up` starts).
+        "exemplarTraceIdDestinations": [
+            {"name": "trace_id", "datasourceUid": "hopscope-tempo"},
+            {"name": "trace_id", "datasourceUid": "hopscope-jaeger"},
+        ],
     },
 )
 TEMPO = Datasource(

@@ -66,7 +66,12 @@ def sql_variable(name: str, label: str, query: str, multi: bool) -> dashboard.Qu
 
 
 def prom(expr: str, legend: str, ref_id: str = "A") -> prometheus.Dataquery:
-    return prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref_id).range()
+    query = prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref_id).range()
+    # The collector attaches exemplars (trace id, span id) to the duration histogram's buckets:
+    # a query over those buckets draws them, and a click opens that span's trace.
+    if "_bucket" in expr:
+        query = query.exemplar(True)
+    return query
 
 
 def quantile_expr(q: str, bucket: str, by: str, matchers: str) -> str:

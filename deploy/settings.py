@@ -150,6 +150,9 @@ class CollectorConfig(BaseModel):
     rotate_megabytes: int = 100
     memory_limit_mib: int = 512
     metrics_flush_interval: str = "5s"
+    #: Exemplars (trace ids) kept per histogram series and flush: a handful is enough to open
+    #: a trace from a latency point; more only grows every scrape.
+    exemplars_per_point: int = Field(default=5, ge=0)
 
     @property
     def otlp_grpc_endpoint(self) -> str:
@@ -160,5 +163,7 @@ class PrometheusConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     port: int = 29090
     scrape_interval: str = "5s"
+    #: Exemplars kept in memory (Prometheus' exemplar storage, a ring buffer over all series).
+    max_exemplars: int = Field(default=100_000, ge=0)
     #: e.g. "http://prometheus.example:9090" — then no local server is started.
     external_url: str | None = None

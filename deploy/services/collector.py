@@ -91,6 +91,7 @@ class Collector(Service):
             memory_limit_mib=c.memory_limit_mib,
             unassigned_run_id=c.unassigned_run_id,
             metrics_flush_interval=c.metrics_flush_interval,
+            exemplars_per_point=c.exemplars_per_point,
             runs_root=self.runs_root(),
             rotate_megabytes=c.rotate_megabytes,
             jaeger_otlp_grpc=self.jaeger_otlp_grpc(),

@@ -22,6 +22,11 @@ READER = "hopscope_reader"
 #: Debezium's role: it may stream logical replication and SELECT the captured tables (granted
 #: by `Connect.cdc_dsn`), nothing else; password `postgres_cdc_password`.
 CDC = "hopscope_cdc"
+#: The pipelines' data path (the bench process' INSERTs, the glue processes): SELECT and INSERT
+#: on the tables each pipeline's setup grants (`grant_pipeline`), nothing else; password
+#: `postgres_pipeline_password`. Setup itself (tables, publications, grants) stays with the
+#: bootstrap user.
+PIPELINE = "hopscope_pipeline"
 
 # The settings the study's fairness rules depend on; `hopscope run` reads them back.
 SERVER_SETTINGS = {
@@ -80,32 +85,59 @@ class Postgres(Service):
         password = self.ctx.secret("postgres_cdc_password")
         return f"postgresql://{CDC}:{password}@127.0.0.1:{self.cfg.port}/{DATABASE}"
 
+    def pipeline_dsn(self) -> str:
+        """The pipelines' connection string: the least-privilege role, or an external DSN."""
+        if self.cfg.external_dsn:
+            return self.cfg.external_dsn
+        password = self.ctx.secret("postgres_pipeline_password")
+        return f"postgresql://{PIPELINE}:{password}@127.0.0.1:{self.cfg.port}/{DATABASE}"
+
+    def grant_pipeline(self, conn: psycopg.Connection, table: str) -> None:
+        """Let the pipeline role SELECT and INSERT `table` (and take ids from its sequences);
+        creates the role first. Nothing on an external server: its DSN is used as given."""
+        if self.is_external():
+            return
+        self._ensure_role(conn, PIPELINE, "postgres_pipeline_password", "NOREPLICATION")
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(
+                sql.Identifier(table), sql.Identifier(PIPELINE)
+            )
+        )
+        sequences = conn.execute(
+            "SELECT s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
+            "WHERE d.refobjid = %s::regclass AND d.deptype IN ('a', 'i')",
+            (table,),
+        ).fetchall()
+        for (seq,) in sequences:
+            conn.execute(
+                sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                    sql.Identifier(seq), sql.Identifier(PIPELINE)
+                )
+            )
+
+    def _ensure_role(self, conn: psycopg.Connection, role: str, secret: str, replication: str) -> None:
+        """Create (or re-key) a login role that is neither superuser nor creator of anything."""
+        password = sql.Literal(self.ctx.secret(secret))
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        conn.execute(
+            sql.SQL("{} ROLE {} LOGIN {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}").format(
+                sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(role), sql.SQL(replication), password
+            )
+        )
+
     def ensure_cdc_role(self, conn: psycopg.Connection) -> None:
         """Create (or re-key) Debezium's replication role; idempotent."""
-        password = sql.Literal(self.ctx.secret("postgres_cdc_password"))
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (CDC,)).fetchone()
-        conn.execute(
-            sql.SQL(
-                "{} ROLE {} LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}"
-            ).format(sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(CDC), password)
-        )
+        self._ensure_role(conn, CDC, "postgres_cdc_password", "REPLICATION")
 
     def ensure_reader_role(self, conn: psycopg.Connection) -> None:
         """Create (or re-key) the read-only role; idempotent, runs with every health check so a
         cluster made before the role existed gets it without a restart."""
-        password = sql.Literal(self.ctx.secret("postgres_reader_password"))
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER,)).fetchone()
-        verb = "ALTER" if exists else "CREATE"
-        conn.execute(
-            sql.SQL(
-                "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}"
-            ).format(sql.SQL(verb), sql.Identifier(READER), password)
-        )
+        self._ensure_role(conn, READER, "postgres_reader_password", "NOREPLICATION")
         conn.execute(
             sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(READER))
         )
         # PG 15 already keeps CREATE on schema public from PUBLIC; TEMPORARY it still grants,
-        # and a temporary schema is enough to create functions. The other clients are superusers.
+        # and a temporary schema is enough to create functions (for every non-superuser role).
         conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(DATABASE)))
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
 

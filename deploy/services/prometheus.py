@@ -50,7 +50,9 @@ class Prometheus(Service):
         conf = svc_dir / "prometheus.yml"
         conf.write_text(
             f"global:\n  scrape_interval: {self.cfg.scrape_interval}\n"
-            f"  evaluation_interval: {self.cfg.scrape_interval}\nscrape_configs:\n{jobs}\n"
+            f"  evaluation_interval: {self.cfg.scrape_interval}\n"
+            f"storage:\n  exemplars:\n    max_exemplars: {self.cfg.max_exemplars}\n"
+            f"scrape_configs:\n{jobs}\n"
         )
         (svc_dir / "data").mkdir(exist_ok=True)
         self.spawn(
@@ -61,6 +63,9 @@ class Prometheus(Service):
                 f"--storage.tsdb.path={svc_dir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.cfg.port}",
                 "--storage.tsdb.retention.time=7d",
+                # the collector's exemplars (trace ids on latency buckets) are kept, so a
+                # dashboard's latency point opens its trace
+                "--enable-feature=exemplar-storage",
             ],
         )
 
@@ -72,6 +77,20 @@ class Prometheus(Service):
         if body.get("status") != "success":
             raise RuntimeError(f"prometheus query {promql!r}: {body}")
         return body["data"]["result"]
+
+    def exemplars(self, promql: str, start: float, end: float) -> list[dict]:
+        """The exemplars of the series `promql` selects between `start` and `end` (Unix s):
+        `[{"seriesLabels": {...}, "exemplars": [{"labels": {"trace_id": ...}, "value", "timestamp"}]}]`."""
+        resp = httpx.get(
+            f"{self.endpoint()}/api/v1/query_exemplars",
+            params={"query": promql, "start": start, "end": end},
+            timeout=10,
+        )
+        resp.raise_for_status()
+        body = resp.json()
+        if body.get("status") != "success":
+            raise RuntimeError(f"prometheus exemplars {promql!r}: {body}")
+        return body["data"] or []
 
     def health(self) -> None:
         try:

@@ -125,7 +125,15 @@ class KafkaDriver(Driver):
         return Connect(self.ctx)
 
     def dsn(self) -> str:
+        """The bootstrap user's: setup only (tables, publications, grants, read-backs)."""
         return Postgres(self.ctx).dsn()
+
+    def pipeline_dsn(self) -> str:
+        """The data path's (INSERTs, the glue's reads and writes): the least-privilege role."""
+        return Postgres(self.ctx).pipeline_dsn()
+
+    def grant_pipeline(self, conn: Any, table: str) -> None:
+        Postgres(self.ctx).grant_pipeline(conn, table)
 
     def redis_url(self) -> str:
         return Redis(self.ctx).url()

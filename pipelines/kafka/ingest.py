@@ -24,4 +24,5 @@ class Ingest(Pipeline):
                 "key text NOT NULL, payload text NOT NULL, sent_ns bigint NOT NULL, "
                 "inserted_at timestamptz NOT NULL DEFAULT clock_timestamp())"
             )
-        self.host.spawn("ingest", topic=self.host.topics.events, dsn=self.host.dsn(), table=INGEST_TABLE)
+            self.host.grant_pipeline(conn, INGEST_TABLE)
+        self.host.spawn("ingest", topic=self.host.topics.events, dsn=self.host.pipeline_dsn(), table=INGEST_TABLE)

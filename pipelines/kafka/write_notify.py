@@ -68,6 +68,7 @@ class WriteNotify(Pipeline):
                 "event_id text NOT NULL, key text NOT NULL, traceparent text NOT NULL, payload text NOT NULL, "
                 "sent_ns bigint NOT NULL)"
             )
+            host.grant_pipeline(conn, WN_TABLE)
         # One connector and slot for every run (a slot per run would leave WAL pinned); the
         # notifier starts at the topic's end, so it never sees an earlier run's rows.
         host.kafka.ensure_topic(WN_TOPIC, 1, rf=3, configs=TOPIC_CONFIGS)
@@ -106,7 +107,7 @@ class WriteNotify(Pipeline):
         if self._pg_free is None:
             self._pg_free = asyncio.Queue()
             for _ in range(PG_POOL):
-                conn = await psycopg.AsyncConnection.connect(host.dsn(), autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(host.pipeline_dsn(), autocommit=True)
                 self._pg_free.put_nowait(trace_client(conn, host.client_provider()))
         conn = await self._pg_free.get()
         try:

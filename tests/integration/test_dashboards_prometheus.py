@@ -27,6 +27,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from rich.console import Console
 
+from hopscope.collector.errors import Problems
+from hopscope.collector.readers.live import FetchError, jaeger_get_trace
 from hopscope.dashboards import build
 from hopscope.dashboards import metrics as m
 from hopscope.dashboards import queries as q
@@ -64,6 +66,7 @@ class Traffic:
         self.providers = {svc: _provider(svc, endpoint) for _, svc, _ in HOPS}
         self.stop = threading.Event()
         self.sent = 0
+        self.trace_ids: set[str] = set()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _event(self, n: int) -> None:
@@ -81,6 +84,7 @@ class Traffic:
             if hop == HOP and n % 10 == 0:
                 span.set_status(Status(StatusCode.ERROR, "injected failure"))
             span.end(end_time=start + dur)
+            self.trace_ids.add(format(span.get_span_context().trace_id, "032x"))
             parent, start = span, start + dur
 
     def _run(self) -> None:
@@ -108,7 +112,7 @@ def telemetry() -> Iterator[tuple[Context, Traffic]]:
     except UnknownService as exc:
         pytest.skip(f"the collector service is not implemented yet: {exc}")
     ctx = Context(load_config())
-    up(ctx, "collector,prometheus", Console(stderr=True))
+    up(ctx, "collector,prometheus,jaeger", Console(stderr=True))
     with Traffic(ctx.config.collector.otlp_grpc_endpoint) as traffic:
         yield ctx, traffic
 
@@ -257,3 +261,40 @@ def test_variable_queries_offer_this_runs_values(telemetry: tuple[Context, Traff
             resp.raise_for_status()
             offered = resp.json()["data"]
             assert expect[var["name"]] in offered, f"{name} variable {var['name']}: {offered}"
+
+
+def test_an_exemplar_opens_its_trace_in_jaeger(telemetry: tuple[Context, Traffic]) -> None:
+    """The click-through the dashboards promise: the collector attaches exemplars to the
+    duration buckets, Prometheus stores them, and an exemplar's trace id opens a trace of this
+    run in Jaeger holding the exemplar's span with the exemplar's duration."""
+    ctx, traffic = telemetry
+    prom = Prometheus(ctx)
+    selector = f'{m.SPAN_DURATION_BUCKET}{{{m.WORKLOAD}="{WORKLOAD}"}}'
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        series = prom.exemplars(selector, time.time() - 3600, time.time() + 60)
+        found = [(s["seriesLabels"], e) for s in series for e in s["exemplars"]]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert found, f"Prometheus stored no exemplars for {selector} after {DEADLINE_S:.0f}s"
+    ours = [(labels, e) for labels, e in found if e["labels"].get("trace_id") in traffic.trace_ids]
+    assert ours, f"no exemplar carries a trace id this test sent: {found[:3]}"
+    labels, exemplar = ours[0]
+    problems = Problems()
+    query_url = f"http://127.0.0.1:{ctx.config.jaeger.query_port}"
+    deadline = time.monotonic() + 30
+    table: list[dict] = []
+    while True:
+        try:  # Jaeger answers 404 until the collector's forwarded batch is in
+            table = jaeger_get_trace(query_url, exemplar["labels"]["trace_id"], problems).table.to_pylist()
+        except FetchError:
+            table = []
+        span = next((r for r in table if r["span_id"] == exemplar["labels"].get("span_id")), None)
+        if span is not None or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert span is not None, f"exemplar span {exemplar['labels']} not in its Jaeger trace ({len(table)} spans)"
+    assert span["hop"] == labels[m.HOP] and span["workload"] == WORKLOAD
+    duration_ms = (span["end_ns"] - span["start_ns"]) / 1e6
+    assert math.isclose(float(exemplar["value"]), duration_ms, rel_tol=1e-6), (exemplar, duration_ms)

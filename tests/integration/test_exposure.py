@@ -98,3 +98,44 @@ def test_every_service_listens_on_loopback_only(deployed: Context) -> None:
     assert [item for item in exposed if item not in decoys] == []
     # at most the one start-up listener per node, never more
     assert len(decoys) <= harper.cfg.nodes
+
+
+def test_the_pipeline_role_may_write_its_tables_and_nothing_else(deployed: Context) -> None:
+    """The pipelines' data path connects as `hopscope_pipeline`: SELECT and INSERT on the tables
+    a pipeline's setup grants, no DDL, no other table, no superuser (issue #22 item 5)."""
+    import psycopg
+    from psycopg import errors
+
+    from hopscope.deploy.services.postgres import PIPELINE, Postgres
+
+    postgres = Postgres(deployed)
+    if postgres.is_external():
+        pytest.skip("an external Postgres: its DSN is used as given")
+    table = "hopscope_exposure_pipeline_check"
+    with psycopg.connect(postgres.dsn(), autocommit=True) as admin:
+        admin.execute(f"CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, note text)")
+        postgres.grant_pipeline(admin, table)
+        admin.execute("CREATE TABLE IF NOT EXISTS hopscope_health (id bigserial PRIMARY KEY, note text)")
+    try:
+        with psycopg.connect(postgres.pipeline_dsn(), autocommit=True) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == PIPELINE
+            row = conn.execute(f"INSERT INTO {table} (note) VALUES ('x') RETURNING id").fetchone()
+            assert conn.execute(f"SELECT note FROM {table} WHERE id = %s", row).fetchone() == ("x",)
+            flags = conn.execute(
+                "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication FROM pg_roles WHERE rolname = %s",
+                (PIPELINE,),
+            ).fetchone()
+            assert flags == (False, False, False, False)
+            refused = {
+                "delete its rows": f"DELETE FROM {table}",
+                "create a table": "CREATE TABLE hopscope_pipeline_owned (x int)",
+                "create a function": "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+                "read another table": "SELECT count(*) FROM hopscope_health",
+            }
+            for what, statement in refused.items():
+                with pytest.raises(errors.InsufficientPrivilege):
+                    conn.execute(statement)
+                    pytest.fail(f"the pipeline role could {what}")
+    finally:
+        with psycopg.connect(postgres.dsn(), autocommit=True) as admin:
+            admin.execute(f"DROP TABLE IF EXISTS {table}")
