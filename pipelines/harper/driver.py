@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import aiomqtt
@@ -65,6 +66,8 @@ class _Counters:
     bad_examples: list[str] = field(default_factory=list)
 
 
+#: the component's answer to every REST write: the replicatedConfirmation Harper applied to it
+APPLIED_HEADER = "x-hopscope-replicated-confirmation"
 #: the component's per-run span account (pipelines/harper/component/resources.js)
 TELEMETRY = "HopscopeTelemetry"
 #: counters of the account that mean spans or commits went missing
@@ -101,6 +104,21 @@ def _collector_endpoint() -> str:
     return load_config().collector.otlp_grpc_endpoint
 
 
+def applied_confirmation(counts: Counter[str]) -> dict[str, Any]:
+    """The fairness read-back of the writes' confirmation: `applied` is the one value every
+    write reported (an int), or `mixed: …` with the counts, or absent when no REST write ran
+    (fanout's MQTT publishes have no confirmation)."""
+    if not counts:
+        return {}
+    out: dict[str, Any] = {"applied_counts": dict(counts)}
+    if len(counts) == 1:
+        (value,) = counts
+        out["applied"] = int(value) if value.isdigit() else value
+    else:
+        out["applied"] = "mixed: " + ", ".join(f"{v} ×{n}" for v, n in counts.most_common())
+    return out
+
+
 class HarperDriver(Driver):
     stack = "harper"
 
@@ -113,6 +131,10 @@ class HarperDriver(Driver):
         **options: Any,
     ) -> None:
         self.config = config or HarperDriverConfig(**options)
+        if self.config.confirm_replicas is None:
+            self.config = replace(self.config, confirm_replicas=load_config().harper.confirm_replicas)
+        #: the replicatedConfirmation the component reports it applied, per REST write
+        self._applied: Counter[str] = Counter()
         #: the deployed cluster (None with a client of the caller's: then nothing is deployed)
         self.service = None if client is not None else Harper(Context(load_config()))
         self.client = client or self.service.client()
@@ -340,6 +362,8 @@ class HarperDriver(Driver):
         except httpx.HTTPError as exc:
             return Ack("error", None, f"{method} {url}: {type(exc).__name__}: {exc}"), None
         now = self._run.now_ns()
+        if method != "GET":
+            self._applied[resp.headers.get(APPLIED_HEADER, "not reported")] += 1
         if resp.status_code >= 400:
             return Ack("error", now, f"{method} {url}: HTTP {resp.status_code}: {resp.text[:200]}"), resp
         return Ack("ok", now), resp
@@ -447,6 +471,8 @@ class HarperDriver(Driver):
                 "replicas": replicas,
                 "rest_header": {CONFIRM_HEADER: confirm_value(replicas)} if replicas else None,
                 "applies_to": "REST writes (write_notify, aggregate, ingest); MQTT publish has no confirmation",
+                # read back from the requests: what the nodes applied, per write
+                **applied_confirmation(self._applied),
             },
             "mqtt": {"protocol": "5", "qos": self.config.mqtt_qos, "retain_handling": 2, "retain": False},
             "subscribers": [

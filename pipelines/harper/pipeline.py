@@ -29,8 +29,10 @@ READER_HOP = "reader.receive"
 
 @dataclass
 class HarperDriverConfig:
-    #: replicas a write waits for (Kafka side: acks=all with min.insync.replicas=2 = 2 copies)
-    confirm_replicas: int = 1
+    #: replicas a write waits for (Kafka side: acks=all with min.insync.replicas=2 = 2 copies);
+    #: None: the deploy config's `[harper] confirm_replicas`, the one source the health check,
+    #: the services' read-back and the writes share
+    confirm_replicas: int | None = None
     #: our own bound on a request: a confirmed write hangs while every replica is down
     request_timeout_s: float = 10.0
     mqtt_qos: int = 1

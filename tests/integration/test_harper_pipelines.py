@@ -242,8 +242,14 @@ def test_workload_is_traced_through_every_hop(
     assert counts.get("misdelivered", 0) == 0, counts
     assert result.ledger.unknown_receipts == 0
 
+    # the fairness read-back of the writes: the confirmation every REST write was applied with
+    driver_manifest = json.loads((run_dir / "manifest.json").read_text())["driver"]
+    if name != "fanout":  # fanout's MQTT publishes carry no confirmation
+        applied = driver_manifest["write_confirmation"]["applied"]
+        assert applied == harper.ctx.config.harper.confirm_replicas, driver_manifest["write_confirmation"]
+
     # the component's own account: every span it ended reached the collector, every commit resolved
-    account = json.loads((run_dir / "manifest.json").read_text())["driver"]["component_telemetry"]
+    account = driver_manifest["component_telemetry"]
     unresolved = [p for p in account["problems"] if "commits_open=" in p]
     assert account["problems"] == unresolved, account
     assert sum(int(p.rsplit("=", 1)[1]) for p in unresolved) == len(stalled), account
@@ -322,6 +328,33 @@ def _stalled_confirmations(client: HarperClient, name: str, result: LoadResult) 
         for event_id in timed_out
         if all(_get(client, node.index, f"{resource}/{event_id}").status_code == 200 for node in client.nodes)
     ]
+
+
+def test_fairness_shows_the_confirmation_the_nodes_applied_not_the_config(
+    harper: Harper, runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes sent without the confirmation header while the config still asks for 1: the
+    fairness read-back says 0 (what each write's transaction had, answered by the node), so the
+    fairness row would read NO — a read-back that echoed the config would still say 1."""
+    assert harper.ctx.config.harper.confirm_replicas == 1
+
+    def unconfirmed(self: HarperDriver, event: object) -> dict[str, str]:
+        return {"content-type": "application/json", **event.carrier}  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(HarperDriver, "write_headers", unconfirmed)
+    workload = load_workload("write_notify", {"warmup_s": 0.0, "rate": 20.0, "duration_s": 1.0})
+    run_dir, result = run_bench(
+        "harper",
+        workload,
+        out=runs_root / f"test-harper-unconfirmed-{uuid.uuid4().hex[:8]}",
+        otlp_endpoint=harper.ctx.config.collector.otlp_grpc_endpoint,
+        progress=False,
+        console=Console(stderr=True, quiet=True),
+    )
+    confirmation = json.loads((run_dir / "manifest.json").read_text())["driver"]["write_confirmation"]
+    assert confirmation["replicas"] == 1  # what the config asked for …
+    assert confirmation["applied"] == 0, confirmation  # … and what the nodes applied
+    assert confirmation["applied_counts"] == {"0": result.sent_events}, confirmation
 
 
 def test_fanout_subscribers_receive_exactly_their_filter(harper: Harper, runs_root: Path) -> None:

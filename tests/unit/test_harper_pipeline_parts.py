@@ -53,3 +53,16 @@ def test_span_source_problems_found_once_wherever_the_manifest_keeps_them() -> N
     problems = span_source_problems(manifest)
     assert problems == ["phases.p01-harper-write_notify: n1: spans_failed=2"]
     assert span_source_problems({}) == []
+
+
+def test_the_applied_confirmation_is_what_the_writes_reported() -> None:
+    from collections import Counter
+
+    from hopscope.pipelines.harper.driver import applied_confirmation
+
+    assert applied_confirmation(Counter()) == {}  # no REST write (fanout): nothing to read back
+    assert applied_confirmation(Counter({"1": 40})) == {"applied": 1, "applied_counts": {"1": 40}}
+    mixed = applied_confirmation(Counter({"1": 38, "0": 2}))
+    assert mixed["applied"] == "mixed: 1 ×38, 0 ×2" and mixed["applied_counts"] == {"1": 38, "0": 2}
+    # an old component without the header is said so, never taken for a number
+    assert applied_confirmation(Counter({"not reported": 3}))["applied"] == "not reported"

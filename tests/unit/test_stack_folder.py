@@ -282,5 +282,5 @@ def test_default_stacks_fairness_and_services_come_from_the_declarations() -> No
         "kafka": "topics[].replication_factor",
     }
     assert rows[-1] == {"control": "Harper nodes", "expected": "3", "harper": "node_count"}
-    assert len(rows) == 16
+    assert len(rows) == 15
     assert required_services(shipped) == ["postgres", "redis", "kafka", "connect", "harper", "collector"]

@@ -76,6 +76,9 @@ function parentFrom(value, where) {
   }
 }
 
+/** Response header of every REST write: the replicatedConfirmation the write's transaction had. */
+const CONFIRMATION_HEADER = 'x-hopscope-replicated-confirmation';
+
 function confirmationOf(ctx) {
   return ctx?.transaction?.replicatedConfirmation ?? ctx?.replicatedConfirmation ?? 0;
 }
@@ -254,6 +257,9 @@ async function tracedWrite(resource, target, data, { where, hop, write }) {
   // W3C traceresponse: the client's own "write confirmed" span continues from the last hop in Harper
   const last = confirmationOf(ctx) > 0 ? confirmSpanId : commitSpanId;
   ctx?.responseHeaders?.set?.('traceresponse', formatTraceparent({ traceId: parent.traceId, spanId: last, traceFlags: parent.traceFlags }));
+  // What Harper applied to this write (not what the client asked): the driver counts it into the
+  // fairness table, so a node that ignored the header shows there.
+  ctx?.responseHeaders?.set?.(CONFIRMATION_HEADER, String(confirmationOf(ctx)));
   try {
     const result = await write({ eventId, data, ctx, traceparent: carried, handledAt: startMs });
     const endMs = nowMs();
