@@ -4,7 +4,12 @@
   with `min.insync.replicas=2`, at the stack's producer settings (acks=all, lz4, linger.ms,
   idempotence) and its consumer's fetch wait — against the traced Kafka hop.
 - `pgbench` with a one-row INSERT script (autocommit, so INSERT + commit like the
-  write_notify client) against our Postgres — against the traced `client.insert` hop.
+  write_notify client) against our Postgres — against the traced `client.insert` hop. Beside
+  that open-loop context, a like-for-like pair: pgbench closed loop (one client, no rate, N
+  transactions) and hopscope's traced client in the same mode (one autocommit connection, the
+  same statement, back to back, each INSERT inside a hop span with the contrib psycopg
+  instrumentation) — their p50s must agree within 10 % (issue #15 item 4), given with the
+  ratio's bootstrap interval.
 
 A stack names the checks that apply to it in its `stack.yaml` (`crosschecks:`): a name from
 `CHECKS` here, or its own `module:function` (module relative to the stack folder), called with a
@@ -145,6 +150,139 @@ def kafka_end_to_end(ctx: Any, props: dict[str, str], records: int, workdir: Pat
     }
 
 
+#: the statement both sides of the pgbench checks run
+PG_INSERT = f"INSERT INTO {PG_TABLE} (payload) VALUES (repeat('x', 256))"
+
+
+def _run_pgbench(
+    binary: str, dsn: str, workdir: Path, name: str, mode: list[str], timeout: float
+) -> np.ndarray:
+    """pgbench with one client running PG_INSERT in `mode` (--time/--rate or --transactions);
+    the per-transaction latencies (ms) from its log."""
+    script = workdir / "insert_one.sql"
+    script.write_text(PG_INSERT + ";\n")
+    argv = [
+        binary,
+        "--no-vacuum",
+        "--client=1",
+        *mode,
+        f"--file={script}",
+        "--log",
+        f"--log-prefix={workdir / name}",
+        dsn,
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, cwd=workdir)
+    if done.returncode != 0:
+        # the DSN carries the password: never echo the command line, only pgbench's complaint
+        raise CrossCheckError(f"pgbench exited {done.returncode}: {done.stderr.replace(dsn, '<dsn>')[-600:]}")
+    logs = sorted(workdir.glob(f"{name}.*"))
+    if not logs:
+        raise CrossCheckError(f"pgbench wrote no per-transaction log under {workdir}")
+    ms = np.concatenate([parse_pgbench_log(p.read_text(), str(p)) for p in logs])
+    if ms.size == 0:
+        raise CrossCheckError("pgbench logged no transaction")
+    return ms
+
+
+def traced_inserts(dsn: str, transactions: int) -> np.ndarray:
+    """hopscope's traced client in pgbench's closed-loop mode: one autocommit connection,
+    PG_INSERT back to back, each inside a `client.insert` hop span with the contrib psycopg
+    instrumentation under it, through the pipelines' own tracing (`setup_tracing`, spans held
+    and built at the flush: `hot_path_provider`); the hop spans' durations (ms). The exporter is
+    in memory: exporting happens after the loop in both cases and is not what this compares."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hopscope.instrumentation.deferred import hot_path_provider
+    from hopscope.instrumentation.libraries import trace_client
+    from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
+
+    exporter = InMemorySpanExporter()
+    provider = setup_tracing("hopscope.crosscheck", "crosscheck", "crosscheck", exporter=exporter)
+    hot = hot_path_provider(provider)
+    tracer = hot.get_tracer("hopscope.crosscheck")
+    with trace_client(psycopg.connect(dsn, autocommit=True), hot) as conn:
+        for _ in range(transactions):
+            with tracer.start_as_current_span("client.insert", attributes={"hopscope.hop": "client.insert"}):
+                conn.execute(PG_INSERT)
+    shutdown_tracing(provider)
+    hops = [s for s in exporter.get_finished_spans() if s.name == "client.insert"]
+    if len(hops) != transactions:
+        raise CrossCheckError(f"traced twin: {len(hops)} hop spans for {transactions} INSERTs")
+    return np.asarray([(s.end_time - s.start_time) / 1e6 for s in hops], dtype=float)
+
+
+def untraced_inserts(dsn: str, transactions: int) -> np.ndarray:
+    """The same client loop as `traced_inserts` with no tracing, timed around each statement:
+    what the Python client itself costs beside the tool, apart from what tracing adds."""
+    out = np.empty(transactions)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(transactions):
+            t0 = time.perf_counter_ns()
+            conn.execute(PG_INSERT)
+            out[i] = (time.perf_counter_ns() - t0) / 1e6
+    return out
+
+
+def ratio_with_interval(
+    a: np.ndarray, b: np.ndarray, q: float = 50.0, draws: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """q-th percentile of `a` ÷ that of `b`, with a 95 % bootstrap interval (each side resampled
+    on its own: the two are independent samples)."""
+    rng = np.random.default_rng(seed)
+    ratios = np.array(
+        [
+            np.percentile(rng.choice(a, a.size), q) / np.percentile(rng.choice(b, b.size), q)
+            for _ in range(draws)
+        ]
+    )
+    return {
+        "ratio": float(np.percentile(a, q) / np.percentile(b, q)),
+        "ci_low": float(np.percentile(ratios, 2.5)),
+        "ci_high": float(np.percentile(ratios, 97.5)),
+    }
+
+
+#: closed-loop transactions of each side of the like-for-like pair
+LIKE_FOR_LIKE_TRANSACTIONS = 2000
+#: how close the like-for-like p50s must be (issue #15 item 4's goal)
+LIKE_FOR_LIKE_TOLERANCE = 0.10
+
+
+def like_for_like_pgbench(binary: str, dsn: str, workdir: Path, transactions: int) -> dict[str, Any]:
+    """pgbench and the traced client, both closed loop on one connection with PG_INSERT; the
+    tool runs first and last (half the transactions each) so drift hits both sides alike."""
+    half = max(1, transactions // 2)
+    tool = np.concatenate(
+        [
+            _run_pgbench(binary, dsn, workdir, "closed-a", [f"--transactions={half}"], 600),
+            _run_pgbench(binary, dsn, workdir, "closed-b", [f"--transactions={half}"], 600),
+        ]
+    )
+    traced = traced_inserts(dsn, 2 * half)
+    untraced = untraced_inserts(dsn, 2 * half)
+    r = ratio_with_interval(traced, tool)
+    bare = ratio_with_interval(untraced, tool)
+    p50 = {
+        name: float(np.percentile(a, 50))
+        for name, a in (("tool", tool), ("traced", traced), ("untraced", untraced))
+    }
+    return {
+        "mode": f"closed loop, 1 connection, autocommit, {2 * half} one-row INSERTs each",
+        "tool": _quantiles(tool),
+        "traced": _quantiles(traced),
+        "untraced_client": _quantiles(untraced),
+        "p50_ratio": r["ratio"],
+        "p50_ratio_ci": [r["ci_low"], r["ci_high"]],
+        "untraced_p50_ratio": bare["ratio"],
+        "untraced_p50_ratio_ci": [bare["ci_low"], bare["ci_high"]],
+        "tolerance": LIKE_FOR_LIKE_TOLERANCE,
+        "agrees": abs(r["ratio"] - 1) <= LIKE_FOR_LIKE_TOLERANCE,
+        # where a disagreement comes from: the client itself, or what tracing adds to it
+        "p50_client_ms": p50["untraced"] - p50["tool"],
+        "p50_tracing_ms": p50["traced"] - p50["untraced"],
+    }
+
+
 def pgbench(ctx: Any, seconds: float, rate: float, workdir: Path) -> dict[str, Any]:
     binary = next((p for p in PGBENCH_CANDIDATES if shutil.which(p)), None)
     if binary is None:
@@ -154,32 +292,8 @@ def pgbench(ctx: Any, seconds: float, rate: float, workdir: Path) -> dict[str, A
         conn.execute(f"CREATE TABLE IF NOT EXISTS {PG_TABLE} (id bigserial PRIMARY KEY, payload text)")
         conn.execute(f"TRUNCATE {PG_TABLE}")
         sync = conn.execute("SHOW synchronous_commit").fetchone()
-    script = workdir / "insert_one.sql"
-    script.write_text(f"INSERT INTO {PG_TABLE} (payload) VALUES (repeat('x', 256));\n")
-    prefix = workdir / "pgbench"
-    argv = [
-        binary,
-        "--no-vacuum",
-        "--client=1",
-        f"--time={max(1, round(seconds))}",
-        f"--rate={rate:g}",
-        f"--file={script}",
-        "--log",
-        f"--log-prefix={prefix}",
-        dsn,
-    ]
-    done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=seconds + 60, check=False, cwd=workdir
-    )
-    if done.returncode != 0:
-        # the DSN carries the password: never echo the command line, only pgbench's complaint
-        raise CrossCheckError(f"pgbench exited {done.returncode}: {done.stderr.replace(dsn, '<dsn>')[-600:]}")
-    logs = sorted(workdir.glob("pgbench.*"))
-    if not logs:
-        raise CrossCheckError(f"pgbench wrote no per-transaction log under {workdir}")
-    ms = np.concatenate([parse_pgbench_log(p.read_text(), str(p)) for p in logs])
-    if ms.size == 0:
-        raise CrossCheckError("pgbench logged no transaction")
+    mode = [f"--time={max(1, round(seconds))}", f"--rate={rate:g}"]
+    ms = _run_pgbench(binary, dsn, workdir, "pgbench", mode, seconds + 60)
     return {
         "tool": "pgbench (one-row INSERT, autocommit, 1 client)",
         "binary": binary,
@@ -187,6 +301,7 @@ def pgbench(ctx: Any, seconds: float, rate: float, workdir: Path) -> dict[str, A
         "seconds": seconds,
         "synchronous_commit": sync[0] if sync else None,
         **_quantiles(ms),
+        "like_for_like": like_for_like_pgbench(binary, dsn, workdir, LIKE_FOR_LIKE_TRANSACTIONS),
     }
 
 

@@ -855,4 +855,65 @@ def crosscheck_section(ctx: ReportContext) -> Iterable[Section]:
         "a ratio above 1 is expected; an order of magnitude apart points at the instrumentation.",
         flag=lambda rec, f: f == "status" and rec["status"] != "ok",
     )
-    yield Section("crosschecks", "Independent cross-checks", table.to_html(), table.to_markdown())
+    html_parts, md_parts = [table.to_html()], [table.to_markdown()]
+    pairs = like_for_like_frame(ctx)
+    if len(pairs):
+        pair_table = make_table(
+            pairs,
+            [
+                text("check"),
+                text("mode"),
+                ms("tool_p50_ms", "tool p50 (ms)"),
+                ms("untraced_p50_ms", "our client untraced p50 (ms)"),
+                ms("traced_p50_ms", "traced p50 (ms)"),
+                text("traced_ratio", "traced ÷ tool [95 %]"),
+                text("untraced_ratio", "untraced ÷ tool [95 %]"),
+                text("finding"),
+            ],
+            caption="Like for like: the tool and hopscope's client in the tool's own mode (closed loop, one "
+            "connection, the same statement), p50s to agree within 10 %. The untraced client separates what "
+            "the client itself costs from what tracing adds to the traced figure.",
+            flag=lambda rec, f: f == "finding" and not rec["agrees"],
+        )
+        html_parts.append(pair_table.to_html())
+        md_parts.append(pair_table.to_markdown())
+    yield Section("crosschecks", "Independent cross-checks", "\n".join(html_parts), "\n\n".join(md_parts))
+
+
+def _ratio_text(ratio: float, ci: list[float]) -> str:
+    return f"{ratio:.2f}× [{ci[0]:.2f}–{ci[1]:.2f}]"
+
+
+def like_for_like_finding(pair: dict[str, Any]) -> str:
+    """Which side a disagreement comes from: the client itself, or what tracing adds to it."""
+    tol = float(pair.get("tolerance", 0.1))
+    tracing = fmt_signed(float(pair["p50_tracing_ms"]), 3)
+    if pair.get("agrees"):
+        return f"agree within {tol:.0%}"
+    lo, hi = pair["untraced_p50_ratio_ci"]
+    if lo <= 1 + tol and hi >= 1 - tol:
+        return f"the untraced client agrees with the tool; the traced figure is longer by what tracing adds ({tracing} ms at p50)"
+    client = fmt_signed(float(pair["p50_client_ms"]), 3)
+    return f"the client itself differs from the tool ({client} ms at p50); tracing adds {tracing} ms"
+
+
+def like_for_like_frame(ctx: ReportContext) -> pd.DataFrame:
+    rows = []
+    for name, c in ((ctx.experiment or {}).get("crosschecks") or {}).items():
+        pair = c.get("like_for_like") if isinstance(c, dict) else None
+        if not isinstance(pair, dict):
+            continue
+        rows.append(
+            {
+                "check": c.get("label") or name,
+                "mode": pair.get("mode"),
+                "tool_p50_ms": pair["tool"]["p50_ms"],
+                "untraced_p50_ms": pair["untraced_client"]["p50_ms"],
+                "traced_p50_ms": pair["traced"]["p50_ms"],
+                "traced_ratio": _ratio_text(pair["p50_ratio"], pair["p50_ratio_ci"]),
+                "untraced_ratio": _ratio_text(pair["untraced_p50_ratio"], pair["untraced_p50_ratio_ci"]),
+                "finding": like_for_like_finding(pair),
+                "agrees": bool(pair.get("agrees")),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -23,7 +23,10 @@ from hopscope.analysis.report.experiment_sections import (
     _lookup,
     apply_experiment,
     crosscheck_frame,
+    crosscheck_section,
     fairness_frame,
+    like_for_like_finding,
+    like_for_like_frame,
     overhead_frame,
     repeat_frame,
     sweep_frame,
@@ -32,7 +35,12 @@ from hopscope.analysis.report.experiment_sections import (
 from hopscope.analysis.report.tables import fmt_ms
 from hopscope.core.attributes import LOADGEN_SPAN_NAME
 from hopscope.core.rundir import EXPERIMENT
-from hopscope.experiment.crosschecks import CrossCheckError, parse_end_to_end_latency, parse_pgbench_log
+from hopscope.experiment.crosschecks import (
+    CrossCheckError,
+    parse_end_to_end_latency,
+    parse_pgbench_log,
+    ratio_with_interval,
+)
 from hopscope.experiment.phase_stats import phase_figures
 from hopscope.experiment.study import (
     ProfileError,
@@ -290,6 +298,39 @@ def test_crosscheck_ratio_is_traced_over_tool() -> None:
     assert f.loc["Kafka EndToEndLatency", "traced_p50_ms"] == pytest.approx(99.0)
     assert f.loc["pgbench one-row INSERT", "status"] == "failed"
     assert f.loc["pgbench one-row INSERT", "note"] == "pgbench not found"
+
+
+def _pair(tool: float, untraced: float, traced: float, untraced_ci: list[float]) -> dict:
+    return {
+        "mode": "closed loop", "tool": {"p50_ms": tool}, "untraced_client": {"p50_ms": untraced},
+        "traced": {"p50_ms": traced}, "p50_ratio": traced / tool, "p50_ratio_ci": [traced / tool - 0.02, traced / tool + 0.02],
+        "untraced_p50_ratio": untraced / tool, "untraced_p50_ratio_ci": untraced_ci, "tolerance": 0.1,
+        "agrees": abs(traced / tool - 1) <= 0.1, "p50_client_ms": untraced - tool, "p50_tracing_ms": traced - untraced,
+    }  # fmt: skip
+
+
+def test_like_for_like_names_the_side_a_disagreement_comes_from() -> None:
+    assert like_for_like_finding(_pair(0.40, 0.41, 0.42, [1.0, 1.05])) == "agree within 10%"
+    tracing = like_for_like_finding(_pair(0.35, 0.36, 0.54, [1.00, 1.06]))
+    assert tracing.startswith("the untraced client agrees with the tool") and "+0.180 ms" in tracing
+    client = like_for_like_finding(_pair(0.35, 0.50, 0.60, [1.40, 1.46]))
+    assert client == "the client itself differs from the tool (+0.150 ms at p50); tracing adds +0.100 ms"
+    pg = {"status": "ok", "label": "pgbench one-row INSERT", "p50_ms": 1.0, "p99_ms": 2.0,
+          "like_for_like": _pair(0.35, 0.36, 0.54, [1.00, 1.06])}  # fmt: skip
+    ctx = _ctx({"stacks": ["kafka"], "workloads": [], "phases": [], "crosschecks": {"pgbench": pg}})
+    row = like_for_like_frame(ctx).iloc[0]
+    assert (row["traced_ratio"], row["agrees"]) == ("1.54× [1.52–1.56]", False)
+    (section,) = crosscheck_section(ctx)
+    assert "Like for like" in section.markdown and "tracing adds (+0.180 ms at p50)" in section.markdown
+
+
+def test_the_ratio_interval_holds_the_true_ratio() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.lognormal(0.0, 0.3, 4000)
+    r = ratio_with_interval(2.0 * rng.lognormal(0.0, 0.3, 4000), base)
+    assert r["ci_low"] < 2.0 < r["ci_high"] and r["ci_high"] - r["ci_low"] < 0.2
+    same = ratio_with_interval(rng.lognormal(0.0, 0.3, 4000), base)
+    assert same["ci_low"] < 1.0 < same["ci_high"]
 
 
 def test_a_run_made_before_the_declarations_were_stored_still_renders() -> None:
