@@ -249,14 +249,15 @@ def per_trace_name(codes: np.ndarray, names: np.ndarray, trace_lo: np.ndarray) -
 
 def merged_codes(
     primary: pa.ChunkedArray, fallback: pa.ChunkedArray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Codes of coalesce(primary, fallback) over one merged dictionary (-1 where both are null),
-    and where the primary had the value."""
+    where the primary had the value, and the fallback's own codes in that dictionary."""
     pc_, pn = dict_codes(primary)
     fc, fn = dict_codes(fallback)
     names = np.asarray(sorted(set(pn.tolist()) | set(fn.tolist())), dtype=object)
     index = {v: i for i, v in enumerate(names.tolist())}
     pmap = np.array([index[v] for v in pn.tolist()] + [-1], dtype=np.int32)
     fmap = np.array([index[v] for v in fn.tolist()] + [-1], dtype=np.int32)
-    out = np.where(pc_ >= 0, pmap[pc_], fmap[fc])
-    return out.astype(np.int32), names, pc_ >= 0
+    own = fmap[fc]
+    out = np.where(pc_ >= 0, pmap[pc_], own)
+    return out.astype(np.int32), names, pc_ >= 0, own

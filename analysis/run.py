@@ -36,7 +36,7 @@ from hopscope.core.rundir import (
 )
 from hopscope.core.schema import SPAN_SCHEMA
 
-from . import allocator, clock_skew, critical_path, graph, quality
+from . import allocator, clock_skew, critical_path, graph, quality, timeline
 from . import ledger as ledger_figures
 from . import verdicts as verdict_math
 from .foreign import ForeignInfo, attribute_foreign
@@ -58,6 +58,7 @@ from .span_file import (
 )
 from .spans import prepare
 from .stats import NS_PER_MS, QUANTILES, PairMatrix, build_matrix, distribution, growth_rows, hop_rows
+from .waterfall import WATERFALL_COLUMNS, Target, waterfalls
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -93,6 +94,17 @@ JAEGER_STATS_COLUMNS = [
     *_DISTRIBUTION_COLUMNS,
     "crit_share",
 ]
+
+
+#: the deliveries the report opens per stack × workload: (pick, quantile of the e2e); the
+#: delivery at a quantile is the order statistic of nearest rank (ceil(q · n)), 1.0 the slowest
+SAMPLE_PICKS = (("p50", 0.5), ("p99", 0.99), ("slowest", 1.0))
+
+SAMPLE_COLUMNS = ["stack", "workload", "pick", "deliveries", "trace_id", "subscriber", "e2e_ms"]
+
+
+class UnknownTrace(LookupError):
+    """A trace id (or a delivery of a trace) the run does not have."""
 
 
 class NoSpans(RunDirError):
@@ -399,11 +411,19 @@ class Run:
         )
 
     def e2e(self) -> pd.DataFrame:
-        """One row per analysed delivery; with a ledger also ledger_e2e_ms and unattributed_ms."""
+        """One row per analysed delivery: stack, workload, event_id, subscriber, trace_id, e2e_ms,
+        start_ns (its root's start: the event's intended send time); with a ledger also
+        ledger_e2e_ms and unattributed_ms."""
+        return self._e2e.copy()
+
+    @cached_property
+    def _e2e(self) -> pd.DataFrame:
+        # made once: the report, the quality counts, the verdicts and the timeline all read it
         c = self._core
         idx = np.flatnonzero(c.deliveries.valid)
         df = self._delivery_frame(idx)
         df["e2e_ms"] = c.values.e2e_ns[idx] / NS_PER_MS
+        df["start_ns"] = c.skew.start[c.deliveries.root[idx]]
         if self.ledger is not None and len(self.ledger):
             rec = self._ledger_receipts()
             df["_sub"] = df["subscriber"].fillna("").astype(str)
@@ -466,6 +486,116 @@ class Run:
         if stats.empty:
             raise KeyError(f"no deliveries for stack={stack!r} workload={workload!r}")
         return graph.build(stack, workload, stats, self._transitions(stack, workload))
+
+    # -- single deliveries and time -------------------------------------------------------------
+
+    def _trace_code(self, trace_id: str) -> int:
+        ids = self._core.sa.trace_id_arrow
+        for candidate in dict.fromkeys((trace_id, trace_id.strip().lower())):
+            at = pc.index(ids, pa.scalar(candidate, ids.type)).as_py()
+            if at >= 0:
+                return int(at)
+        where = f" in {self.run_dir}" if self.run_dir is not None else ""
+        raise UnknownTrace(f"trace {trace_id!r}: no such trace{where}")
+
+    def _target(self, delivery: int) -> Target:
+        c = self._core
+        dl = c.deliveries
+        trace = int(dl.trace[delivery])
+        return Target(
+            trace=trace, span=int(dl.target[delivery]), root=int(dl.root[delivery]),
+            walkable=not bool(c.broken[delivery]), warmup=bool(c.warmup[trace]),
+        )  # fmt: skip
+
+    def trace(self, trace_id: str, subscriber: str | None = None) -> pd.DataFrame:
+        """The waterfall of one trace's event (`waterfall.WATERFALL_COLUMNS`): one row per span, in
+        Jaeger's row order, with the event-mode critical path of one of its deliveries marked —
+        `subscriber`'s, by default the slowest. Offsets are from that delivery's root start, on the
+        clock-skew-corrected times every figure uses. A trace without a delivery (or whose path
+        reaches no true root) has its spans and no path. UnknownTrace when the run has no such
+        trace, or the trace no such subscriber."""
+        c = self._core
+        dl = c.deliveries
+        code = self._trace_code(trace_id)
+        mine = np.flatnonzero(dl.trace == code)
+        if subscriber is not None:
+            mine = mine[dl.subscriber[mine] == subscriber]
+            if len(mine) == 0:
+                have = sorted({str(s) for s in dl.subscriber[dl.trace == code] if s is not None})
+                raise UnknownTrace(
+                    f"trace {trace_id}: no delivery to subscriber {subscriber!r} "
+                    f"(its deliveries: {', '.join(have) or 'none named'})"
+                )
+        if len(mine) == 0:
+            target = Target(trace=code, warmup=bool(c.warmup[code]))
+        else:
+            whole = mine[~c.broken[mine]]
+            pool = whole if len(whole) else mine
+            ends = c.skew.end[dl.target[pool]] - c.skew.start[np.maximum(dl.root[pool], 0)]
+            target = self._target(int(pool[np.argmax(ends)]))
+        return waterfalls(c.sa, c.skew.start, c.skew.end, [target])[0]
+
+    @cached_property
+    def _samples(self) -> tuple[pd.DataFrame, np.ndarray]:
+        c = self._core
+        idx = np.flatnonzero(c.deliveries.valid)
+        e2e = c.values.e2e_ns[idx]
+        pair = c.pair_of_trace[c.deliveries.trace[idx]]
+        rows, chosen = [], []
+        for p, (stack, workload) in enumerate(c.pairs):
+            members, values = idx[pair == p], e2e[pair == p]
+            n = len(members)
+            if n == 0:
+                continue
+            ranked = members[np.argsort(values, kind="stable")]
+            picks: dict[int, list[str]] = {}
+            for label, q in SAMPLE_PICKS:
+                rank = min(max(int(np.ceil(q * n - 1e-9)), 1), n)  # nearest rank, 1-based
+                picks.setdefault(int(ranked[rank - 1]), []).append(label)
+            for d, labels in picks.items():
+                rows.append(
+                    {"stack": stack, "workload": workload, "pick": ", ".join(labels), "deliveries": n}
+                )
+                chosen.append(d)
+        take = np.asarray(chosen, dtype=np.int64)
+        frame = pd.DataFrame(rows, columns=["stack", "workload", "pick", "deliveries"])
+        if len(take):
+            named = self._delivery_frame(take)
+            frame["trace_id"] = named["trace_id"].to_numpy()
+            frame["subscriber"] = named["subscriber"].to_numpy()
+            frame["e2e_ms"] = c.values.e2e_ns[take] / NS_PER_MS
+        return frame.reindex(columns=SAMPLE_COLUMNS), take
+
+    def sample_deliveries(self) -> pd.DataFrame:
+        """Per stack × workload, the analysed deliveries at p50 and p99 of the trace e2e (nearest
+        rank) and the slowest (`SAMPLE_COLUMNS`; one row per delivery: `pick` names every pick it
+        is, e.g. "p99, slowest" when n is small)."""
+        return self._samples[0].copy()
+
+    def delivery_waterfalls(self) -> pd.DataFrame:
+        """The waterfalls of `sample_deliveries()`: its `pick` and `deliveries` columns, then
+        `waterfall.WATERFALL_COLUMNS`, one row per span, the picks in their order."""
+        picks, take = self._samples
+        c = self._core
+        frames = waterfalls(c.sa, c.skew.start, c.skew.end, [self._target(int(d)) for d in take])
+        parts = [
+            f.assign(pick=pick, deliveries=n)
+            for f, pick, n in zip(frames, picks["pick"], picks["deliveries"], strict=True)
+        ]
+        columns = ["pick", "deliveries", *WATERFALL_COLUMNS]
+        return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+    def phases(self) -> pd.DataFrame:
+        """The stretches each stack × workload ran (`timeline.PHASE_COLUMNS`): from the ledger, one
+        per phase_id (a `hopscope run`) or repeat, with where its warm-up ended; without a
+        ledger, one per stack × workload over its deliveries."""
+        return timeline.phases(self.ledger, self.e2e())
+
+    def latency_per_second(self) -> pd.DataFrame:
+        """Per stack × workload × phase × second since the phase's start, the deliveries that
+        started in it and the p50 / p99 of their trace e2e (`timeline.PER_SECOND_COLUMNS`)."""
+        e2e = self.e2e()
+        return timeline.per_second(e2e, timeline.phases(self.ledger, e2e))
 
     # -- Jaeger mode -----------------------------------------------------------------------------
 
@@ -798,6 +928,29 @@ def damage_named(run_dir: Path) -> Iterator[None]:
         raise
 
 
+def _only_traces(cols: ParquetColumns, trace_ids: Iterable[str]) -> pa.Table | None:
+    """The spans of these traces (any spelling's lower case too), or None when the file may hold
+    foreign traces: a consumer's trace joins its producer's only when every trace is read."""
+    if _may_hold_foreign(cols):
+        return None
+    wanted = pa.array(sorted({t for tid in trace_ids for t in (tid, tid.strip().lower())}), pa.string())
+    names = [c for c in NEEDED_COLUMNS if c in cols.column_names]
+    try:
+        # the trace ids first, a row group at a time; the other columns only of the row groups
+        # that hold a wanted trace (the maps and links are most of the file)
+        file = cols._file
+        parts = []
+        for g in range(file.metadata.num_row_groups):
+            ids = file.read_row_group(g, columns=["trace_id"]).column("trace_id")
+            hit = pc.is_in(ids.cast(pa.string()), value_set=wanted)
+            if pc.any(hit).as_py():
+                group = file.read_row_group(g, columns=names)
+                parts.append(group.filter(hit))
+        return pa.concat_tables(parts) if parts else file.schema_arrow.empty_table().select(names)
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{cols.path}: cannot be read ({exc})") from exc
+
+
 def load(
     run_dir: str | Path,
     *,
@@ -805,6 +958,7 @@ def load(
     correct_skew: bool = True,
     label: str | None = None,
     mapping: Mapping | None = None,
+    traces: Iterable[str] | None = None,
 ) -> Run:
     """Open a run directory (spans.parquet, manifest.json, ledger.parquet, ingest_report.json).
 
@@ -813,11 +967,19 @@ def load(
     attribution. Foreign traces (no `hopscope.*` attribute) get default hops, workloads and
     deliveries, their stack named `label` (default: the directory's name); `mapping`
     (`mapping.load_mapping`) overrides the defaults (`foreign.py`). A missing spans.parquet is `NoSpans`: ingest spans/ first (`hopscope ingest`,
-    or `hopscope analyze`, which does it)."""
+    or `hopscope analyze`, which does it).
+
+    `traces` (trace ids) reads only those traces' spans — what `Run.trace` needs of a large run,
+    since every step but the statistics is per trace; a file that may hold foreign traces is
+    read whole (their events join across traces)."""
     rd = Path(run_dir)
     if not rd.is_dir():
         raise RunDirError(f"{rd}: {'not a directory' if rd.exists() else 'no such directory'}")
-    table = _read_spans(rd)
+    table: pa.Table | ParquetColumns = _read_spans(rd)
+    if traces is not None:
+        assert isinstance(table, ParquetColumns)
+        only = _only_traces(table, traces)
+        table = only if only is not None else table  # (an empty table is falsy)
     return Run(
         table,
         manifest=_read_json(rd / MANIFEST, MANIFEST_SHAPE),

@@ -3,6 +3,7 @@ later step (fold, clock skew, deliveries, critical paths, quality) reads."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -11,7 +12,7 @@ import pyarrow as pa
 
 from . import kernels
 from .columns import hex_strings
-from .tree import levels, top_of
+from .tree import gather_segments, levels, top_of
 
 KIND_CODES = {"UNSPECIFIED": 0, "INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 
@@ -28,6 +29,7 @@ PER_SPAN_VALUES = (
     "end",
     "kind",
     "hop",
+    "name",
     "host",
     "service",
     "derived",
@@ -53,6 +55,7 @@ class SpanArrays:
     kind: np.ndarray  # int8, KIND_CODES
     hop: np.ndarray  # int32 code into hop_names (hop attribute, else span name)
     hop_names: np.ndarray  # object
+    name: np.ndarray  # int32 code into hop_names: the span's own name
     host: np.ndarray  # int32 code: host key (resource host.*, else service)
     service: np.ndarray  # int32 code into service_names
     service_names: np.ndarray
@@ -71,6 +74,13 @@ class SpanArrays:
         if col is None:  # lower-case hex ids: spelled again from their 64-bit keys (span order)
             return hex_strings(keep.view(np.uint64)).to_numpy(zero_copy_only=False).astype(object)
         return col.take(pa.array(keep)).to_numpy(zero_copy_only=False).astype(object)
+
+    def span_ids_at(self, idx: np.ndarray) -> np.ndarray:
+        """The id strings of the spans at `idx` only (span_ids spells every span's)."""
+        col, keep = self.span_id_source
+        if col is None:
+            return hex_strings(keep[idx].view(np.uint64)).to_numpy(zero_copy_only=False).astype(object)
+        return col.take(pa.array(keep[idx])).to_numpy(zero_copy_only=False).astype(object)
 
     @cached_property
     def event_parent(self) -> np.ndarray:
@@ -100,3 +110,39 @@ class SpanArrays:
     @property
     def n_traces(self) -> int:
         return len(self.trace_id_arrow)  # not trace_ids: that makes a Python string per trace
+
+
+def select_traces(sa: SpanArrays, traces: np.ndarray) -> tuple[SpanArrays, np.ndarray]:
+    """The spans of `traces` only (trace codes, in that order) as SpanArrays of their own, and
+    each kept span's index in `sa`. A trace's spans are contiguous and name parents and links
+    in their own trace only, so the walks on the result are those of `sa` on these traces."""
+    traces = np.asarray(traces, dtype=np.int64)
+    lo, hi = sa.trace_lo[traces], sa.trace_hi[traces]
+    idx, owner = gather_segments(lo, hi)
+    sizes = hi - lo
+    new_hi = np.cumsum(sizes).astype(np.int64)
+    new_lo = new_hi - sizes
+    shift = (new_lo - lo)[owner]
+
+    def moved(ix: np.ndarray) -> np.ndarray:
+        return np.where(ix >= 0, ix + shift, -1)
+
+    col, key = sa.span_id_source
+    take = pa.array(traces)
+    per_span = {name: getattr(sa, name)[idx] for name in PER_SPAN_VALUES}
+    per_span["trace"] = owner.astype(np.int64)
+    sub = dataclasses.replace(
+        sa,
+        **per_span,
+        trace_id_arrow=sa.trace_id_arrow.take(take),
+        trace_lo=new_lo,
+        trace_hi=new_hi,
+        span_id_source=(col, key[idx]),
+        parent=moved(sa.parent[idx]),
+        link_parent=moved(sa.link_parent[idx]),
+        trace_stack=sa.trace_stack[traces],
+        trace_workload=sa.trace_workload[traces],
+        trace_event_arrow=sa.trace_event_arrow.take(take),
+        counts={},
+    )
+    return sub, idx

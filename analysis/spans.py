@@ -41,9 +41,9 @@ def _trace_events(col: pa.ChunkedArray, keep: np.ndarray, trace_lo: np.ndarray, 
 
 def _times_and_hops(
     table: pa.Table | ParquetColumns, keep: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(start, end clipped to start, negative duration, kind, hop, hop names, hop from the
-    attribute) per kept span."""
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """SpanArrays' fields start, end (clipped to start), kind, hop, hop names and name per kept
+    span; then where the duration was negative and where the hop came from the attribute."""
     start = table.column("start_ns").to_numpy().astype(np.int64, copy=False)[keep]
     end = table.column("end_ns").to_numpy().astype(np.int64, copy=False)[keep]
     negative = end < start
@@ -53,11 +53,20 @@ def _times_and_hops(
     kind_map = np.array([KIND_CODES.get(str(k).upper(), 0) for k in kind_names] + [1], dtype=np.int8)
     kind = kind_map[np.where(kind_codes >= 0, kind_codes, len(kind_names))][keep]
 
-    hop, hop_names, hop_attr = merged_codes(table.column("hop"), table.column("name"))
-    hop = np.where(hop >= 0, hop, len(hop_names)).astype(np.int32)[keep]
-    hop_attr = hop_attr[keep]
-    hop_names = np.append(hop_names, "(unnamed)").astype(object)
-    return start, end, negative, kind, hop, hop_names, hop_attr
+    hop, hop_names, hop_attr, name = merged_codes(table.column("hop"), table.column("name"))
+    unnamed = len(hop_names)
+    hop = np.where(hop >= 0, hop, unnamed).astype(np.int32)[keep]
+    # the span's own name, over the same dictionary (a waterfall row shows it beside the hop)
+    name = np.where(name >= 0, name, unnamed).astype(np.int32)[keep]
+    fields = {
+        "start": start,
+        "end": end,
+        "kind": kind,
+        "hop": hop,
+        "hop_names": np.append(hop_names, "(unnamed)").astype(object),
+        "name": name,
+    }
+    return fields, negative, hop_attr[keep]
 
 
 def _placements(table: pa.Table | ParquetColumns, keep: np.ndarray) -> dict:
@@ -114,8 +123,8 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare") as pool:
         placements = pool.submit(_placements, table, keep)
         memberships = pool.submit(_memberships, table, keep, trace_lo)
-        start, end, negative, kind, hop, hop_names, hop_attr = _times_and_hops(table, keep)
-        org = {**placements.result(), **memberships.result()}
+        times, negative, hop_attr = _times_and_hops(table, keep)
+        org = {**times, **placements.result(), **memberships.result()}
 
     counts = {
         "duplicate_span_ids": ix.duplicates,
@@ -134,11 +143,6 @@ def prepare(table: pa.Table | ParquetColumns) -> SpanArrays:
         parent=ix.parent,
         has_parent_id=hp,
         link_parent=ix.link_parent,
-        start=start,
-        end=end,
-        kind=kind,
-        hop=hop,
-        hop_names=hop_names,
         counts=counts,
         **org,
     )

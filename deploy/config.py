@@ -28,6 +28,7 @@ from hopscope.deploy.settings import (
     PostgresConfig,
     PrometheusConfig,
     RedisConfig,
+    ReportConfig,
 )
 
 
@@ -60,6 +61,16 @@ class HopscopeConfig(BaseModel):
     jaeger: JaegerConfig = Field(default_factory=JaegerConfig)
     collector: CollectorConfig = Field(default_factory=CollectorConfig)
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    def trace_url_templates(self) -> tuple[tuple[str, str], ...]:
+        """(UI name, URL template with {trace_id}) for the report's trace links: the Jaeger UI
+        (local or external), then Tempo when configured."""
+        jaeger = self.report.jaeger_url_template or f"{self.jaeger.query_url.rstrip('/')}/trace/{{trace_id}}"
+        out = [("Jaeger", jaeger)]
+        if self.report.tempo_url_template:
+            out.append(("Tempo", self.report.tempo_url_template))
+        return tuple(out)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

@@ -133,6 +133,31 @@ class JaegerConfig(BaseModel):
         return f"http://127.0.0.1:{self.otlp_http_port}"
 
 
+#: where a trace id goes in a trace UI's URL (`[report]` templates)
+TRACE_ID_PLACEHOLDER = "{trace_id}"
+
+
+class ReportConfig(BaseModel):
+    """Links from the report's waterfalls (and `hopscope trace`) to a trace UI."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: the trace in the Jaeger UI; default: `[jaeger]`'s query URL + "/trace/{trace_id}"
+    jaeger_url_template: str | None = None
+    #: the trace in Tempo, e.g. a Grafana Explore URL with {trace_id}; none: no Tempo link
+    tempo_url_template: str | None = None
+
+    @field_validator("jaeger_url_template", "tempo_url_template")
+    @classmethod
+    def _trace_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if TRACE_ID_PLACEHOLDER not in value:
+            raise ValueError(f"{value!r} has no {TRACE_ID_PLACEHOLDER} where the trace id goes")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
 class CollectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     otlp_grpc_port: int = 24317

@@ -38,6 +38,7 @@ from rich.console import Console
 
 from hopscope.analysis.ledger import sweep_steps
 from hopscope.analysis.report.experiment_report import write_experiment_report
+from hopscope.analysis.report.trace_links import TraceLinks
 from hopscope.analysis.run import read_ledger
 from hopscope.collector.ingest import ingest_run
 from hopscope.core.rundir import (
@@ -544,7 +545,8 @@ def run_experiment(
         console.rule("[bold]analysis and report[/]")
         try:
             ingest_run(run_dir, console=console)  # the merged span files → the span table
-            report = write_experiment_report(run_dir, console=console)
+            links = TraceLinks(load_config().trace_url_templates())
+            report = write_experiment_report(run_dir, console=console, trace_links=links)
         except Exception as exc:  # the run directory keeps everything; `hopscope analyze` can redo it
             report_error = f"{type(exc).__name__}: {exc}"
             console.print(f"[red]report failed:[/] {report_error}")

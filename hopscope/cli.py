@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from hopscope.commands import analyze, bench, dashboards, ingest, run, services, synth
+from hopscope.commands import analyze, bench, dashboards, ingest, run, services, synth, trace
 from hopscope.commands.errors import DEBUG_ENV, HopscopeGroup
 
 app = typer.Typer(
@@ -54,7 +54,7 @@ def main(
     """Tracing-based latency analyzer: where tail latency builds up, hop by hop."""
 
 
-for module in (ingest, analyze, synth, services, bench, dashboards, run):
+for module in (ingest, analyze, trace, synth, services, bench, dashboards, run):
     module.register(app)
 
 

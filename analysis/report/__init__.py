@@ -16,6 +16,7 @@ from .headline import Headline, headline
 from .outline import REPORT_SECTIONS, WORKLOAD_PARTS, build_sections
 from .render import ReportFiles, render_html, render_markdown, write_report
 from .section import Section
+from .trace_links import TraceLinks
 
 __all__ = [
     "REPORT_SECTIONS",
@@ -25,6 +26,7 @@ __all__ = [
     "ReportFiles",
     "RunLike",
     "Section",
+    "TraceLinks",
     "build_sections",
     "headline",
     "render_html",

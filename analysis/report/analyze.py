@@ -39,6 +39,7 @@ from .experiment_sections import apply_experiment
 from .outline import REPORT_SECTIONS
 from .render import ReportFiles, write_report
 from .sections import quality_problems
+from .trace_links import TraceLinks
 
 
 class Mode(StrEnum):
@@ -89,11 +90,13 @@ def analyze_run(
     console: Console | None = None,
     label: str | None = None,
     mapping: Mapping | None = None,
+    trace_links: TraceLinks | None = None,
 ) -> AnalyzeResult:
     """Analyse RUN_DIR in place: load, write the tables, write the report. `problems` lists every
     data-quality problem the report flags (the caller decides the exit code). Foreign traces get
     their stack named `label` (default RUN_DIR's name) and hops by `mapping` or the defaults
-    (`foreign.py`); a mapping rule that matched nothing is one of the `problems`."""
+    (`foreign.py`); a mapping rule that matched nothing is one of the `problems`. `trace_links`:
+    where the waterfalls' trace ids open (none: ids without links)."""
     console = console or Console(stderr=True)
     run_dir = Path(run_dir)
     mode = Mode(mode)
@@ -124,7 +127,7 @@ def analyze_run(
             )
             meta["label"] = foreign.label
             meta["mapping"] = (foreign.mapping.source if foreign.mapping else None) or "none (defaults)"
-        ctx = ReportContext.from_run(run, title=title, meta=meta)
+        ctx = ReportContext.from_run(run, title=title, meta=meta, trace_links=trace_links)
         apply_experiment(ctx, read_json(run_dir / EXPERIMENT))
         # every file of this analysis is written aside and moved into place at the end: a failure
         # leaves the run directory's earlier analysis whole

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..foreign import ForeignInfo
 from ..verdicts import analyse, repeat_disagreements
+from .trace_links import TraceLinks
 
 
 class RunLike(Protocol):
@@ -64,6 +65,13 @@ class ReportContext:
     #: hopscope's own runs. The report then speaks of the label and entry operations, prints the
     #: mapping and leaves out what only hopscope's experiment has (verdicts between stacks, ledger)
     foreign: ForeignInfo | None = None
+    #: where a trace id opens (Jaeger UI, Tempo); empty: the waterfalls show ids without links
+    trace_links: TraceLinks = field(default_factory=TraceLinks)
+    #: `Run.delivery_waterfalls()`, `Run.phases()`, `Run.latency_per_second()`; None for a run
+    #: object without them (the sections say so)
+    waterfalls: pd.DataFrame | None = None
+    phases: pd.DataFrame | None = None
+    per_second: pd.DataFrame | None = None
     _pairs: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _graphs: dict[tuple[str, str], nx.DiGraph | None] = field(default_factory=dict, repr=False)
 
@@ -75,6 +83,7 @@ class ReportContext:
         expected: dict[str, dict[str, list[str]]] | None = None,
         title: str = "hopscope report",
         meta: dict[str, Any] | None = None,
+        trace_links: TraceLinks | None = None,
     ) -> ReportContext:
         """Fetch every table once. `expected` is the manifest's `expected_hops` map; by default
         it is taken from `run.manifest` when the run has one."""
@@ -122,6 +131,10 @@ class ReportContext:
             verdict_figure=figure,
             sweep_rates=sweep_rates,
             foreign=getattr(run, "foreign", None),
+            trace_links=trace_links or TraceLinks(),
+            waterfalls=_optional(run, "delivery_waterfalls"),
+            phases=_optional(run, "phases"),
+            per_second=_optional(run, "latency_per_second"),
             _pairs=set(pairs),
         )
 
@@ -169,6 +182,12 @@ class ReportContext:
 
     def stack_color(self, stack: str) -> str:
         return STACK_COLORS[self.stacks.index(stack) % len(STACK_COLORS)] if stack in self.stacks else "#777"
+
+
+def _optional(run: RunLike, method: str) -> pd.DataFrame | None:
+    """A table only the full `Run` has (None for a lighter run object)."""
+    fn = getattr(run, method, None)
+    return fn() if callable(fn) else None
 
 
 def _quality_frame(run: RunLike) -> pd.DataFrame:

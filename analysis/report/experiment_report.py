@@ -20,12 +20,15 @@ from .analyze import analyze_run, read_json
 from .context import ReportContext
 from .experiment_sections import apply_experiment
 from .render import write_report
+from .trace_links import TraceLinks
 
 
-def write_experiment_report(run_dir: Path, console: Console | None = None) -> Path:
+def write_experiment_report(
+    run_dir: Path, console: Console | None = None, trace_links: TraceLinks | None = None
+) -> Path:
     console = console or Console(stderr=True)
     try:
-        return analyze_run(run_dir, console=console).report.html
+        return analyze_run(run_dir, console=console, trace_links=trace_links).report.html
     except NoSpans as exc:
         if exc.span_files:
             raise  # span files not ingested is not the same as no span at all

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 from .capacity_section import capacity_section
 from .context import ReportContext
+from .delivery_sections import workload_deliveries, workload_latency_over_time
 from .experiment_sections import (
     crosscheck_section,
     fairness_section,
@@ -39,11 +40,13 @@ WORKLOAD_PARTS: list[WorkloadPartFn] = [
     workload_summary,
     workload_repeats,
     workload_cdf,
+    workload_latency_over_time,
     workload_breakdown,
     workload_growth,
     workload_shares,
     workload_graphs,
     workload_hop_table,
+    workload_deliveries,
     workload_sweep,
     workload_point_reads,
 ]

@@ -14,7 +14,7 @@ from .context import ReportContext
 from .tables import fmt_ms
 
 
-def _finish(
+def finish_layout(
     fig: go.Figure, height: int, title: str | None = None, legend_y: float = 1.04, **extra: object
 ) -> None:
     """One layout update per figure (plotly copies its template on every update, which is slow).
@@ -76,7 +76,7 @@ def e2e_cdf(ctx: ReportContext, workload: str) -> go.Figure | None:
     fig.update_yaxes(title_text="fraction of deliveries", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(type="log", minorloglabels="complete", title_text="fraction ≥ x (log)", row=1, col=2)
     title = f"not on the log axis: {', '.join(hidden)}" if hidden else None
-    _finish(fig, 450, title, legend_y=1.1)
+    finish_layout(fig, 450, title, legend_y=1.1)
     return fig
 
 
@@ -113,7 +113,7 @@ def _per_stack_bars(
                 row=1,
                 col=col,
             )
-    _finish(fig, 450, None, legend_y=1.1, barmode="group")
+    finish_layout(fig, 450, None, legend_y=1.1, barmode="group")
     fig.update_xaxes(tickangle=-30, automargin=True)
     fig.update_yaxes(title_text=y_title, row=1, col=1)
     return fig
@@ -172,7 +172,7 @@ def tail_growth(ctx: ReportContext, workload: str) -> go.Figure | None:
                     hovertemplate=f"{stack} after %{{customdata}}<br>{label}: %{{y:.3g}} ms<extra></extra>",
                 )
             )
-    _finish(fig, 480)
+    finish_layout(fig, 480)
     fig.update_xaxes(
         title_text="after hop number (hop names on the p99 line)",
         tickmode="array",
@@ -260,7 +260,7 @@ def hop_graph(ctx: ReportContext, stack: str, workload: str) -> go.Figure | None
         )
     )
     span_y = max(ys) - min(ys) if ys else 0
-    _finish(
+    finish_layout(
         fig,
         int(230 + 110 * span_y),
         f"{stack} · {workload}: hop graph (edge width ∝ p99)",

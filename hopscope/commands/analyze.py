@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from hopscope.commands.errors import EXIT_FAILED, CliError, UsageProblem, writab
 from hopscope.commands.ingest import LimitOption, parse_limits
 from hopscope.commands.json_output import JsonOption, print_json
 from hopscope.core.rundir import SPANS_DIR, SPANS_PARQUET
+
+if TYPE_CHECKING:
+    from hopscope.analysis.report.trace_links import TraceLinks
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +72,15 @@ def register(app: typer.Typer) -> None:
                 "stack) overriding the foreign-trace defaults (analysis/README.md)",
             ),
         ] = None,
+        tempo_url_template: Annotated[
+            str | None,
+            typer.Option(
+                "--tempo-url-template",
+                metavar="URL",
+                help="link each waterfall's trace to Tempo too: a URL with {trace_id} (default: "
+                "[report] tempo_url_template of the config, else no Tempo link)",
+            ),
+        ] = None,
     ) -> None:
         """Analyse a run and write report.html, report.md and the analysis tables into RUN_DIR."""
         # Imported here so `hopscope --help` does not pay for pandas/plotly.
@@ -91,10 +103,11 @@ def register(app: typer.Typer) -> None:
         if label is not None and not label.strip():
             raise UsageProblem("--label", repr(label), "an empty name")
         rules = load_mapping(mapping) if mapping is not None else None  # a bad file fails first
+        links = trace_links(tempo_url_template)
         limits = parse_limits(limit)
         target = _postgres_target(to_postgres)  # a DSN that cannot work fails before the analysis
         ingest_run(run_dir, strict=strict, console=err, limits=limits)
-        result = analyze_run(run_dir, mode=chosen, console=err, label=label, mapping=rules)
+        result = analyze_run(run_dir, mode=chosen, console=err, label=label, mapping=rules, trace_links=links)
         if as_json:
             out = err  # the document alone on stdout
         out.print(f"report: [bold]{escape(str(result.report.html))}[/]", soft_wrap=True)
@@ -120,6 +133,20 @@ def register(app: typer.Typer) -> None:
                 err.print(f"  - {line}", soft_wrap=True, markup=False)
             if strict:
                 raise typer.Exit(EXIT_FAILED)
+
+
+def trace_links(tempo_url_template: str | None = None) -> TraceLinks:
+    """Where the report's trace ids open: the configured Jaeger UI (`[jaeger]`, `[report]`), Tempo
+    when configured or given (`--tempo-url-template`, checked here: a bad one is exit 2)."""
+    from hopscope.analysis.report.trace_links import TraceLinks, template_problem
+    from hopscope.deploy.config import load_config
+
+    templates = dict(load_config().trace_url_templates())
+    if tempo_url_template is not None:
+        if problem := template_problem(tempo_url_template):
+            raise UsageProblem("--tempo-url-template", tempo_url_template, problem)
+        templates["Tempo"] = tempo_url_template
+    return TraceLinks(tuple(templates.items()))
 
 
 #: results_target.DSN_ENV, spelled here so the check needs no psycopg

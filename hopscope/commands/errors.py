@@ -30,7 +30,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 #: the command line cannot work: a bad option or argument value (a `--out` that is a file, not
 #: writable or too long; a garbage `--to-postgres` DSN; `--events 0`), an unknown stack, workload,
-#: profile or service, an invalid config file
+#: profile or service, a trace id or subscriber the run does not have, an invalid config file
 EXIT_USAGE = 2
 #: `bench`: the stack's preflight failed; no load was sent
 EXIT_PREFLIGHT = 3
@@ -64,6 +64,7 @@ KNOWN: tuple[tuple[str, str, int, str], ...] = (
     ("hopscope.dashboards.publish", "PublishError", EXIT_FAILED, "publish failed: {}"),
     ("hopscope.collector.errors", "IngestError", EXIT_FAILED, "{}"),
     ("hopscope.analysis.mapping", "MappingError", EXIT_USAGE, "{}"),
+    ("hopscope.analysis.run", "UnknownTrace", EXIT_USAGE, "{}"),
     ("hopscope.core.rundir", "RunDirError", EXIT_FAILED, "{}"),
 )
 

@@ -1,5 +1,7 @@
 """The report opens in a real browser: headless Chromium loads report.html, runs its scripts
-without a JavaScript error, and plotly draws every plot.
+without a JavaScript error, and plotly draws every plot — the single deliveries' waterfalls with
+their bars among them, and their trace links name the configured Jaeger UI and trace ids the run
+has.
 
 Which report: the `hopscope run` integration run (`runs/artifacts/integration-run/`, from
 test_run.py, which pytest runs first: this file's name sorts after it) when it is there, else
@@ -18,9 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
+from hopscope.core.rundir import SPANS_PARQUET
 from hopscope.deploy import apt
+from hopscope.deploy.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_REPORT = REPO / "runs" / "artifacts" / "integration-run" / "report.html"
@@ -96,6 +102,53 @@ def test_report_renders_every_plot_without_js_errors(chromium: str, report_html:
     assert dom.stdout.count('class="main-svg"') >= plots
     for anchor in re.findall(r'<section[^>]* id="([^"]+)"', source)[:50]:
         assert f'id="{anchor}"' in dom.stdout
+
+
+@pytest.fixture(scope="module")
+def dom(chromium: str, report_html: Path) -> str:
+    done = _chromium(chromium, "--dump-dom", report_html.resolve().as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _plot_divs(dom: str) -> dict[str, str]:
+    """Each plot's div id → its drawn DOM (up to the next plot)."""
+    starts = [(m.start(), m.group(1)) for m in re.finditer(r'<div id="([^"]+)" class="plotly-graph-div', dom)]
+    ends = [s for s, _ in starts[1:]] + [len(dom)]
+    return {div: dom[a:b] for (a, div), b in zip(starts, ends, strict=True)}
+
+
+def test_waterfalls_are_drawn_with_their_bars(report_html: Path, dom: str) -> None:
+    source = report_html.read_text()
+    waterfalls = re.findall(
+        r'<div id="([a-z0-9-]+-deliveries-[a-z0-9-]+-\d+)" class="plotly-graph-div', source
+    )
+    assert waterfalls, "the report has no waterfall"
+    # each workload × stack with deliveries shows its p50, p99 and slowest (fewer when they coincide)
+    heads = source.count('<p class="waterfall-head">')
+    assert heads == len(waterfalls)
+    drawn = _plot_divs(dom)
+    for div in waterfalls:
+        assert div in drawn, f"waterfall {div} not in the page"
+        body = drawn[div]
+        assert 'class="plot-container plotly"' in body, f"waterfall {div} not drawn"
+        # plotly draws a bar trace as `trace bars` with one path per bar: spans and the critical path
+        assert body.count('class="trace bars"') >= 2, f"waterfall {div}: no span or critical-path bars"
+        assert body.count('class="point"') >= 2, f"waterfall {div}: no bar drawn"
+
+
+def test_jaeger_links_carry_trace_ids_of_the_run(report_html: Path, dom: str) -> None:
+    links = re.findall(r'<a class="trace-link" data-ui="Jaeger" data-trace-id="([^"]+)" href="([^"]+)"', dom)
+    assert links, "no Jaeger link in the rendered page"
+    assert len(links) == dom.count('<p class="waterfall-head">')  # one per waterfall
+    jaeger = load_config().jaeger.query_url.rstrip("/")
+    for trace_id, href in links:
+        assert href == f"{jaeger}/trace/{trace_id}"
+    ids = sorted({t for t, _ in links})
+    spans = pq.read_table(report_html.parent / SPANS_PARQUET, columns=["trace_id"])
+    present = pc.unique(spans.column("trace_id").cast("string")).to_pylist()
+    missing = sorted(set(ids) - set(present))
+    assert not missing, f"links to trace ids the run does not have: {missing[:5]}"
 
 
 def test_screenshot_is_kept(chromium: str, report_html: Path) -> None:

@@ -136,7 +136,9 @@ def test_report_html_is_self_contained_and_has_the_sections(analysed) -> None:
     # fanout was expected by the manifest for both stacks but never ran: said, not omitted.
     assert "No data for stack kafka in fanout: expected hops" in page
     assert "No data for stack harper in fanout: expected hops" in page
-    assert page.count("Plotly.newPlot(") == 6  # CDF, breakdown, growth, shares, 2 hop graphs
+    # CDF, latency over time, breakdown, growth, shares, 2 hop graphs; a waterfall per stack for the
+    # p50, p99 and slowest of its 150 deliveries (three different ones)
+    assert page.count("Plotly.newPlot(") == 7 + 2 * 3
 
 
 def test_strict_fails_on_a_bad_record_and_lenient_reports_it(tmp_path: Path) -> None:

@@ -108,5 +108,8 @@ def test_report_html_has_a_section_with_plots_per_workload(run) -> None:
     for workload in {key.split("/")[1] for key in truth["pairs"]}:
         start = page.index(f'<section class="top" id="workload-{workload.replace("_", "-")}"')
         body = page[start : page.find('<section class="top"', start + 10)]
-        assert body.count("Plotly.newPlot(") == 6, workload
+        # CDF, latency over time, breakdown, growth, shares, 2 hop graphs, and per stack the
+        # waterfalls of its p50, p99 and slowest delivery (hundreds of deliveries: three different)
+        assert body.count('<p class="waterfall-head">') == 2 * 3, workload
+        assert body.count("Plotly.newPlot(") == 7 + 2 * 3, workload
         assert "No data for stack" not in body
