@@ -54,16 +54,23 @@ def pair_truth(pair: PairSpec, res: PairResult, gap: np.ndarray, measured: np.nd
         row.update({k: float(np.quantile(v, q)) for k, q in QUANTILES.items()})
         row.update({k: float(a[j]) for k, a in sh.items()})
         hops[h] = row
-    top = res.hops[int(np.nanargmax(sh["tail_share_p99"]))]
     return {
         "hops": hops,
         "hop_order": res.hops,
         "deliveries": len(e2e),
         "e2e_ms": {k: float(np.quantile(e2e / NS, q)) for k, q in QUANTILES.items()}
         | {"mean_ms": float(e2e.mean() / NS)},
-        "top_tail_hop_p99": top,
-        "top_tail_hop_p999": res.hops[int(np.nanargmax(sh["tail_share_p999"]))],
+        "top_tail_hop_p99": _top_hop(res.hops, sh["tail_share_p99"]),
+        "top_tail_hop_p999": _top_hop(res.hops, sh["tail_share_p999"]),
         "unattributed_mean_ms": float(gap.mean() / NS),
         "breakage": res.broken,
         "missing_expected_hops": res.missing_hops_truth,
     }
+
+
+def _top_hop(hops: list[str], tail_shares: np.ndarray) -> str | None:
+    """The hop with the largest tail share; None when no share is defined (every e2e equal:
+    no tail excess to share, as in a run whose latencies are all constant)."""
+    if np.isnan(tail_shares).all():
+        return None
+    return hops[int(np.nanargmax(tail_shares))]

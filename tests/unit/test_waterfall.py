@@ -297,3 +297,17 @@ def test_report_links_each_sampled_delivery_to_jaeger_and_tempo(constant_dir, tm
     assert [ui for ui, _, _ in links] == ["Jaeger", "Tempo"] * 3
     markdown = (run_dir / "report.md").read_text()
     assert all(f"[Jaeger](http://127.0.0.1:17777/trace/{tid})" in markdown for tid in sampled)
+
+
+def test_a_run_with_every_latency_constant_generates(tmp_path: Path) -> None:
+    """No variance at all: every tail share is undefined, so the truth names no top tail hop
+    (it used to stop synth with numpy's 'All-NaN slice')."""
+    from dataclasses import replace
+
+    cfg = constant_config(20)
+    cfg.pairs = [replace(p, send_lag=constant(0.1)) for p in cfg.pairs]
+    cfg.unattributed = constant(0.03)
+    data = generate(cfg)
+    (truth,) = data.truth["pairs"].values()
+    assert truth["top_tail_hop_p99"] is None and truth["top_tail_hop_p999"] is None
+    assert truth["e2e_ms"]["p50_ms"] == truth["e2e_ms"]["p99_ms"]
