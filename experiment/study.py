@@ -65,7 +65,7 @@ from hopscope.pipelines.capacity import (
     record_capacities,
 )
 from hopscope.pipelines.collector_files import collector_runs_root, move_spans
-from hopscope.pipelines.stack import Stack, discover_stacks, find_stack, load_stack
+from hopscope.pipelines.stack import Stack, StackError, discover_stacks, find_stack, load_stack
 from hopscope.pipelines.workload import WORKLOADS_DIR, Workload, load_workload
 
 from .crosschecks import declared_checks, run_crosschecks
@@ -101,6 +101,9 @@ class Profile(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     #: workload name → its own overrides (applied after `defaults`); the keys say which run
     workloads: dict[str, dict[str, Any]]
+    #: stack name → options for its driver, validated by the model the stack declares
+    #: (`options` in its stack.yaml), e.g. `{kafka: {tuning: {producer: {linger_ms: 0}}}}`
+    stack_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 def load_profile(name_or_path: str | Path, profiles_dir: Path = PROFILES_DIR) -> Profile:
@@ -112,12 +115,28 @@ def load_profile(name_or_path: str | Path, profiles_dir: Path = PROFILES_DIR) ->
         raise ProfileError(f"profile {name_or_path!r} not found ({path}); known profiles: {known}")
     try:
         raw = yaml.safe_load(path.read_text())
-        return Profile.model_validate(raw)
+        profile = Profile.model_validate(raw)
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(f"field {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ProfileError(f"{path}: {problems}") from exc
+    resolve_stack_options(profile, where=str(path))  # a bad stack option fails at load, not mid-run
+    return profile
+
+
+def resolve_stack_options(
+    profile: Profile, stacks: list[Stack] | None = None, where: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each stack's driver options from the profile, validated by the stack's declared model with
+    its defaults filled in (`stacks`: those to resolve; None = the stacks the profile names in
+    `stack_options`). ProfileError names the profile, the stack and the field."""
+    where = where or f"profile {profile.name!r}"
+    try:
+        chosen = stacks if stacks is not None else [load_stack(n) for n in profile.stack_options]
+        return {s.name: s.driver_options(profile.stack_options.get(s.name)) for s in chosen}
+    except StackError as exc:
+        raise ProfileError(f"{where}: field stack_options: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -208,8 +227,38 @@ def workload_for(profile: Profile, name: str, workloads_dir: Path = WORKLOADS_DI
     return load_workload(name, overrides, workloads_dir)
 
 
+def tuned_settings(options: dict[str, dict[str, Any]], stacks: list[Stack]) -> dict[str, dict[str, Any]]:
+    """Per stack, the driver options the profile moved away from the stack's defaults, as
+    dotted paths (`tuning.producer.linger_ms` → 0): what the headline names."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in stacks:
+        changed = {
+            k: v
+            for k, v in _flatten(options.get(s.name) or {}).items()
+            if _flatten(s.driver_options()).get(k, object()) != v
+        }
+        if changed:
+            out[s.name] = changed
+    return out
+
+
+def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def run_phase(
-    phase: Phase, workload: Workload, phases_dir: Path, run_token: str, console: Console
+    phase: Phase,
+    workload: Workload,
+    phases_dir: Path,
+    run_token: str,
+    console: Console,
+    driver_options: dict[str, Any] | None = None,
 ) -> PhaseResult:
     phase_id = f"{phase.label}-{run_token}"  # also the phase's run_id: unique in the collector's runs root
     out = phases_dir / phase_id
@@ -227,6 +276,7 @@ def run_phase(
                 progress=True,
                 console=console,
                 collect_spans=False,  # the study moves each phase's spans itself (gather_spans)
+                driver_options=driver_options,  # the profile's, validated (resolve_stack_options)
             )
     except Exception as exc:  # a failing stack is recorded for its phase; the others still run
         console.print(f"[red]phase {phase.label} failed:[/] {type(exc).__name__}: {exc}")
@@ -326,14 +376,21 @@ def required_services(stacks: list[Stack]) -> list[str]:
     return list(dict.fromkeys([*(svc for s in stacks for svc in s.spec.services), *TELEMETRY_SERVICES]))
 
 
-def fairness_expected(stacks: list[Stack]) -> list[dict[str, Any]]:
+def fairness_expected(
+    stacks: list[Stack], options: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The study's controls as the report reads them: per control what it must be and, per
-    stack that declares it, where the read-back value is in that stack's driver manifest."""
+    stack that declares it, where the read-back value is in that stack's driver manifest. A
+    tuned setting's expected value is the run's (`options`: each stack's driver options; a
+    stack not in it runs on its defaults); one the tuning leaves to the client's own default
+    is marked `client_default` (the report says so rather than "not read back")."""
     rows: dict[tuple[str, str | None], dict[str, Any]] = {}
     for s in stacks:
-        for c in s.spec.fairness:
-            row = rows.setdefault((c.control, c.expected), {"control": c.control, "expected": c.expected})
+        for c, expected in s.fairness_rows((options or {}).get(s.name)):
+            row = rows.setdefault((c.control, expected), {"control": c.control, "expected": expected})
             row[s.name] = c.read_back
+            if c.expected_from is not None and expected is None:
+                row["client_default"] = True
     return list(rows.values())
 
 
@@ -445,6 +502,7 @@ def run_experiment(
             f"it defines {sorted(profile.workloads)}"
         )
     resolved = {w: workload_for(profile, w, workloads_dir) for w in names}
+    options = resolve_stack_options(profile, chosen)
     repeats = repeat or profile.repeat
     plan = plan_phases(stacks, names, repeats, profile.overhead_ab, profile.overhead_repeats)
     # A stack runs the workloads it declares hops for; the others are skipped, and said so.
@@ -479,7 +537,9 @@ def run_experiment(
     results: list[PhaseResult] = []
     for i, phase in enumerate(plan, 1):
         console.rule(f"[bold]phase {i}/{len(plan)}[/]: {phase.label}")
-        res = run_phase(phase, resolved[phase.workload], phases_dir, run_token, console)
+        res = run_phase(
+            phase, resolved[phase.workload], phases_dir, run_token, console, options.get(phase.stack) or None
+        )
         results.append(res)
         if on_phase:
             on_phase(res)
@@ -500,6 +560,10 @@ def run_experiment(
     experiment = {
         "run_id": run_id,
         "profile": profile.name,
+        "profile_description": profile.description,
+        # each stack's driver options as the phases got them (defaults filled in)
+        "stack_options": options,
+        "stack_options_tuned": tuned_settings(options, chosen),
         "stacks": stacks,
         "workloads": names,
         "repeat": repeats,
@@ -508,7 +572,7 @@ def run_experiment(
         **({"skipped": skipped} if skipped else {}),
         "crosschecks": crosschecks,
         "rate_warnings": rate_warnings,
-        "fairness_expected": fairness_expected(chosen),
+        "fairness_expected": fairness_expected(chosen, options),
         "stack_info": stack_info(chosen),
         "capacity_parts": {
             s.name: {w: h.capacity_parts for w, h in s.spec.workloads.items()} for s in chosen

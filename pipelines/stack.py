@@ -18,7 +18,7 @@ import importlib
 import os
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -127,12 +127,21 @@ class WorkloadHops(_Strict):
 
 class FairnessControl(_Strict):
     """One control of the study: what it must be and where a driver manifest holds its value
-    (dotted path; `topics[]` = every topic)."""
+    (dotted path; `topics[]` = every topic). A setting a profile tunes takes its expected value
+    from the stack's driver options instead (`expected_from`, a dotted path into them)."""
 
     control: str = Field(min_length=1)
     #: None: the value is stated, not prescribed
-    expected: str | None
+    expected: str | None = None
+    #: where in the stack's driver options (`options`, defaults filled) the expected value is
+    expected_from: str | None = None
     read_back: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> FairnessControl:
+        if self.expected is not None and self.expected_from is not None:
+            raise ValueError(f"control {self.control!r}: give 'expected' or 'expected_from', not both")
+        return self
 
 
 def _is_ref(value: str) -> bool:
@@ -208,6 +217,9 @@ class StackSpec(_Strict):
     fairness: tuple[FairnessControl, ...] = ()
     #: `module:function(deploy_context) -> dict`: settings read from the running services
     services_readback: str | None = None
+    #: `module:Model`: the pydantic model of the driver options a profile may set for this stack
+    #: (`stack_options.<stack>`); without it a profile may set none
+    options: str | None = None
     #: independent cross-checks: each `{check, label, traced}`, or just the check (a name the
     #: experiment knows, or `module:function`)
     crosschecks: tuple[CrossCheckSpec, ...] = ()
@@ -230,7 +242,7 @@ class StackSpec(_Strict):
             raise ValueError(f"stack name {name!r} must be an identifier")
         return name
 
-    @field_validator("driver", "services_readback")
+    @field_validator("driver", "services_readback", "options")
     @classmethod
     def _ref_ok(cls, value: str | None) -> str | None:
         if value is not None and not _is_ref(value):
@@ -313,6 +325,42 @@ class Stack:
     def driver_factory(self) -> Callable[..., Any]:
         return self.resolve(self.spec.driver, "driver")
 
+    def driver_options(self, raw: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A profile's options for this stack's driver, validated by the declared `options`
+        model, with its defaults filled in (JSON types); {} for a stack that declares none.
+        StackError names the stack and the field (e.g. a tuning that lowers durability)."""
+        if self.spec.options is None:
+            if raw:
+                raise StackError(
+                    f"stack {self.name!r} takes no options from a profile (no 'options' in {self.file}); "
+                    f"got {sorted(raw)}"
+                )
+            return {}
+        model = self.resolve(self.spec.options, "options model")
+        try:
+            return dict(model.model_validate(dict(raw or {})).model_dump(mode="json"))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<options>'}: {e['msg']}" for e in exc.errors()
+            )
+            raise StackError(f"options for stack {self.name!r}: {problems}") from exc
+
+    def fairness_rows(
+        self, options: Mapping[str, Any] | None = None
+    ) -> list[tuple[FairnessControl, str | None]]:
+        """Each fairness control with its expected value: the declared one, or — for a tuned
+        setting — the value in the driver options (`options`, validated; None = the defaults).
+        An option left unset (None) is expected as None: the client's own default."""
+        resolved = self.driver_options(options)  # idempotent on options already validated
+        rows = []
+        for control in self.spec.fairness:
+            if control.expected_from is None:
+                rows.append((control, control.expected))
+                continue
+            value = _dotted(resolved, control.expected_from, f"{self.file}: control {control.control!r}")
+            rows.append((control, None if value is None else _as_text(value)))
+        return rows
+
     def hops(self, workload: str) -> WorkloadHops:
         try:
             return self.spec.workloads[workload]
@@ -359,6 +407,20 @@ class Stack:
         spec = self.hops(workload)
         root = spec.hops[0].name
         return root, spec.point_read_hops[0].name if spec.point_read_hops else root
+
+
+def _dotted(doc: Mapping[str, Any], path: str, where: str) -> Any:
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise StackError(f"{where}: expected_from {path!r} is not in the stack's driver options")
+        value = value[part]
+    return value
+
+
+def _as_text(value: Any) -> str:
+    """An option as the fairness table compares it with read-back values (true, 1, lz4)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _ensure_package(package: str, folder: Path) -> None:

@@ -200,7 +200,11 @@ def fairness_frame(ctx: ReportContext) -> pd.DataFrame:
     services = exp.get("services_fairness") or {}
     rows = []
     for spec in exp.get("fairness_expected", []):
-        row: dict[str, Any] = {"control": spec["control"], "expected": spec.get("expected") or "(stated)"}
+        # a setting the run's tuning leaves to each client's own default: nothing of ours to
+        # read back where the client does not report it
+        default = bool(spec.get("client_default"))
+        stated = "(client default)" if default else "(stated)"
+        row: dict[str, Any] = {"control": spec["control"], "expected": spec.get("expected") or stated}
         verdicts = []
         for stack in ctx.stacks:
             path = spec.get(stack)
@@ -212,8 +216,8 @@ def fairness_frame(ctx: ReportContext) -> pd.DataFrame:
                 values += _lookup(d, path)
             values += _lookup(services.get(stack, {}), path)
             shown = sorted({_norm(v) for v in values})
-            row[stack] = ", ".join(shown) if shown else "not read back"
-            if not shown:
+            row[stack] = ", ".join(shown) if shown else ("client default" if default else "not read back")
+            if not shown and not default:
                 verdicts.append("not read back")
             elif spec.get("expected") is not None and shown != [_norm(spec["expected"])]:
                 verdicts.append("NO")

@@ -51,6 +51,38 @@ def durability_line(ctx: ReportContext) -> str | None:
     )
 
 
+def profile_line(ctx: ReportContext) -> str | None:
+    """The headline's naming of the run's profile and of the stack settings it changed from the
+    stacks' defaults (e.g. the Kafka tuning of `kafka-low-latency`); None outside `hopscope run`."""
+    exp = ctx.experiment or {}
+    name = exp.get("profile")
+    if not name:
+        return None
+    description = str(exp.get("profile_description") or "").strip()
+    text = f"Profile: {name}" + (f" — {description}" if description else "") + "."
+    tuned = exp.get("stack_options_tuned")
+    if isinstance(tuned, dict) and tuned:
+        parts = [
+            f"{stack}: " + ", ".join(f"{k}={_option_text(v)}" for k, v in settings.items())
+            for stack, settings in tuned.items()
+            if isinstance(settings, dict) and settings
+        ]
+        text += (
+            " Settings the profile changes from the stacks' defaults: "
+            + "; ".join(parts)
+            + (" (each as read back in the fairness table).")
+        )
+    elif isinstance(tuned, dict):
+        text += " Every stack runs with its default settings."
+    return text
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "client default" if value is None else str(value)
+
+
 def durability_frame(ctx: ReportContext) -> pd.DataFrame:
     """Per workload × stack, what is durable before the ack and before the notification, and
     whether the workload's stacks match (same copies before the notification)."""

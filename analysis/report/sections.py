@@ -18,7 +18,7 @@ from ..verdicts import MIN_TAIL
 from . import plots
 from .context import ReportContext
 from .headline import QUANTILE_LABELS, Headline, StackLatency, headline
-from .method_section import durability_line
+from .method_section import durability_line, profile_line
 from .section import Section, figure_part, note, slug
 from .tables import Column, Table, count, fmt_count, fmt_ms, fmt_share, make_table, ms, share, text
 
@@ -202,6 +202,7 @@ def headline_section(ctx: ReportContext) -> Iterable[Section]:
         else f"{int(reps.max()) if len(reps) else 1} repeat(s)"
     )  # fmt: skip
     intro = [
+        *filter(None, [profile_line(ctx)]),
         f"One figure: {figure} — {FIGURE_MEANING.get(figure, figure)}. Per workload, each stack's p50, p99 "
         f"and p99.9 with its 95 % interval (bootstrap over repeats and deliveries, {rep_text} per stack × "
         f'workload) and the verdict: "<stack> lower, ×ratio [interval]" only when the ratio\'s interval '

@@ -29,7 +29,11 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--quick", help="the quick profile: a demo of a few minutes")
         ] = False,
         profile: Annotated[
-            str, typer.Option("--profile", help="profile name (quick, full, smoke, capacity) or YAML path")
+            str,
+            typer.Option(
+                "--profile",
+                help="profile name (quick, full, smoke, capacity, kafka-low-latency) or YAML path",
+            ),
         ] = "full",
         stacks: Annotated[str | None, typer.Option("--stacks", help=_stacks_help())] = None,
         workloads: Annotated[

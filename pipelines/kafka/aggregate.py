@@ -18,6 +18,7 @@ from hopscope.instrumentation.libraries import trace_client, within_traceparent
 from ..driver import Ack, Event, PreflightError
 from ..workload import POINT_READ
 from .common import consumer_config, now_ns
+from .glue import reported_settings
 from .pipeline import EVENT_PARTITIONS, Pipeline, port_open
 from .streams_app import StreamsApp, StreamsAppError, StreamsSettings, ensure_jar, logged_configs
 from .subscribers import WARMUP_PREFIX, AggregateReader
@@ -68,23 +69,28 @@ class Aggregate(Pipeline):
                 state_dir=host.tmp / "streams-state",
                 run_id=host.run.run_id,
                 otlp_http=host.otlp_http if host.tracing else "",
+                tuning=host.tuning,
             ),
             host.log_dir / "kafka-streams.log",
         )
         self._streams.start()
         tracer = host.provider("kafka.reader").get_tracer("hopscope.pipelines.kafka")
+        reader_cfg = {
+            **consumer_config(host.kafka.bootstrap(), f"hopscope-reader-{host.tag}", host.tuning),
+            "auto.offset.reset": "earliest",
+        }
+        max_poll = host.tuning.consumer.max_poll_records
         reader = AggregateReader(
             host.workload.subscriber_names[0],
             host.kafka.bootstrap(),
             host.topics.aggregate_out,
-            {
-                **consumer_config(host.kafka.bootstrap(), f"hopscope-reader-{host.tag}"),
-                "auto.offset.reset": "earliest",
-            },
+            reader_cfg,
             tracer,
             host.report,
             host.run.now_ns,
+            max_poll,
         )
+        host.report_consumer("reader", reported_settings(reader_cfg, max_poll))
         reader.start()
         host.add_receiver(reader)
         self._warm_up_streams(reader)

@@ -1,9 +1,9 @@
 """Settings every Kafka-stack process shares: topics, client configs, the event payload, receipts.
 
-The producer and consumer settings are the fairness controls of the study
-(RF 3, `min.insync.replicas=2`, `acks=all`, idempotence, lz4, a stated
-`linger.ms`; consumers tuned for latency). They live here once so the bench
-process, the glue processes and the manifest cannot disagree.
+The topic settings are fairness controls of the study (RF 3, `min.insync.replicas=2`);
+the client settings that tune latency come from one `KafkaTuning` (`tuning.py`: the
+profile's, or the defaults), so the bench process, the glue processes, the Streams app
+and the manifest cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,24 +14,30 @@ from typing import Any
 
 import orjson
 
-LINGER_MS = 1
+from .tuning import KafkaTuning
+
+#: The stack's settings when no profile tunes them (the values it always ran with).
+DEFAULT_TUNING = KafkaTuning()
+
 #: Topic configs of every pipeline topic (LogAppendTime: the broker's append time is a derived hop).
 TOPIC_CONFIGS = {
     "min.insync.replicas": "2",
     "message.timestamp.type": "LogAppendTime",
     "compression.type": "producer",
 }
-#: Consumers: return a fetch as soon as one byte is there, never wait long for more.
-CONSUMER_LATENCY = {
-    "fetch.min.bytes": 1,
-    "fetch.wait.max.ms": 5,
+#: Consumer settings that are not tuning: background commits, start at the end, quiet logs.
+CONSUMER_FIXED = {
     "enable.auto.commit": True,
     "auto.commit.interval.ms": 500,
     "auto.offset.reset": "latest",
-    "log_level": 3,
 }
+#: librdkafka's log level of every client here (errors only)
+LOG_LEVEL = 3
 #: What every glue process prints on stdout once it is subscribed and ready.
 READY = "READY"
+#: Prefix of the line a glue process prints before READY: `CONFIG <json>`, the consumer
+#: settings it built its consumer with (the manifest records them as read back from it).
+CONFIG = "CONFIG"
 #: Prefix of a receipt line a sink process writes on stdout: `R <event_id> <subscriber> <ns>`.
 RECEIPT = "R"
 
@@ -40,19 +46,18 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-def producer_config(bootstrap: str) -> dict[str, Any]:
+def producer_config(bootstrap: str, tuning: KafkaTuning = DEFAULT_TUNING) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, **tuning.producer_settings(), "log_level": LOG_LEVEL}
+
+
+def consumer_config(bootstrap: str, group: str, tuning: KafkaTuning = DEFAULT_TUNING) -> dict[str, Any]:
     return {
         "bootstrap.servers": bootstrap,
-        "acks": "all",
-        "enable.idempotence": True,
-        "compression.type": "lz4",
-        "linger.ms": LINGER_MS,
-        "log_level": 3,
+        "group.id": group,
+        **tuning.consumer_settings(),
+        **CONSUMER_FIXED,
+        "log_level": LOG_LEVEL,
     }
-
-
-def consumer_config(bootstrap: str, group: str) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap, "group.id": group, **CONSUMER_LATENCY}
 
 
 @dataclass(frozen=True)

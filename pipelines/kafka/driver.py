@@ -48,12 +48,12 @@ from ..driver import Ack, Driver, Event, PreflightError, RunContext
 from ..workload import POINT_READ, Workload
 from .aggregate import IQ_PORT, Aggregate
 from .common import (
-    CONSUMER_LATENCY,
-    LINGER_MS,
+    CONFIG,
     READY,
     TOPIC_CONFIGS,
     EventPayload,
     Topics,
+    consumer_config,
     now_ns,
     parse_receipt_line,
     producer_config,
@@ -64,6 +64,7 @@ from .glue import CONFIG_ENV
 from .ingest import Ingest
 from .pipeline import EVENT_PARTITIONS, Pipeline, port_open
 from .subscribers import RedisSubscriber
+from .tuning import KafkaTuning
 from .write_notify import WriteNotify
 
 #: workload → its pipeline on this stack
@@ -85,7 +86,11 @@ class KafkaDriver(Driver):
         check_collector: bool = True,
         iq_port: int = IQ_PORT,
         keep_topics: bool = False,
+        tuning: KafkaTuning | dict[str, Any] | None = None,
     ) -> None:
+        # A profile's `stack_options.kafka.tuning` arrives as a dict; validated here too, so a
+        # driver made without the experiment (bench, tests) refuses the same settings.
+        self.tuning = tuning if isinstance(tuning, KafkaTuning) else KafkaTuning.model_validate(tuning or {})
         self.ctx = Context(load_config(config_path))
         collector = self.ctx.config.collector
         self.otlp_endpoint = (
@@ -115,6 +120,10 @@ class KafkaDriver(Driver):
         self._received = 0
         self._idle: asyncio.Event | None = None
         self._tmp: Path | None = None
+        #: per consumer process (glue roles, the bench's reader): the settings it reported
+        self._consumers: list[dict[str, Any]] = []
+        #: the config the run's producer was built with (None: the workload produces nothing)
+        self._producer_cfg: dict[str, Any] | None = None
 
     # --- services ---------------------------------------------------------------------
 
@@ -244,9 +253,8 @@ class KafkaDriver(Driver):
         assert self.pipeline is not None
         if self.pipeline.produces_events:
             self.ensure_topic(self.topics.events, EVENT_PARTITIONS)
-            self.producer = trace_client(
-                Producer(producer_config(self.kafka.bootstrap())), self.client_provider()
-            )
+            self._producer_cfg = producer_config(self.kafka.bootstrap(), self.tuning)
+            self.producer = trace_client(Producer(self._producer_cfg), self.client_provider())
             self._poller = threading.Thread(
                 target=self._poll_producer, name="kafka-producer-poll", daemon=True
             )
@@ -272,15 +280,20 @@ class KafkaDriver(Driver):
         """A receiver thread the pipeline started (closed and joined at teardown)."""
         self._threads.append(receiver)
 
-    def spawn(self, role: str, **cfg: Any) -> None:
-        config = {
+    def glue_config(self, role: str, **cfg: Any) -> dict[str, Any]:
+        """A glue process's config (`glue.GlueConfig`), the run's tuning included."""
+        return {
             "role": role,
             "run_id": self.run.run_id,
             "bootstrap": self.kafka.bootstrap(),
             "otlp_endpoint": self.otlp_endpoint,
             "tracing": self.tracing,
+            "tuning": self.tuning.model_dump(mode="json"),
             **cfg,
         }
+
+    def spawn(self, role: str, **cfg: Any) -> None:
+        config = self.glue_config(role, **cfg)
         log = self.log_dir / f"kafka-{role}.log"
         env = {**os.environ, CONFIG_ENV: orjson.dumps(config).decode()}
         with log.open("ab") as err:
@@ -294,7 +307,7 @@ class KafkaDriver(Driver):
         self._procs.append((role, proc, log))
         ready = threading.Event()
         reader = threading.Thread(
-            target=self._read_stdout, args=(proc, ready), name=f"{role}-stdout", daemon=True
+            target=self._read_stdout, args=(proc, ready, role), name=f"{role}-stdout", daemon=True
         )
         reader.start()
         if not ready.wait(60):
@@ -304,12 +317,15 @@ class KafkaDriver(Driver):
                 f"kafka.{role}", self.kafka.bootstrap(), f"not ready in 60 s; log {log}: {tail}"
             )
 
-    def _read_stdout(self, proc: subprocess.Popen[bytes], ready: threading.Event) -> None:
+    def _read_stdout(self, proc: subprocess.Popen[bytes], ready: threading.Event, role: str) -> None:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode(errors="replace").strip()
             if line == READY:
                 ready.set()
+                continue
+            if line.startswith(f"{CONFIG} "):
+                self.report_consumer(role, orjson.loads(line[len(CONFIG) + 1 :]))
                 continue
             receipt = parse_receipt_line(line)
             if receipt is not None:
@@ -342,6 +358,10 @@ class KafkaDriver(Driver):
         return {proc.pid for _role, proc, _log in self._procs} | self.pipeline.pids()
 
     # --- receipts ---------------------------------------------------------------------
+
+    def report_consumer(self, client: str, settings: dict[str, Any]) -> None:
+        """A consumer's settings as the process that built it reports them (manifest `consumers`)."""
+        self._consumers.append({"client": client, **settings})
 
     def report(self, event_id: str, subscriber: str, received_ns: int) -> None:
         self.loop.call_soon_threadsafe(self._on_receipt, event_id, subscriber, received_ns)
@@ -467,11 +487,17 @@ class KafkaDriver(Driver):
         }
         with psycopg.connect(self.dsn()) as conn:
             facts["postgres"] = {"synchronous_commit": conn.execute("SHOW synchronous_commit").fetchone()[0]}
-        facts["producer"] = {
-            k: v for k, v in producer_config("").items() if k not in ("bootstrap.servers", "log_level")
-        }
-        facts["consumer"] = {k: v for k, v in CONSUMER_LATENCY.items() if k != "log_level"}
-        facts["linger_ms"] = LINGER_MS
+        # the producer's config as it was built (write_notify's producer is Debezium's: its own
+        # section); the consumers' tuned config; each consumer process's own report
+        producer = self._producer_cfg or producer_config("", self.tuning)
+        facts["producer"] = {k: v for k, v in producer.items() if k not in ("bootstrap.servers", "log_level")}
+        facts["consumer"] = {
+            k: v for k, v in consumer_config("", "", self.tuning).items()
+            if k not in ("bootstrap.servers", "group.id", "log_level")
+        }  # fmt: skip
+        facts["consumers"] = list(self._consumers)
+        facts["linger_ms"] = self.tuning.producer.linger_ms
+        facts["tuning"] = self.tuning.model_dump(mode="json")
         facts.update(self.pipeline.read_back())
         return facts
 

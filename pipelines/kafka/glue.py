@@ -10,7 +10,8 @@
 Each has its own `service.name` (`kafka.<role>`) and continues every event's
 trace: derived spans for the hops that emit none (Postgres commit, Debezium
 read, broker append), then its consumer span as a child of the last of them
-with a link to the upstream producer span. Prints `READY` once its consumer
+with a link to the upstream producer span. Prints `CONFIG <json>` (the consumer
+settings it runs with, from the config's `tuning`) and then `READY` once its consumer
 is assigned to the topic's partitions.
 """
 
@@ -22,7 +23,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -42,9 +43,9 @@ from hopscope.instrumentation.hops import hop_span
 from hopscope.instrumentation.libraries import trace_client
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 
-from .common import READY, EventPayload, consumer_config, now_ns, receipt_line
+from .common import CONFIG, DEFAULT_TUNING, READY, EventPayload, consumer_config, now_ns, receipt_line
+from .tuning import KafkaTuning
 
-BATCH = 500
 CONFIG_ENV = "HOPSCOPE_GLUE_CONFIG"
 
 
@@ -61,6 +62,16 @@ class GlueConfig:
     table: str = ""
     otlp_endpoint: str | None = None
     tracing: bool = True
+    #: `KafkaTuning` as JSON (the bench's, so both processes use one source); {} = the defaults
+    tuning: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kafka_tuning(self) -> KafkaTuning:
+        return KafkaTuning.model_validate(self.tuning) if self.tuning else DEFAULT_TUNING
+
+    def consumer_settings(self) -> dict[str, Any]:
+        """The consumer's librdkafka config for this process."""
+        return consumer_config(self.bootstrap, f"hopscope-{self.role}-{self.run_id}", self.kafka_tuning)
 
     @classmethod
     def from_env(cls) -> GlueConfig:
@@ -101,8 +112,9 @@ def _chain(start_ns: int, steps: list[tuple[str, int, str, int]]) -> list[Derive
     return hops
 
 
-def poll_batch(consumer: Any, wait_s: float = 0.05) -> list[Any]:
-    """The first message as soon as it arrives, then whatever else is already fetched.
+def poll_batch(consumer: Any, max_records: int, wait_s: float = 0.05) -> list[Any]:
+    """The first message as soon as it arrives, then whatever else is already fetched, up to
+    `max_records` in all (the tuning's `consumer.max_poll_records`).
 
     `consume(n, timeout)` alone waits for n messages or the whole timeout: up to
     `wait_s` of artificial delay on every event at low rates.
@@ -110,7 +122,14 @@ def poll_batch(consumer: Any, wait_s: float = 0.05) -> list[Any]:
     first = consumer.poll(wait_s)
     if first is None:
         return []
-    return [first, *consumer.consume(BATCH - 1, timeout=0)]
+    return [first, *(consumer.consume(max_records - 1, timeout=0) if max_records > 1 else [])]
+
+
+def reported_settings(consumer_cfg: dict[str, Any], max_poll_records: int) -> dict[str, Any]:
+    """What a process reports of the consumer it built (the manifest's `consumers[]`): its
+    config without addresses, group and logging, plus the records a poll takes."""
+    out = {k: v for k, v in consumer_cfg.items() if k not in ("bootstrap.servers", "group.id", "log_level")}
+    return {**out, "max_poll_records": max_poll_records}
 
 
 class Glue:
@@ -127,7 +146,10 @@ class Glue:
         self.stop = threading.Event()
         self.errors = 0
         self.foreign_rows = 0  # CDC rows of other runs, skipped
-        self.consumer = Consumer(consumer_config(cfg.bootstrap, f"hopscope-{cfg.role}-{cfg.run_id}"))
+        settings = cfg.consumer_settings()
+        self.max_poll_records = cfg.kafka_tuning.consumer.max_poll_records
+        self.consumer = Consumer(settings)
+        self.reported = reported_settings(settings, self.max_poll_records)
 
     # --- decoding ---------------------------------------------------------------------
 
@@ -208,12 +230,14 @@ class Glue:
 
     def run(self, handle: Callable[[list[Any]], None]) -> None:
         self.assign()
+        # before READY: the driver has the line once spawn() returns
+        print(f"{CONFIG} {orjson.dumps(self.reported).decode()}", flush=True)
         print(READY, flush=True)
         parent = os.getppid()
         try:
             # A bench process that dies without teardown must not leave its consumers running.
             while not self.stop.is_set() and os.getppid() == parent:
-                msgs = poll_batch(self.consumer)
+                msgs = poll_batch(self.consumer, self.max_poll_records)
                 good = []
                 for msg in msgs:
                     if msg.error():

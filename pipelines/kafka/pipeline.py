@@ -19,6 +19,7 @@ from hopscope.deploy.base import Context
 from ..driver import Ack, Event, RunContext
 from ..workload import Workload
 from .common import Topics
+from .tuning import KafkaTuning
 
 #: Partitions of the run's events topic (and of the aggregate's output topic).
 EVENT_PARTITIONS = 3
@@ -34,6 +35,8 @@ class Host(Protocol):
     otlp_http: str
     #: the driver's options for pipelines (`iq_port`: the Streams app's interactive queries)
     options: dict[str, Any]
+    #: the run's latency settings (the profile's, or the defaults): every client takes them here
+    tuning: KafkaTuning
     tag: str
     topics: Topics
     kafka: Any  # hopscope.deploy.services.kafka.Kafka
@@ -55,6 +58,7 @@ class Host(Protocol):
     def subscriber(self, name: str, url: str, channel: str, tracer: Any) -> None: ...
     def add_receiver(self, receiver: Any) -> None: ...
     def report(self, event_id: str, subscriber: str, received_ns: int) -> None: ...
+    def report_consumer(self, client: str, settings: dict[str, Any]) -> None: ...
     def produce(self, event: Event, traceparent: str) -> asyncio.Future[Ack]: ...
     def payload_of(self, event: Event, sent_ns: int) -> Any: ...
 

@@ -12,13 +12,18 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from .tuning import KafkaTuning, properties_text
+
 SOURCE_DIR = Path(__file__).resolve().parent / "streams"
 JAR_NAME = "hopscope-streams.jar"
+#: The app's tuned properties (`KafkaTuning.streams_properties`, `key=value` lines); the app
+#: refuses to start without it, so it never runs on Kafka's defaults (Streams' producer: linger 100 ms)
+TUNING_ENV = "HOPSCOPE_STREAMS_TUNING"
 
 
 class StreamsAppError(RuntimeError):
@@ -72,6 +77,7 @@ class StreamsSettings:
     run_id: str
     otlp_http: str  # "" = tracing off
     heap: str = "256m"
+    tuning: KafkaTuning = field(default_factory=KafkaTuning)
 
 
 #: Settings the manifest reports, per config block the app logs at start.
@@ -84,7 +90,7 @@ REPORTED = {
         "num.stream.threads",
         "max.task.idle.ms",
     ),
-    "ProducerConfig": ("acks", "enable.idempotence", "compression.type", "linger.ms"),
+    "ProducerConfig": ("acks", "enable.idempotence", "compression.type", "linger.ms", "batch.size"),
     "ConsumerConfig": ("fetch.min.bytes", "fetch.max.wait.ms", "auto.offset.reset"),
 }
 
@@ -125,9 +131,10 @@ class StreamsApp:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.query_port}"
 
-    def start(self, timeout: float = 90.0) -> None:
+    def environment(self) -> dict[str, str]:
+        """The app's environment: where to run, and its tuned properties."""
         s = self.settings
-        env = {
+        return {
             **os.environ,
             "HOPSCOPE_BOOTSTRAP": s.bootstrap,
             "HOPSCOPE_APP_ID": s.application_id,
@@ -138,7 +145,12 @@ class StreamsApp:
             "HOPSCOPE_OTLP_HTTP": s.otlp_http,
             "HOPSCOPE_RUN_ID": s.run_id,
             "OTEL_SERVICE_NAME": "kafka.streams",
+            TUNING_ENV: properties_text(s.tuning.streams_properties()),
         }
+
+    def start(self, timeout: float = 90.0) -> None:
+        s = self.settings
+        env = self.environment()
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         argv = [

@@ -109,6 +109,7 @@ class AggregateReader(threading.Thread):
         tracer: trace.Tracer,
         report: Report,
         now_ns: Callable[[], int],
+        max_poll_records: int,
     ) -> None:
         super().__init__(name="aggregate-reader", daemon=True)
         from confluent_kafka import Consumer, TopicPartition
@@ -118,6 +119,7 @@ class AggregateReader(threading.Thread):
         self.report = report
         self.now_ns = now_ns
         self.topic = topic
+        self.max_poll_records = max_poll_records
         self.consumer = Consumer(consumer_cfg)
         meta = self.consumer.list_topics(topic, timeout=15)
         parts = meta.topics[topic].partitions
@@ -132,7 +134,7 @@ class AggregateReader(threading.Thread):
 
         try:
             while not self.stopping.is_set():
-                for msg in poll_batch(self.consumer):
+                for msg in poll_batch(self.consumer, self.max_poll_records):
                     received = self.now_ns()
                     if msg.error():
                         self.errors.append(str(msg.error()))

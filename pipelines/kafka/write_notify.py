@@ -82,8 +82,8 @@ class WriteNotify(Pipeline):
             slot_name=WN_SLOT,
             publication_name=publication,
             secret=connect.secret_ref,
-            poll_interval_ms=1,
-            max_batch_size=256,
+            # poll interval, batch and producer overrides from the run's KafkaTuning
+            **host.tuning.debezium_settings(),
         )
         if connect.put_connector_config(WN_CONNECTOR, config) != "created":
             connect.revive_connector(WN_CONNECTOR)
@@ -142,7 +142,9 @@ class WriteNotify(Pipeline):
         """The row id of the newest change event on the CDC topic (None: the topic is empty)."""
         if self._tail is None:
             self._tail = Consumer(
-                consumer_config(self.host.kafka.bootstrap(), f"hopscope-wn-tail-{self.host.tag}")
+                consumer_config(
+                    self.host.kafka.bootstrap(), f"hopscope-wn-tail-{self.host.tag}", self.host.tuning
+                )
                 | {"enable.auto.commit": False}
             )
         part = TopicPartition(WN_TOPIC, 0)
@@ -174,7 +176,7 @@ class WriteNotify(Pipeline):
 
     def after_stop(self) -> None:
         with contextlib.suppress(Exception):
-            # Idle with poll.interval.ms=1 the task costs a good part of a core.
+            # Idle with a poll.interval.ms of 1 the task costs a good part of a core.
             self.host.connect().pause_connector(WN_CONNECTOR)
 
     async def aclose(self) -> None:

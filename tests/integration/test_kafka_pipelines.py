@@ -238,13 +238,15 @@ def test_aggregate_and_point_reads(stack: Context) -> None:
     assert changelogs and all(t["replication_factor"] == 3 for t in changelogs)
     assert all(t["min.insync.replicas"] == 2 for t in changelogs)
     producer = streams["logged_configs"]["ProducerConfig"]
-    # Streams' own producer default is linger.ms=100; the app must run with the study's settings.
-    assert producer == {
+    # Streams' own producer default is linger.ms=100; the app must run with the study's settings
+    # (the default tuning: batch.size is left to the Java client, read back as it logged it).
+    assert {k: v for k, v in producer.items() if k != "batch.size"} == {
         "acks": "-1",
         "enable.idempotence": "true",
         "compression.type": "lz4",
         "linger.ms": "1",
     }
+    assert producer["batch.size"].isdigit()
     assert streams["logged_configs"]["StreamsConfig"]["statestore.cache.max.bytes"] == "0"
 
 

@@ -20,23 +20,18 @@ public final class Main {
     p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, s.bootstrap());
     p.put(StreamsConfig.APPLICATION_SERVER_CONFIG, "127.0.0.1:" + s.queryPort());
     p.put(StreamsConfig.STATE_DIR_CONFIG, s.stateDir());
+    // The latency settings (commit interval, record cache, the producer's linger, batch and
+    // compression, the consumer's fetch settings) come from the launcher's KafkaTuning
+    // (pipelines/kafka/tuning.py), one source with the Python clients.
+    p.putAll(s.tuning());
+    // Durability is not tuning: set after the tuned settings, so they can never lower it.
     p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
-    // A commit flushes the producer and blocks the stream thread for an acks=all round trip;
-    // every 100 ms (the old value) that stalled processing for a large share of the time.
-    // Committing less often only widens the at-least-once replay window, not the latency.
-    p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 1000);
-    // No record cache: every update is written and forwarded at once (latency, not throughput).
-    p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
     // Fairness: changelog and repartition topics as durable as the pipeline's own topics.
     p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 3);
     p.put(StreamsConfig.topicPrefix("min.insync.replicas"), "2");
-    p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
-    // Streams defaults its producer to linger.ms=100; the study's clients batch with a stated linger.
-    p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 1);
     p.put(StreamsConfig.producerPrefix(ProducerConfig.ACKS_CONFIG), "all");
     p.put(StreamsConfig.producerPrefix(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG), true);
-    p.put(StreamsConfig.producerPrefix(ProducerConfig.COMPRESSION_TYPE_CONFIG), "lz4");
-    p.put(StreamsConfig.consumerPrefix(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG), 10);
+    p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
     p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
     return p;
   }

@@ -1,6 +1,10 @@
 package dev.hopscope.streams;
 
+import java.io.IOException;
+import java.io.StringReader;
+import java.io.UncheckedIOException;
 import java.util.Map;
+import java.util.Properties;
 
 /** Everything the app needs, from environment variables set by the kafka pipelines' launcher. */
 record Settings(
@@ -12,7 +16,8 @@ record Settings(
     String stateDir,
     String otlpEndpoint,
     String runId,
-    String serviceName) {
+    String serviceName,
+    Properties tuning) {
 
   static Settings fromEnv(Map<String, String> env) {
     return new Settings(
@@ -24,7 +29,22 @@ record Settings(
         required(env, "HOPSCOPE_STREAMS_STATE_DIR"),
         env.getOrDefault("HOPSCOPE_OTLP_HTTP", ""),
         env.getOrDefault("HOPSCOPE_RUN_ID", ""),
-        env.getOrDefault("OTEL_SERVICE_NAME", "kafka.streams"));
+        env.getOrDefault("OTEL_SERVICE_NAME", "kafka.streams"),
+        tuning(required(env, "HOPSCOPE_STREAMS_TUNING")));
+  }
+
+  /**
+   * The tuned settings the launcher passes (`key=value` lines, StreamsConfig names with Streams'
+   * `producer.`/`consumer.` prefixes): required, so the app never runs on Kafka's defaults.
+   */
+  static Properties tuning(String text) {
+    Properties p = new Properties();
+    try {
+      p.load(new StringReader(text));
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    return p;
   }
 
   boolean tracingEnabled() {
