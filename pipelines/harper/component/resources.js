@@ -233,6 +233,9 @@ async function tracedWrite(resource, target, data, { where, hop, write }) {
     payload: 'string?',
     value: 'number?',
   });
+  // What Harper applied to this write (not what the client asked), traced or not: the driver
+  // counts it into the fairness table, so a node that ignored the header shows there.
+  ctx?.responseHeaders?.set?.(CONFIRMATION_HEADER, String(confirmationOf(ctx)));
   const header = ctx?.headers?.get?.('traceparent');
   // no traceparent at all = an untraced run (the tracing-overhead A/B): no spans; a malformed one is a 400
   if (header == null) return write({ eventId, data, ctx, traceparent: null, handledAt: startMs });
@@ -257,9 +260,6 @@ async function tracedWrite(resource, target, data, { where, hop, write }) {
   // W3C traceresponse: the client's own "write confirmed" span continues from the last hop in Harper
   const last = confirmationOf(ctx) > 0 ? confirmSpanId : commitSpanId;
   ctx?.responseHeaders?.set?.('traceresponse', formatTraceparent({ traceId: parent.traceId, spanId: last, traceFlags: parent.traceFlags }));
-  // What Harper applied to this write (not what the client asked): the driver counts it into the
-  // fairness table, so a node that ignored the header shows there.
-  ctx?.responseHeaders?.set?.(CONFIRMATION_HEADER, String(confirmationOf(ctx)));
   try {
     const result = await write({ eventId, data, ctx, traceparent: carried, handledAt: startMs });
     const endMs = nowMs();
