@@ -45,6 +45,7 @@ from .mapping import Mapping
 from .outputs import atomic_file, staged_outputs
 from .resources import resources_frame
 from .run_files import EXPERIMENT_SHAPE, INGEST_REPORT_SHAPE, check_ledger_schema
+from .service_map import read_service_map
 from .span_arrays import SpanArrays
 from .span_file import (
     BOUNDED_COLUMNS,
@@ -486,6 +487,17 @@ class Run:
         if stats.empty:
             raise KeyError(f"no deliveries for stack={stack!r} workload={workload!r}")
         return graph.build(stack, workload, stats, self._transitions(stack, workload))
+
+    def service_map(self) -> pd.DataFrame:
+        """The run's service map (`service_map.SERVICE_MAP_COLUMNS`): per client → server edge its
+        spans name, calls, errors and the naming span's p50/p99/max, warm-up events left out.
+        Read from the run's span file (needs a run directory)."""
+        if self.run_dir is None or not (self.run_dir / SPANS_PARQUET).exists():
+            raise RunDirError(
+                "the service map is read from a run directory's spans.parquet; this run has none"
+            )
+        warm = ledger_figures.warmup_events(self.ledger)["event_id"].dropna().astype(str)
+        return read_service_map(self.run_dir / SPANS_PARQUET, set(warm))
 
     # -- single deliveries and time -------------------------------------------------------------
 

@@ -23,6 +23,9 @@ __all__ = [
     "ATTR_DERIVED",
     "ATTR_DERIVED_FROM",
     "ATTR_DERIVED_PRECISION_NS",
+    "ATTR_EDGE_CLIENT",
+    "ATTR_EDGE_SERVER",
+    "ATTR_EDGE_TYPE",
     "ATTR_EVENT_ID",
     "ATTR_HOP",
     "ATTR_RUN_ID",
@@ -32,6 +35,8 @@ __all__ = [
     "ATTR_STACK",
     "ATTR_SUBSCRIBER",
     "ATTR_WORKLOAD",
+    "EDGE_DATABASE",
+    "EDGE_MESSAGING",
     "LOADGEN_SPAN_NAME",
     "TRACEPARENT",
     "WAIT_PREFIX",
@@ -46,6 +51,15 @@ ATTR_DERIVED_FROM = "hopscope.derived_from"
 ATTR_DERIVED_PRECISION_NS = "hopscope.derived_precision_ns"
 #: On the load generator's root span: actual send time minus intended time.
 ATTR_SEND_LAG_NS = "hopscope.send_lag_ns"
+#: On a span that crosses from one service to another: the two ends of that edge of the
+#: service map (service names, or a system without its own spans: `postgresql`, `kafka`,
+#: `redis`) and the servicegraph connection type ("" for request/response). The collector
+#: counts calls and server-side latency per edge from these (collector/config).
+ATTR_EDGE_CLIENT = "hopscope.edge.client"
+ATTR_EDGE_SERVER = "hopscope.edge.server"
+ATTR_EDGE_TYPE = "hopscope.edge.type"
+EDGE_MESSAGING = "messaging_system"
+EDGE_DATABASE = "database"
 #: Resource/span flag set only by the in-process loopback simulation.
 ATTR_SIMULATION = "hopscope.simulation"
 

@@ -235,7 +235,7 @@ def build() -> dashboard.Dashboard:
         .description(
             "The analysis' hop graph of each stack × workload: checkpoints as nodes, hops as edges "
             "(main stat p50, secondary p99, ms). Built per run by `hopscope analyze`, not a live "
-            "service graph (the collector's servicegraph connector is not available to this build)."
+            "service map (that one is on the Hops dashboard)."
         )
         .datasource(POSTGRES.ref())
         .unit("ms")

@@ -103,8 +103,9 @@ def build() -> dashboard.Dashboard:
         nodegraph.Panel()
         .title("Service graph")
         .description(
-            "Services as nodes, calls as edges: the collector's servicegraph series, read through Tempo's "
-            "service map (the Tempo datasource points its serviceMap at this Prometheus)."
+            "Services as nodes, calls as edges: the edges the spans name (hopscope.edge.client/server), "
+            "counted by the collector and filed by Prometheus under the servicegraph connector's names, "
+            "read through Tempo's service map (the Tempo datasource points its serviceMap at this Prometheus)."
         )
         .datasource(TEMPO.ref())
         .unit("ms")  # the service map's main node stat is the average response time
@@ -118,7 +119,7 @@ def build() -> dashboard.Dashboard:
         table_panel(
             "Service graph edges",
             "reqps",
-            "Request rate and server-side p99 per client → server edge (servicegraph connector).",
+            "Request rate and server-side p99 per client → server edge (the edges the spans name).",
             PROMETHEUS.ref(),
         )
         .with_target(

@@ -75,7 +75,7 @@ TEMPO = Datasource(
     type="tempo",
     url="http://127.0.0.1:3200",
     json_data={
-        # The service graph panel reads the collector's servicegraph series from Prometheus.
+        # The service graph panel reads the edge series (servicegraph names) from Prometheus.
         "serviceMap": {"datasourceUid": PROMETHEUS.uid},
         "nodeGraph": {"enabled": True},
         "search": {"hide": False},

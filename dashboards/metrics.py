@@ -1,8 +1,9 @@
 """Names of the series the collector exports to Prometheus, used by every PromQL panel.
 
-They come from the collector's spanmetrics and servicegraph connectors (namespace
-`traces.span.metrics`, unit ms; servicegraph latencies in seconds) with the
-hopscope attributes configured as dimensions. The integration test checks each
+They come from the collector's spanmetrics connectors: per hop (namespace
+`traces.span.metrics`, unit ms) and per service-map edge (namespace `traces.service.graph`,
+seconds, renamed by Prometheus to the servicegraph connector's names), with the hopscope
+attributes configured as dimensions. The integration test checks each
 name and label here against the real collector's `/metrics`, so a rename there
 fails a test instead of leaving an empty panel.
 """
@@ -15,7 +16,13 @@ SPAN_DURATION_SUM = "traces_span_metrics_duration_milliseconds_sum"
 SPAN_DURATION_COUNT = "traces_span_metrics_duration_milliseconds_count"
 
 GRAPH_REQUESTS = "traces_service_graph_request_total"
+GRAPH_FAILED = "traces_service_graph_request_failed_total"
 GRAPH_SERVER_BUCKET = "traces_service_graph_request_server_seconds_bucket"
+GRAPH_SERVER_SUM = "traces_service_graph_request_server_seconds_sum"
+GRAPH_SERVER_COUNT = "traces_service_graph_request_server_seconds_count"
+#: What the collector exports for the edges before Prometheus renames them to the above
+#: (deploy/services/prometheus.py, EDGE_RELABEL).
+EDGE_SERIES_EXPORTED = ("traces_service_graph_calls_total", "traces_service_graph_duration_seconds_bucket")
 
 # Prometheus label names (OTel attribute names with dots turned into underscores).
 STACK = "hopscope_stack"

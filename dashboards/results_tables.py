@@ -123,8 +123,8 @@ E2E_SUMMARY = Table(
     ("run_id", "stack", "workload"),
 )
 #: The analysis' hop graph (`run.graph(stack, workload)`): checkpoints as nodes, each hop the
-#: edge between them. The servicegraph connector is not obtainable here, so the dashboards'
-#: node graph of a run is this one.
+#: edge between them: the node graph of a finished run (the live service map, services as
+#: nodes, is the Hops dashboard's).
 HOP_GRAPH = Table(
     "hopscope_hop_graph",
     (

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from random import getrandbits
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -135,6 +136,11 @@ class DeferredTracer(trace.Tracer):
         self._build_lock = threading.Lock()
         self.built = 0
         processor.before_flush.append(self.build)
+
+    @property
+    def resource(self) -> Any:
+        """The SDK tracer's resource (its `service.name` fills an edge's own end, edges.py)."""
+        return getattr(self._sdk, "resource", None)
 
     def start_span(
         self,

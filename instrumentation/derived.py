@@ -25,6 +25,8 @@ from hopscope.core.attributes import (
     ATTR_WORKLOAD,
 )
 
+from .edges import Edge
+
 NS_PER_US = 1_000
 NS_PER_MS = 1_000_000
 
@@ -64,6 +66,7 @@ def derived_span(
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: dict[str, str | int | float | bool] | None = None,
     name: str | None = None,
+    edge: Edge | None = None,
 ) -> trace.Span:
     """Create and end a span covering [start_ns, end_ns]; returns it (already ended).
 
@@ -83,6 +86,8 @@ def derived_span(
         ATTR_DERIVED_FROM: derived_from,
         ATTR_DERIVED_PRECISION_NS: precision_ns,
     }
+    if edge is not None:
+        attrs.update(edge.attributes_for(tracer))
     attrs.update(attributes or {})
     span = tracer.start_span(
         name or hop,
@@ -102,6 +107,7 @@ class DerivedHop:
     end_ns: int  # the hop starts where the previous one ended
     derived_from: str
     precision_ns: int = 1
+    edge: Edge | None = None
 
 
 def derived_chain(
@@ -135,6 +141,7 @@ def derived_chain(
             derived_from=step.derived_from,
             precision_ns=step.precision_ns,
             links=[link] if (link is not None and i == 0) else (),
+            edge=step.edge,
         )
         last = span.get_span_context()
         current = last

@@ -21,6 +21,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind
 from hopscope.core.attributes import ATTR_EVENT_ID, ATTR_HOP, ATTR_SUBSCRIBER, ATTR_WORKLOAD
 
 from .carriers import TraceParent
+from .edges import Edge
 from .tracing import deferred_processor
 
 Parent = Context | SpanContext | TraceParent | trace.Span | None
@@ -61,6 +62,7 @@ def start_hop_span(
     start_time: int | None = None,
     name: str | None = None,
     links: Sequence[SpanContext] = (),
+    edge: Edge | None = None,
 ) -> trace.Span:
     """Start (not end) a hop span.
 
@@ -68,7 +70,8 @@ def start_hop_span(
     for CONSUMER/SERVER spans: they become children of the remote parent and
     also link to it. `links` adds more (e.g. the original producer when the
     parent is the last derived span in between). `parent=None` continues the current span (in-process
-    nesting), or starts a new trace when there is none.
+    nesting), or starts a new trace when there is none. `edge`: the service-map edge this
+    span crosses (edges.py), when it is the one span that names it.
     """
     parent_sc = _checked_parent(parent, hop, event_id)
     if link_parent is None:
@@ -80,6 +83,8 @@ def start_hop_span(
     }
     if subscriber is not None:
         attrs[ATTR_SUBSCRIBER] = subscriber
+    if edge is not None:
+        attrs.update(edge.attributes_for(tracer))
     attrs.update(attributes or {})
     context: Context | None
     if parent is None:
@@ -110,6 +115,7 @@ def hop_span(
     start_time: int | None = None,
     name: str | None = None,
     links: Sequence[SpanContext] = (),
+    edge: Edge | None = None,
 ) -> Iterator[trace.Span]:
     """Context manager form: the span is current inside the block and ends on exit."""
     span = start_hop_span(
@@ -125,6 +131,7 @@ def hop_span(
         start_time=start_time,
         name=name,
         links=links,
+        edge=edge,
     )
     with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
         yield span

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from hopscope.instrumentation.edges import Edge
+
 from .stack import UnknownStackError, find_stack, stack_names
 from .workload import Workload
 
@@ -103,6 +105,12 @@ class Driver(ABC):
         name → amount still pending (0 = none; `hopscope.pipelines.clean_start`). Called after
         `setup`, before the first event, until all are 0. The default reports nothing."""
         return {}
+
+    def root_edge(self, workload: str) -> Edge | None:
+        """The service-map edge the load generator's root span crosses into the stack, when no
+        span on the receiving side names it (instrumentation/edges.py); None: the receiver does,
+        or the stack has no map. `workload` may be `point_read`."""
+        return None
 
     @abstractmethod
     def send(self, event: Event) -> Awaitable[Ack]:

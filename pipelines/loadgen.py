@@ -231,6 +231,13 @@ class LoadGenerator:
         self._root_ids: dict[int, tuple[int, int]] = {}
         # A point read's root span is the read itself: the stack's first point-read hop.
         self.root_hop, self.point_read_root_hop = root_hops(stack, workload.name)
+        # the edge into the stack each root span names (the same for every event: built once)
+        edge_tracer = self.tracer or self._deferred_tracer
+        self._root_edge_attrs = {
+            name: edge.attributes_for(edge_tracer) if (edge and edge_tracer) else {}
+            for name in (workload.name, POINT_READ)
+            for edge in [driver.root_edge(name)]
+        }
         self.clock = Clock()
         self._inflight: set[asyncio.Future[Ack]] = set()
         self._payload = (b"hopscope-payload-" * (workload.payload_bytes // 17 + 1))[: workload.payload_bytes]
@@ -279,6 +286,7 @@ class LoadGenerator:
                     ATTR_HOP: self.point_read_root_hop if workload_name == POINT_READ else self.root_hop,
                     ATTR_EVENT_ID: event.event_id,
                     ATTR_WORKLOAD: workload_name,
+                    **self._root_edge_attrs.get(workload_name, {}),
                 },
             )
             sc = span.get_span_context()
@@ -447,6 +455,7 @@ class LoadGenerator:
                     ATTR_EVENT_ID: led.event_ids[k],
                     ATTR_WORKLOAD: led.workloads[k],
                     ATTR_SEND_LAG_NS: int(led.sent_ns[k]) - intended,
+                    **self._root_edge_attrs.get(led.workloads[k], {}),
                 },
             )
             status = int(led.ack_status[k])

@@ -10,6 +10,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from hopscope.core.rundir import RunDirError
+
 from ..foreign import ForeignInfo
 from ..verdicts import analyse, repeat_disagreements
 from .trace_links import TraceLinks
@@ -72,6 +74,8 @@ class ReportContext:
     waterfalls: pd.DataFrame | None = None
     phases: pd.DataFrame | None = None
     per_second: pd.DataFrame | None = None
+    #: `Run.service_map()`: the client → server edges the spans name; None without a span file
+    service_map: pd.DataFrame | None = None
     _pairs: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _graphs: dict[tuple[str, str], nx.DiGraph | None] = field(default_factory=dict, repr=False)
 
@@ -135,6 +139,7 @@ class ReportContext:
             waterfalls=_optional(run, "delivery_waterfalls"),
             phases=_optional(run, "phases"),
             per_second=_optional(run, "latency_per_second"),
+            service_map=_service_map(run),
             _pairs=set(pairs),
         )
 
@@ -188,6 +193,14 @@ def _optional(run: RunLike, method: str) -> pd.DataFrame | None:
     """A table only the full `Run` has (None for a lighter run object)."""
     fn = getattr(run, method, None)
     return fn() if callable(fn) else None
+
+
+def _service_map(run: RunLike) -> pd.DataFrame | None:
+    """The run's service map, None when it has no span file to read it from."""
+    try:
+        return _optional(run, "service_map")
+    except RunDirError:
+        return None
 
 
 def _quality_frame(run: RunLike) -> pd.DataFrame:

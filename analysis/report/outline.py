@@ -30,6 +30,7 @@ from .sections import (
     workload_graphs,
     workload_growth,
     workload_hop_table,
+    workload_service_map,
     workload_shares,
     workload_summary,
 )
@@ -45,6 +46,7 @@ WORKLOAD_PARTS: list[WorkloadPartFn] = [
     workload_growth,
     workload_shares,
     workload_graphs,
+    workload_service_map,
     workload_hop_table,
     workload_deliveries,
     workload_sweep,

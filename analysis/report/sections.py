@@ -401,6 +401,38 @@ def workload_graphs(ctx: ReportContext, workload: str) -> Section | None:
     return Section(anchor, "Hop graph", "".join(parts_html), "\n".join(parts_md))
 
 
+SERVICE_MAP_COLUMNS = [
+    text("client"), text("server"), text("connection_type", "type"), text("hops", "named by"), count("calls"),
+    count("errors"), ms("p50_ms"), ms("p99_ms"), ms("max_ms"),
+]  # fmt: skip
+
+
+def workload_service_map(ctx: ReportContext, workload: str) -> Section | None:
+    """The systems an event passes, as the spans name them: one row per client → server edge."""
+    sm = ctx.service_map
+    if sm is None or sm.empty:  # no span file, or spans from before edges were named
+        return None
+    anchor = slug(workload, "service-map")
+    parts_html, parts_md = [], []
+    h, m = note(
+        "Each edge is named by one span that crosses it (the receiving span where the receiver is "
+        "traced, the calling span where it is not); its latency is that span's duration. The same "
+        "edges feed the Hops dashboard's service graph."
+    )
+    parts_html.append(h)
+    parts_md.append(m)
+    for stack in ctx.stacks:
+        edges = sm[(sm["stack"] == stack) & sm["workload"].isin([workload, "point_read"])]
+        if edges.empty:
+            h, m = note(f"{stack}: no span of {workload} names a service-map edge.")
+        else:
+            t = make_table(edges, SERVICE_MAP_COLUMNS, caption=f"{stack} · {workload}")
+            h, m = t.to_html(), t.to_markdown()
+        parts_html.append(h)
+        parts_md.append(m)
+    return Section(anchor, "Service map", "".join(parts_html), "\n".join(parts_md))
+
+
 HOP_STAT_COLUMNS = [
     count("order", "#"), text("hop"), count("count"), ms("mean_ms"), ms("std_ms"), ms("p50_ms"),
     ms("p90_ms"), ms("p99_ms"), ms("p999_ms", "p99.9 (ms)"), ms("max_ms"), share("var_share", "var share"),

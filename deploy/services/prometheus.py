@@ -3,12 +3,61 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import httpx
+import yaml
 
 from hopscope.deploy import apt
 from hopscope.deploy.base import Service
 from hopscope.deploy.settings import PrometheusConfig
+
+# The collector's edge series (span_metrics/edges, collector/config) filed under the names the
+# servicegraph connector would give them, so Tempo's service map and the Hops dashboard read
+# them unchanged: calls -> request_total, duration -> request_server_seconds, the edge's ends
+# -> client/server/connection_type. Series of spans that name no edge are dropped.
+EDGE_FAMILY = "traces_service_graph_(calls_total|duration_seconds_(bucket|sum|count))"
+EDGE_RELABEL: list[dict[str, Any]] = [
+    {"source_labels": ["__name__", "hopscope_edge_client"], "regex": f"{EDGE_FAMILY};", "action": "drop"},
+    {"source_labels": ["__name__", "hopscope_edge_server"], "regex": f"{EDGE_FAMILY};", "action": "drop"},
+    {
+        "source_labels": ["__name__"],
+        "regex": "traces_service_graph_calls_total",
+        "target_label": "__name__",
+        "replacement": "traces_service_graph_request_total",
+    },
+    {
+        "source_labels": ["__name__"],
+        "regex": "traces_service_graph_duration_seconds_(bucket|sum|count)",
+        "target_label": "__name__",
+        "replacement": "traces_service_graph_request_server_seconds_$1",
+    },
+    *(
+        {
+            "source_labels": [f"hopscope_edge_{end}"],
+            "regex": "(.+)",
+            "target_label": label,
+            "replacement": "$1",
+        }
+        for end, label in (("client", "client"), ("server", "server"), ("type", "connection_type"))
+    ),
+    {"regex": "hopscope_edge_(client|server|type)", "action": "labeldrop"},
+]
+# servicegraph counts failed calls in a series of their own; here they are the calls whose
+# span ended in error.
+EDGE_RULES = {
+    "groups": [
+        {
+            "name": "hopscope-service-graph",
+            "rules": [
+                {
+                    "record": "traces_service_graph_request_failed_total",
+                    "expr": 'traces_service_graph_request_total{status_code="STATUS_CODE_ERROR"}',
+                }
+            ],
+        }
+    ]
+}
 
 
 class Prometheus(Service):
@@ -41,19 +90,31 @@ class Prometheus(Service):
         collector = self.ctx.config.collector
         return {"otel-collector": f"127.0.0.1:{collector.prometheus_port}"}
 
+    def config(self, rules_file: str) -> dict[str, Any]:
+        """prometheus.yml: the collector's endpoint scraped, its edge series relabelled."""
+        return {
+            "global": {
+                "scrape_interval": self.cfg.scrape_interval,
+                "evaluation_interval": self.cfg.scrape_interval,
+            },
+            "storage": {"exemplars": {"max_exemplars": self.cfg.max_exemplars}},
+            "rule_files": [rules_file],
+            "scrape_configs": [
+                {
+                    "job_name": job,
+                    "static_configs": [{"targets": [target]}],
+                    "metric_relabel_configs": EDGE_RELABEL,
+                }
+                for job, target in self.scrape_targets().items()
+            ],
+        }
+
     def start(self) -> None:
         svc_dir = self.ctx.service_dir(self.name)
-        jobs = "\n".join(
-            f"  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']"
-            for job, target in self.scrape_targets().items()
-        )
+        rules = svc_dir / "service-graph.rules.yml"
+        rules.write_text(yaml.safe_dump(EDGE_RULES, sort_keys=False))
         conf = svc_dir / "prometheus.yml"
-        conf.write_text(
-            f"global:\n  scrape_interval: {self.cfg.scrape_interval}\n"
-            f"  evaluation_interval: {self.cfg.scrape_interval}\n"
-            f"storage:\n  exemplars:\n    max_exemplars: {self.cfg.max_exemplars}\n"
-            f"scrape_configs:\n{jobs}\n"
-        )
+        conf.write_text(yaml.safe_dump(self.config(str(rules)), sort_keys=False))
         (svc_dir / "data").mkdir(exist_ok=True)
         self.spawn(
             "prometheus",

@@ -33,15 +33,17 @@ import orjson
 from opentelemetry.trace import SpanKind
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from hopscope.core.attributes import EDGE_MESSAGING
 from hopscope.deploy.base import Context
 from hopscope.deploy.config import load_config
 from hopscope.deploy.harper_client import CONFIRM_HEADER, HarperClient, HarperError, confirm_value
 from hopscope.deploy.services.harper import Harper
 from hopscope.instrumentation.carriers import TraceparentError, parse_traceparent
+from hopscope.instrumentation.edges import Edge, messaging_from
 from hopscope.instrumentation.hops import LeafSpans
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 from hopscope.pipelines.driver import Ack, Driver, Event, PreflightError, RunContext
-from hopscope.pipelines.workload import Workload
+from hopscope.pipelines.workload import POINT_READ, Workload
 
 from . import topics
 from .aggregate import Aggregate
@@ -156,6 +158,17 @@ class HarperDriver(Driver):
         self._fairness: dict[str, Any] = {}
         self._setup_wall_ms = 0.0
         self._component_telemetry: dict[str, Any] | None = None
+
+    def node_service(self, which: int) -> str:
+        """The `service.name` the component's spans carry on that node (resources.js)."""
+        return f"harper.{self.client.node(which).name}"
+
+    def root_edge(self, workload: str) -> Edge | None:
+        # The component's server spans do not know their caller: the load generator names it.
+        if workload == POINT_READ:
+            return Edge(server=self.node_service(self.config.read_node))
+        kind = EDGE_MESSAGING if workload == "fanout" else ""  # an MQTT publish, or REST
+        return Edge(server=self.node_service(self.config.write_node), type=kind)
 
     # --- lifecycle ------------------------------------------------------------------------
     def preflight(self, workload: Workload) -> None:
@@ -383,6 +396,7 @@ class HarperDriver(Driver):
                 parent=parse_traceparent(parent, f"event {event.event_id}: traceresponse"),
                 subscriber=subscriber,
                 start_time=acked_ns,
+                edge=Edge(client=self.node_service(self.config.write_node)),
                 attributes={"harper.confirmed_replicas": self.config.confirm_replicas},
                 end_time=max(self._run.now_ns(), acked_ns + 1),
             )
@@ -441,6 +455,7 @@ class HarperDriver(Driver):
                 parent=parent,
                 subscriber=sub.name,
                 start_time=received,
+                edge=messaging_from(self.node_service(sub.node)),
                 attributes={
                     "messaging.system": "mqtt",
                     "messaging.destination.name": str(message.topic),

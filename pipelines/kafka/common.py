@@ -35,6 +35,8 @@ CONSUMER_FIXED = {
 LOG_LEVEL = 3
 #: What every glue process prints on stdout once it is subscribed and ready.
 READY = "READY"
+#: The Kafka Streams app's service.name (its spans, and the client end of its output edge)
+STREAMS_SERVICE = "kafka.streams"
 #: Prefix of the line a glue process prints before READY: `CONFIG <json>`, the consumer
 #: settings it built its consumer with (the manifest records them as read back from it).
 CONFIG = "CONFIG"

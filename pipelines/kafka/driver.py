@@ -33,6 +33,7 @@ import redis
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from hopscope.core.attributes import EDGE_DATABASE, EDGE_MESSAGING
 from hopscope.core.rundir import LOGS_DIR
 from hopscope.deploy.base import Context
 from hopscope.deploy.config import load_config
@@ -40,6 +41,7 @@ from hopscope.deploy.services.kafka import Connect, Kafka
 from hopscope.deploy.services.postgres import Postgres
 from hopscope.deploy.services.redis import Redis
 from hopscope.instrumentation.deferred import hot_path_provider
+from hopscope.instrumentation.edges import KAFKA, POSTGRES, Edge
 from hopscope.instrumentation.hops import LeafSpans
 from hopscope.instrumentation.libraries import trace_client, within_traceparent
 from hopscope.instrumentation.tracing import ENDPOINT_ENV, setup_tracing, shutdown_tracing
@@ -50,6 +52,7 @@ from .aggregate import IQ_PORT, Aggregate
 from .common import (
     CONFIG,
     READY,
+    STREAMS_SERVICE,
     TOPIC_CONFIGS,
     EventPayload,
     Topics,
@@ -106,6 +109,15 @@ class KafkaDriver(Driver):
         self.facts: dict[str, Any] = {}
         self.pipeline: Pipeline | None = None
         self._reset()
+
+    def root_edge(self, workload: str) -> Edge | None:
+        # The load generator's client calls Postgres, Kafka or the Streams app's query server;
+        # only the last has a span of its own that could name the edge, and it does not.
+        if workload == "write_notify":
+            return Edge(server=POSTGRES, type=EDGE_DATABASE)
+        if workload == POINT_READ:
+            return Edge(server=STREAMS_SERVICE)
+        return Edge(server=KAFKA, type=EDGE_MESSAGING)
 
     def _reset(self) -> None:
         self._procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []

@@ -31,6 +31,7 @@ from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException,
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind
 
+from hopscope.core.attributes import EDGE_DATABASE, EDGE_MESSAGING
 from hopscope.instrumentation.carriers import (
     TraceparentError,
     extract_kafka_headers,
@@ -39,6 +40,7 @@ from hopscope.instrumentation.carriers import (
 )
 from hopscope.instrumentation.deferred import hot_path_provider, hot_path_tracer
 from hopscope.instrumentation.derived import NS_PER_MS, DerivedHop, derived_chain, us_to_ns
+from hopscope.instrumentation.edges import CONNECT, KAFKA, POSTGRES, REDIS, Edge, messaging_from
 from hopscope.instrumentation.hops import hop_span
 from hopscope.instrumentation.libraries import trace_client
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
@@ -47,6 +49,13 @@ from .common import CONFIG, DEFAULT_TUNING, READY, EventPayload, consumer_config
 from .tuning import KafkaTuning
 
 CONFIG_ENV = "HOPSCOPE_GLUE_CONFIG"
+
+# The service-map edges these processes' spans name (instrumentation/edges.py). Debezium has no
+# spans here: its two edges are named on the derived hops built from its change events.
+CAPTURE_EDGE = Edge(client=POSTGRES, server=CONNECT)
+CDC_APPEND_EDGE = Edge(client=CONNECT, server=KAFKA, type=EDGE_MESSAGING)
+PUBLISH_EDGE = Edge(server=REDIS, type=EDGE_MESSAGING)
+INSERT_EDGE = Edge(server=POSTGRES, type=EDGE_DATABASE)
 
 
 @dataclass
@@ -101,13 +110,13 @@ def _append_ns(msg: Any, where: str) -> int:
     return ts_ms * NS_PER_MS
 
 
-def _chain(start_ns: int, steps: list[tuple[str, int, str, int]]) -> list[DerivedHop]:
+def _chain(start_ns: int, steps: list[tuple[str, int, str, int, Edge | None]]) -> list[DerivedHop]:
     """Derived hops with monotone ends: a coarser clock (µs, ms) may put an end before the previous one."""
     hops = []
     previous = start_ns
-    for hop, end_ns, source, precision in steps:
+    for hop, end_ns, source, precision, edge in steps:
         end_ns = max(end_ns, previous)
-        hops.append(DerivedHop(hop, end_ns, source, precision))
+        hops.append(DerivedHop(hop, end_ns, source, precision, edge))
         previous = end_ns
     return hops
 
@@ -159,7 +168,7 @@ class Glue:
         payload = EventPayload.decode(msg.value(), where)
         producer = extract_kafka_headers(msg.headers(), f"{where} headers").span_context()
         hops = _chain(
-            payload.sent_ns, [("kafka.append", _append_ns(msg, where), "LogAppendTime (ms)", NS_PER_MS)]
+            payload.sent_ns, [("kafka.append", _append_ns(msg, where), "LogAppendTime (ms)", NS_PER_MS, None)]
         )
         parent = derived_chain(
             self.tracer,
@@ -198,9 +207,9 @@ class Glue:
         hops = _chain(
             after["sent_ns"],
             [
-                ("pg.commit", us_to_ns(source["ts_us"]), "source.ts_us", 1_000),
-                ("debezium.capture", us_to_ns(change["ts_us"]), "ts_us", 1_000),
-                ("kafka.append", _append_ns(msg, where), "LogAppendTime (ms)", NS_PER_MS),
+                ("pg.commit", us_to_ns(source["ts_us"]), "source.ts_us", 1_000, None),
+                ("debezium.capture", us_to_ns(change["ts_us"]), "ts_us", 1_000, CAPTURE_EDGE),
+                ("kafka.append", _append_ns(msg, where), "LogAppendTime (ms)", NS_PER_MS, CDC_APPEND_EDGE),
             ],
         )
         parent = derived_chain(
@@ -265,6 +274,7 @@ class Glue:
             links=[inc.producer],
             start_time=inc.polled_ns,
             attributes={"messaging.system": "kafka", "messaging.operation.type": "process"},
+            edge=messaging_from(KAFKA),
         )
 
     def skip(self, msg: Any, exc: Exception) -> None:
@@ -308,6 +318,7 @@ def _publish_one(glue: Glue, r: Any, inc: Incoming, consume_hop: str, channels: 
             event_id=inc.event_id,
             workload=inc.workload,
             kind=SpanKind.PRODUCER,
+            edge=PUBLISH_EDGE,
             attributes={
                 "db.system.name": "redis",
                 "messaging.system": "redis",
@@ -351,6 +362,7 @@ def run_router(cfg: GlueConfig) -> None:
                     event_id=inc.event_id,
                     workload=inc.workload,
                     kind=SpanKind.CLIENT,
+                    edge=Edge(server=REDIS, type=EDGE_DATABASE),
                     attributes={"db.system.name": "redis", "db.operation.name": "HGETALL"},
                 ):
                     channels = matching(r.hgetall(cfg.filters_key), inc.payload.fields)
@@ -362,6 +374,7 @@ def run_router(cfg: GlueConfig) -> None:
                     event_id=inc.event_id,
                     workload=inc.workload,
                     kind=SpanKind.PRODUCER,
+                    edge=PUBLISH_EDGE,
                     attributes={"messaging.system": "redis", "hopscope.channels": len(channels)},
                 ) as pub:
                     body = make_envelope(
@@ -415,6 +428,7 @@ def run_ingest(cfg: GlueConfig) -> None:
                     "db.operation.name": "INSERT",
                     "db.collection.name": cfg.table,
                     "db.operation.batch.size": len(batch),
+                    **INSERT_EDGE.attributes_for(glue.tracer),
                 },
             )
             for inc, consume, _ in batch

@@ -25,4 +25,6 @@ class Ingest(Pipeline):
                 "inserted_at timestamptz NOT NULL DEFAULT clock_timestamp())"
             )
             self.host.grant_pipeline(conn, INGEST_TABLE)
-        self.host.spawn("ingest", topic=self.host.topics.events, dsn=self.host.pipeline_dsn(), table=INGEST_TABLE)
+        self.host.spawn(
+            "ingest", topic=self.host.topics.events, dsn=self.host.pipeline_dsn(), table=INGEST_TABLE
+        )

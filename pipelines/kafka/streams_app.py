@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from .common import STREAMS_SERVICE
 from .tuning import KafkaTuning, properties_text
 
 SOURCE_DIR = Path(__file__).resolve().parent / "streams"
@@ -144,7 +145,7 @@ class StreamsApp:
             "HOPSCOPE_STREAMS_STATE_DIR": str(s.state_dir),
             "HOPSCOPE_OTLP_HTTP": s.otlp_http,
             "HOPSCOPE_RUN_ID": s.run_id,
-            "OTEL_SERVICE_NAME": "kafka.streams",
+            "OTEL_SERVICE_NAME": STREAMS_SERVICE,
             TUNING_ENV: properties_text(s.tuning.streams_properties()),
         }
 

@@ -18,14 +18,20 @@ import orjson
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from hopscope.core.attributes import EDGE_MESSAGING
 from hopscope.instrumentation.carriers import TraceparentError, extract_kafka_headers, parse_envelope
 from hopscope.instrumentation.derived import NS_PER_MS, derived_span
+from hopscope.instrumentation.edges import KAFKA, REDIS, Edge, messaging_from
 from hopscope.instrumentation.hops import LeafSpans, start_hop_span
 
+from .common import STREAMS_SERVICE
 from .glue import poll_batch
 
 #: Event ids of the Streams app's warm-up records (not events of the run; no receipts).
 WARMUP_PREFIX = "warmup-"
+FROM_REDIS = messaging_from(REDIS)
+FROM_KAFKA = messaging_from(KAFKA)
+OUTPUT_APPEND_EDGE = Edge(client=STREAMS_SERVICE, server=KAFKA, type=EDGE_MESSAGING)
 #: (event_id, subscriber, received_ns) — called from receiver threads.
 Report = Callable[[str, str, int], None]
 
@@ -80,6 +86,7 @@ class RedisSubscriber(threading.Thread):
                 workload=self.workload,
                 kind=SpanKind.CONSUMER,
                 parent=env.parent,
+                edge=FROM_REDIS,
                 subscriber=self.sub_name,
                 start_time=received,
                 attributes={
@@ -169,6 +176,7 @@ class AggregateReader(threading.Thread):
             derived_from="output topic LogAppendTime (ms)",
             precision_ns=NS_PER_MS,
             links=[parent.span_context()],
+            edge=OUTPUT_APPEND_EDGE,
         )
         span = start_hop_span(
             self.tracer,
@@ -178,6 +186,7 @@ class AggregateReader(threading.Thread):
             kind=SpanKind.CONSUMER,
             parent=append.get_span_context(),
             links=[parent.span_context()],
+            edge=FROM_KAFKA,
             subscriber=self.sub_name,
             start_time=received,
             attributes={

@@ -1,7 +1,7 @@
 """Every PromQL query of the dashboards returns data from the real Prometheus after a short real run.
 
 Spans with hopscope attributes go over OTLP through the real collector (its
-spanmetrics and servicegraph connectors), Prometheus scrapes the collector,
+spanmetrics connectors: per hop, and per service-map edge), Prometheus scrapes the collector,
 and each dashboard query, interpolated as Grafana would (variables set to this
 run's stack / workload / hop, `$__rate_interval` to a duration), must return
 at least one finite sample for this run's series.
@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -37,6 +36,7 @@ from hopscope.deploy.config import load_config
 from hopscope.deploy.lifecycle import up
 from hopscope.deploy.registry import UnknownService, service_class
 from hopscope.deploy.services.prometheus import Prometheus
+from hopscope.instrumentation.edges import Edge, messaging_from
 
 STACK = "kafka"
 WORKLOAD = f"dashcheck_{uuid.uuid4().hex[:8]}"
@@ -49,6 +49,11 @@ HOPS = (
     ("subscriber.receive", "dashcheck.subscriber", SpanKind.CONSUMER),
 )
 HOP = "store.write"
+# The spans that name a service-map edge (instrumentation/edges.py): the receiving ones.
+EDGES = {
+    "store.write": Edge(client="dashcheck.client"),
+    "subscriber.receive": messaging_from("dashcheck.store"),
+}
 DEADLINE_S = 300.0
 
 
@@ -78,6 +83,8 @@ class Traffic:
             tracer = self.providers[svc].get_tracer("hopscope.tests.dashboards")
             ctx = set_span_in_context(parent) if parent is not None else None
             attrs = {"hopscope.hop": hop, "hopscope.workload": WORKLOAD, "hopscope.event_id": f"e{n}"}
+            if hop in EDGES:
+                attrs.update(EDGES[hop].attributes(svc))
             if hop == "subscriber.receive":
                 attrs["hopscope.subscriber"] = "s1"
             span = tracer.start_span(hop, context=ctx, kind=kind, attributes=attrs, start_time=start)
@@ -129,27 +136,6 @@ def _wait_for(prom: Prometheus, promql: str, deadline: float) -> list[dict]:
         time.sleep(3)
 
 
-def _servicegraph_built() -> bool:
-    """True when our collector distribution carries the servicegraph connector.
-
-    The module proxy this project can reach serves no release of
-    `connector/servicegraphconnector` (404 for every version), so the build leaves it
-    out and the service-graph series cannot exist; those checks are expected to fail
-    until it is served (see collector/builder/manifest.yaml).
-    """
-    manifest = Path(__file__).resolve().parents[2] / "collector" / "builder" / "manifest.yaml"
-    return any(
-        line.strip().startswith("- gomod:") and "servicegraphconnector" in line
-        for line in manifest.read_text().splitlines()
-    )
-
-
-SERVICEGRAPH = _servicegraph_built()
-NO_SERVICEGRAPH = (
-    "servicegraph connector not in the collector build: the module proxy serves no release of it"
-)
-
-
 def _is_servicegraph(promql: str) -> bool:
     return "traces_service_graph" in promql
 
@@ -180,7 +166,9 @@ def test_collector_exports_the_series_and_labels_the_dashboards_read(
     assert {s["metric"][m.STACK] for s in series} == {STACK}
     exposed = httpx.get(f"http://127.0.0.1:{ctx.config.collector.prometheus_port}/metrics", timeout=5).text
     names = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", exposed, re.M))
-    wanted = [name for name in m.ALL_SERIES if SERVICEGRAPH or not _is_servicegraph(name)]
+    # the edge series are exported under span-metrics names; Prometheus files them under the
+    # servicegraph ones (checked against Prometheus in the service-graph test)
+    wanted = [name for name in m.ALL_SERIES if not _is_servicegraph(name)] + list(m.EDGE_SERIES_EXPORTED)
     missing = [name for name in wanted if name not in names]
     assert not missing, f"the collector's /metrics lacks {missing}"
 
@@ -192,8 +180,6 @@ def test_every_promql_query_returns_data_for_this_run(telemetry: tuple[Context, 
     deadline = time.monotonic() + DEADLINE_S
     empty = []
     for where, promql in _dashboard_promql(hop):
-        if not SERVICEGRAPH and _is_servicegraph(promql):
-            continue  # checked (as an expected failure) by the servicegraph test below
         result = _wait_for(prom, promql, deadline)
         if not result:
             empty.append(f"{where}: {promql}")
@@ -205,19 +191,38 @@ def test_every_promql_query_returns_data_for_this_run(telemetry: tuple[Context, 
     assert not empty, "queries without data:\n" + "\n".join(empty)
 
 
-@pytest.mark.xfail(not SERVICEGRAPH, reason=NO_SERVICEGRAPH, strict=True)
-def test_servicegraph_pairs_the_runs_client_and_server(telemetry: tuple[Context, Traffic]) -> None:
-    ctx, _ = telemetry
+def test_the_service_graph_has_the_edges_the_spans_name(telemetry: tuple[Context, Traffic]) -> None:
+    ctx, traffic = telemetry
     prom = Prometheus(ctx)
     deadline = time.monotonic() + DEADLINE_S
+    where = f'{m.WORKLOAD}="{WORKLOAD}"'
     edges = _wait_for(
-        prom, f'{m.GRAPH_REQUESTS}{{client="dashcheck.client", server="dashcheck.store"}}', deadline
+        prom, f'{m.GRAPH_REQUESTS}{{client="dashcheck.client", server="dashcheck.store", {where}}}', deadline
     )
-    assert edges, "servicegraph did not pair the CLIENT span with its SERVER child"
+    assert edges, "no request series for the client -> store edge the SERVER span names"
+    assert "connection_type" not in edges[0]["metric"], edges  # request/response: no type
     messaging = _wait_for(
-        prom, f'{m.GRAPH_REQUESTS}{{client="dashcheck.store", server="dashcheck.subscriber"}}', deadline
+        prom,
+        f'{m.GRAPH_REQUESTS}{{client="dashcheck.store", server="dashcheck.subscriber", {where}}}',
+        deadline,
     )
     assert messaging and messaging[0]["metric"].get("connection_type") == "messaging_system"
+    # Only spans that name an edge make one: client.write and store.publish name none.
+    every = _finite(prom.query(f"sum by (client, server) ({m.GRAPH_REQUESTS}{{{where}}})"))
+    pairs = {(r["metric"]["client"], r["metric"]["server"]) for r in every}
+    assert pairs == {("dashcheck.client", "dashcheck.store"), ("dashcheck.store", "dashcheck.subscriber")}
+    # The edge's latency is the server span's duration, in seconds: each event's store.write
+    # and subscriber.receive last 1-30 ms, so the edge's mean lies inside that range.
+    mean = _wait_for(
+        prom,
+        f'sum({m.GRAPH_SERVER_SUM}{{server="dashcheck.store", {where}}}) / sum({m.GRAPH_SERVER_COUNT}{{server="dashcheck.store", {where}}})',
+        deadline,
+    )
+    assert mean and 0.001 <= float(mean[0]["value"][1]) <= 0.030, mean
+    # Every tenth store.write fails: the failed-request series counts them.
+    failed = _wait_for(prom, f'{m.GRAPH_FAILED}{{server="dashcheck.store", {where}}}', deadline)
+    assert failed and float(failed[0]["value"][1]) > 0, failed
+    assert traffic.sent > 0
 
 
 def test_errors_show_up_in_the_error_ratio(telemetry: tuple[Context, Traffic]) -> None:
@@ -294,7 +299,9 @@ def test_an_exemplar_opens_its_trace_in_jaeger(telemetry: tuple[Context, Traffic
         if span is not None or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert span is not None, f"exemplar span {exemplar['labels']} not in its Jaeger trace ({len(table)} spans)"
+    assert span is not None, (
+        f"exemplar span {exemplar['labels']} not in its Jaeger trace ({len(table)} spans)"
+    )
     assert span["hop"] == labels[m.HOP] and span["workload"] == WORKLOAD
     duration_ms = (span["end_ns"] - span["start_ns"]) / 1e6
     assert math.isclose(float(exemplar["value"]), duration_ms, rel_tol=1e-6), (exemplar, duration_ms)

@@ -14,6 +14,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -219,7 +220,11 @@ def _assert_span_metrics_cardinality_is_bounded(ctx: Context, run_id: str, event
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_workload_is_traced_through_every_hop(
-    name: str, harper: Harper, runs_root: Path, capsys: pytest.CaptureFixture[str]
+    name: str,
+    harper: Harper,
+    runs_root: Path,
+    capsys: pytest.CaptureFixture[str],
+    edges_in_prometheus: Callable[..., set],
 ) -> None:
     workload = load_workload(name, {"warmup_s": 0.0, **RUNS[name]})
     run_id = f"test-harper-{name}-{uuid.uuid4().hex[:8]}"
@@ -287,6 +292,25 @@ def test_workload_is_traced_through_every_hop(
     for hop in expected[name]:
         if hop != "harper.confirm" or name == "ingest":  # confirmation is off the notification path
             assert hop in report, f"hop {hop} missing from {run_dir / 'report.md'}"
+
+    # the service map the spans name: the load generator into the write (or read) node, each
+    # subscribing node to the subscribers (the ingest sink: the confirmed answer coming back)
+    nodes = {n: f"harper.{harper.client().node(n).name}" for n in (1, 2)}
+    sub_edges = {(f"harper.{s['node']}", "harper.subscribers") for s in driver_manifest["subscribers"]}
+    if name == "ingest":
+        sub_edges = {(nodes[1], "harper.subscribers")}
+    entry = "messaging_system" if name == "fanout" else ""
+    expected = {("hopscope.loadgen", nodes[1], entry)} | {
+        (c, srv, "" if name == "ingest" else "messaging_system") for c, srv in sub_edges
+    }
+    if name == "aggregate":
+        expected.add(("hopscope.loadgen", nodes[2], ""))  # the point reads, on node 2
+    edges = run.service_map()
+    edges = edges[(edges["stack"] == "harper") & edges["workload"].isin([name, "point_read"])]
+    named = set(zip(edges["client"], edges["server"], edges["connection_type"], strict=True))
+    assert named == expected, named ^ expected
+    if name == "write_notify":  # and live, as Prometheus files the collector's edge series
+        assert edges_in_prometheus(run_id, expected) == expected
 
     stats = run.hop_stats()
     stats = stats[(stats["stack"] == "harper") & (stats["workload"] == name)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,39 @@ def _bench(ctx: Context, workload: str, **overrides: Any) -> tuple[Path, Any]:
     return run_dir, result
 
 
+M, D = "messaging_system", "database"
+#: The service map each workload's spans name (client, server, connection_type): every system
+#: an event passes, in order (instrumentation/edges.py; point reads are their own workload).
+KAFKA_EDGES = {
+    "write_notify": {
+        ("hopscope.loadgen", "postgresql", D),
+        ("postgresql", "kafka.connect", ""),
+        ("kafka.connect", "kafka", M),
+        ("kafka", "kafka.notifier", M),
+        ("kafka.notifier", "redis", M),
+        ("redis", "kafka.subscriber", M),
+    },
+    "fanout": {
+        ("hopscope.loadgen", "kafka", M),
+        ("kafka", "kafka.router", M),
+        ("kafka.router", "redis", D),  # the filter lookup
+        ("kafka.router", "redis", M),  # the publishes
+        ("redis", "kafka.subscriber", M),
+    },
+    "aggregate": {
+        ("hopscope.loadgen", "kafka", M),
+        ("kafka", "kafka.streams", M),
+        ("kafka.streams", "kafka", M),
+        ("kafka", "kafka.reader", M),
+        ("hopscope.loadgen", "kafka.streams", ""),  # the point reads
+    },
+    "ingest": {
+        ("hopscope.loadgen", "kafka", M),
+        ("kafka", "kafka.ingest", M),
+        ("kafka.ingest", "postgresql", D),
+    },
+}
+
 #: The contrib instrumentations' spans each workload must show (parts of span names).
 LIBRARY_SPANS = {
     "write_notify": ("INSERT", "PUBLISH"),  # bench's psycopg INSERT, notifier's redis PUBLISH
@@ -150,6 +184,11 @@ def _check_run(run_dir: Path, workload: str) -> dict[str, Any]:
     expected = json.loads((run_dir / "manifest.json").read_text())["expected_hops"]["kafka"][workload]
     assert set(expected) <= set(hops["hop"]), set(expected) - set(hops["hop"])
     _check_library_spans(run_dir, workload, run.quality()["pairs"], hops)
+    edges = run.service_map()
+    edges = edges[(edges["stack"] == "kafka") & edges["workload"].isin([workload, "point_read"])]
+    named = set(zip(edges["client"], edges["server"], edges["connection_type"], strict=True))
+    assert named == KAFKA_EDGES[workload], named ^ KAFKA_EDGES[workload]
+    assert (edges["errors"] == 0).all(), edges
     top = hops.sort_values("tail_share_p99", ascending=False).head(3)
     summary = {
         "e2e_p50_ms": round(p50_ledger, 2),
@@ -161,9 +200,12 @@ def _check_run(run_dir: Path, workload: str) -> dict[str, Any]:
     return summary
 
 
-def test_write_notify(stack: Context) -> None:
+def test_write_notify(stack: Context, edges_in_prometheus: Callable[..., set]) -> None:
     run_dir, _ = _bench(stack, "write_notify", subscribers=2)
     _check_run(run_dir, "write_notify")
+    # the same map, live: the collector's edge series as Prometheus files them for the dashboards
+    run_id = json.loads((run_dir / "manifest.json").read_text())["run_id"]
+    assert edges_in_prometheus(run_id, KAFKA_EDGES["write_notify"]) == KAFKA_EDGES["write_notify"]
     manifest = json.loads((run_dir / "manifest.json").read_text())["driver"]
     assert manifest["postgres"]["synchronous_commit"] == "on"
     assert manifest["debezium"]["poll.interval.ms"] == "1"

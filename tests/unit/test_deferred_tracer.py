@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from hopscope.instrumentation.carriers import format_traceparent, parse_traceparent
 from hopscope.instrumentation.deferred import DeferredTracer, HeldSpan, hot_path_tracer
 from hopscope.instrumentation.derived import DerivedHop, derived_chain
+from hopscope.instrumentation.edges import CONNECT, KAFKA, REDIS, Edge, messaging_from
 from hopscope.instrumentation.hops import hop_span
 from hopscope.instrumentation.tracing import deferred_processor, setup_tracing, shutdown_tracing
 
@@ -37,14 +38,19 @@ def _notify(tracer: trace.Tracer) -> dict[str, str]:
     span inside it whose context goes into the outgoing message, and a failed child."""
     producer = parse_traceparent(PRODUCER, "test").span_context()
     last = derived_chain(
-        tracer, 1_000, [DerivedHop("pg.commit", 2_000, "source.ts_us", 1_000), DerivedHop("kafka.append", 3_000, "LogAppendTime (ms)", 1_000_000)],
+        tracer, 1_000, [DerivedHop("pg.commit", 2_000, "source.ts_us", 1_000), DerivedHop("kafka.append", 3_000, "LogAppendTime (ms)", 1_000_000, Edge(CONNECT, KAFKA, "messaging_system"))],
         parent=producer, event_id="e1", workload="write_notify", link=producer,
     )  # fmt: skip
     carrier: dict[str, str] = {}
     with hop_span(tracer, "notifier.consume", event_id="e1", workload="write_notify", kind=SpanKind.CONSUMER,
-                  parent=last, links=[producer], start_time=4_000):  # fmt: skip
+                  parent=last, links=[producer], start_time=4_000, edge=messaging_from(KAFKA)):  # fmt: skip
         with hop_span(
-            tracer, "redis.publish", event_id="e1", workload="write_notify", kind=SpanKind.PRODUCER
+            tracer,
+            "redis.publish",
+            event_id="e1",
+            workload="write_notify",
+            kind=SpanKind.PRODUCER,
+            edge=Edge(server=REDIS, type="messaging_system"),
         ) as pub:
             carrier["traceparent"] = format_traceparent(pub.get_span_context())
             pub.set_attribute("hopscope.channels", 1)
@@ -98,6 +104,18 @@ def test_deferred_spans_are_the_live_spans_built_later() -> None:
     )
     (commit,) = [s for s in held_exp.spans if s.name == "pg.commit"]
     assert (commit.start_time, commit.end_time) == (1_000, 2_000)
+    # the service-map edges: the process's own end is its service.name, built or live
+    edges = {
+        s.name: (s.attributes.get("hopscope.edge.client"), s.attributes.get("hopscope.edge.server"))
+        for s in held_exp.spans
+    }
+    assert edges == {
+        "pg.commit": (None, None),
+        "kafka.append": (CONNECT, KAFKA),
+        "notifier.consume": (KAFKA, "svc"),
+        "redis.publish": ("svc", REDIS),
+        "redis.route": (None, None),
+    }
 
 
 def test_unsampled_spans_are_not_held() -> None:

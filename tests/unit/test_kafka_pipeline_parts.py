@@ -41,13 +41,13 @@ def test_derived_chain_clamps_a_coarser_clock_to_zero_length() -> None:
     hops = _chain(
         sent,
         [
-            ("pg.commit", sent + 2_000, "source.ts_us", 1000),
-            ("kafka.append", append_ms * NS_PER_MS, "LogAppendTime (ms)", NS_PER_MS),
+            ("pg.commit", sent + 2_000, "source.ts_us", 1000, None),
+            ("kafka.append", append_ms * NS_PER_MS, "LogAppendTime (ms)", NS_PER_MS, None),
         ],
     )
     assert [h.end_ns for h in hops] == [sent + 2_000, sent + 2_000]
     assert hops[1].precision_ns == NS_PER_MS
-    later = _chain(sent, [("kafka.append", (append_ms + 3) * NS_PER_MS, "x", NS_PER_MS)])
+    later = _chain(sent, [("kafka.append", (append_ms + 3) * NS_PER_MS, "x", NS_PER_MS, None)])
     assert later[0].end_ns == (append_ms + 3) * NS_PER_MS
 
 

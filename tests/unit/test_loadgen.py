@@ -15,8 +15,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from typer.testing import CliRunner
 
 from hopscope.cli import app
-from hopscope.core.attributes import ATTR_EVENT_ID, ATTR_HOP, ATTR_SEND_LAG_NS, LOADGEN_SPAN_NAME
+from hopscope.core.attributes import (
+    ATTR_EDGE_CLIENT,
+    ATTR_EDGE_SERVER,
+    ATTR_EDGE_TYPE,
+    ATTR_EVENT_ID,
+    ATTR_HOP,
+    ATTR_SEND_LAG_NS,
+    LOADGEN_SPAN_NAME,
+)
 from hopscope.instrumentation.carriers import parse_traceparent
+from hopscope.instrumentation.edges import Edge
 from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
 from hopscope.pipelines.bench import resolve_bench, run_bench
 from hopscope.pipelines.driver import (
@@ -118,6 +127,9 @@ def test_root_span_starts_at_intended_time_and_traceparent_reaches_driver(root_s
             seen[event.event_id] = event.traceparent
             return super().send(event)
 
+        def root_edge(self, workload: str) -> Edge | None:
+            return Edge(server="postgresql", type="database")
+
     exporter = InMemorySpanExporter()
     provider = setup_tracing("hopscope.loadgen", "kafka", "t", exporter=exporter)
     w = _wl("write_notify", rate=100, duration_s=0.5)
@@ -133,6 +145,12 @@ def test_root_span_starts_at_intended_time_and_traceparent_reaches_driver(root_s
         assert span.start_time == t["intended_ns"][i]
         assert span.end_time == t["acked_ns"][i]
         assert span.attributes[ATTR_SEND_LAG_NS] == t["sent_ns"][i] - t["intended_ns"][i]
+        # the edge into the stack the driver names, with the load generator as its client
+        assert (span.attributes[ATTR_EDGE_CLIENT], span.attributes[ATTR_EDGE_SERVER]) == (
+            "hopscope.loadgen",
+            "postgresql",
+        )
+        assert span.attributes[ATTR_EDGE_TYPE] == "database"
         tp = parse_traceparent(seen[eid])
         assert tp.trace_id == t["trace_id"][i] == f"{span.context.trace_id:032x}"
         assert tp.span_id == f"{span.context.span_id:016x}"

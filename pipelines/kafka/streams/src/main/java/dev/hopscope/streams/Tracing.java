@@ -35,6 +35,10 @@ final class Tracing implements AutoCloseable {
   static final AttributeKey<Boolean> DERIVED = AttributeKey.booleanKey("hopscope.derived");
   static final AttributeKey<String> DERIVED_FROM = AttributeKey.stringKey("hopscope.derived_from");
   static final AttributeKey<Long> PRECISION_NS = AttributeKey.longKey("hopscope.derived_precision_ns");
+  // The service-map edge a span crosses, named on it (hopscope.instrumentation.edges).
+  static final AttributeKey<String> EDGE_CLIENT = AttributeKey.stringKey("hopscope.edge.client");
+  static final AttributeKey<String> EDGE_SERVER = AttributeKey.stringKey("hopscope.edge.server");
+  static final AttributeKey<String> EDGE_TYPE = AttributeKey.stringKey("hopscope.edge.type");
 
   private static final TextMapGetter<Map<String, String>> MAP_GETTER =
       new TextMapGetter<>() {
@@ -51,9 +55,11 @@ final class Tracing implements AutoCloseable {
 
   private final OpenTelemetry otel;
   private final SdkTracerProvider provider;
+  private final String serviceName;
   final Tracer tracer;
 
   Tracing(Settings settings) {
+    serviceName = settings.serviceName();
     if (settings.tracingEnabled()) {
       Resource resource =
           Resource.getDefault()
@@ -127,6 +133,13 @@ final class Tracing implements AutoCloseable {
     SpanContext upstream = Span.fromContext(parent).getSpanContext();
     if (kind == SpanKind.CONSUMER && upstream.isValid()) {
       builder.addLink(upstream);
+    }
+    if (kind == SpanKind.CONSUMER) {
+      // the app's only consumer reads the input topic: the kafka -> this service edge
+      builder
+          .setAttribute(EDGE_CLIENT, "kafka")
+          .setAttribute(EDGE_SERVER, serviceName)
+          .setAttribute(EDGE_TYPE, "messaging_system");
     }
     if (producer != null) {
       SpanContext origin = Span.fromContext(producer).getSpanContext();
