@@ -97,8 +97,10 @@ def test_write_notify_reads_back_the_low_latency_tuning(
         assert config["poll.interval.ms"] == str(tuning.debezium.poll_interval_ms), where
         assert config["max.batch.size"] == str(tuning.debezium.max_batch_size), where
         assert config["producer.override.acks"] == "all", where  # durability untouched
+    # Connect accepted the tuned config: the task ran (the bench delivered every event) and the
+    # driver paused it when the run ended (write_notify.after_stop: an idle 1 ms poll costs CPU)
     status = Connect(stack).connector_status(WN_CONNECTOR)
-    assert {t["state"] for t in status["tasks"]} == {"RUNNING"}, status
+    assert {t["state"] for t in status["tasks"]} <= {"RUNNING", "PAUSED"}, status
 
     # the notifier glue process's own report of the consumer it built
     notifier = [c for c in driver["consumers"] if c["client"] == "notifier"]
