@@ -33,7 +33,6 @@ import orjson
 from opentelemetry.trace import SpanKind
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from hopscope.core.attributes import EDGE_MESSAGING
 from hopscope.deploy.base import Context
 from hopscope.deploy.config import load_config
 from hopscope.deploy.harper_client import CONFIRM_HEADER, HarperClient, HarperError, confirm_value
@@ -167,8 +166,7 @@ class HarperDriver(Driver):
         # The component's server spans do not know their caller: the load generator names it.
         if workload == POINT_READ:
             return Edge(server=self.node_service(self.config.read_node))
-        kind = EDGE_MESSAGING if workload == "fanout" else ""  # an MQTT publish, or REST
-        return Edge(server=self.node_service(self.config.write_node), type=kind)
+        return Edge(server=self.node_service(self.config.write_node))  # a REST write
 
     # --- lifecycle ------------------------------------------------------------------------
     def preflight(self, workload: Workload) -> None:
@@ -485,7 +483,7 @@ class HarperDriver(Driver):
             "write_confirmation": {
                 "replicas": replicas,
                 "rest_header": {CONFIRM_HEADER: confirm_value(replicas)} if replicas else None,
-                "applies_to": "REST writes (write_notify, aggregate, ingest); MQTT publish has no confirmation",
+                "applies_to": "every REST write (all four workloads)",
                 # read back from the requests: what the nodes applied, per write
                 **applied_confirmation(self._applied),
             },

@@ -109,9 +109,12 @@ class Pipeline:
 
 
 def fanned_subscribers(workload: Workload, nodes: int, filters: Any) -> list[Sub]:
-    """One subscriber per workload subscriber, spread over the nodes: sub-0 on the writer's
-    node, the others on replicas; `filters(spec)` gives each one's MQTT topic filters."""
+    """One subscriber per workload subscriber, spread over the replicas (nodes 2..n; node 1
+    takes the writes): a replica notifies once it holds the write, so every notification
+    follows two durable copies, as Kafka's acks=all with min.insync.replicas=2 (D21).
+    `filters(spec)` gives each one's MQTT topic filters."""
+    replicas = max(nodes - 1, 1)
     return [
-        Sub(spec.name, i % nodes + 1, filters(spec), SUBSCRIBER_HOP)
+        Sub(spec.name, i % replicas + (2 if nodes > 1 else 1), filters(spec), SUBSCRIBER_HOP)
         for i, spec in enumerate(workload.subscribers)
     ]

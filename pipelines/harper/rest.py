@@ -1,4 +1,4 @@
-"""The confirmed REST write two workloads share (write_notify, aggregate)."""
+"""The confirmed REST write the workloads share (write_notify, fanout, aggregate)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from ..driver import Ack, Event
 from .pipeline import Host
 
 
-async def put(host: Host, event: Event, resource: str) -> Ack:
-    """PUT /<resource>/<event id> on the write node, confirmed by the configured replicas."""
+async def put(host: Host, event: Event, path: str) -> Ack:
+    """PUT /<path> on the write node, confirmed by the configured replicas: `path` is a resource
+    (the event id is appended) or a record's whole path ending in the event id (fanout)."""
     node = host.client.node(host.config.write_node)
     host.expect(event)
+    if not path.endswith(f"/{event.event_id}"):
+        path = f"{path}/{event.event_id}"
     ack, _ = await host.request(
         "PUT",
-        f"{node.rest_url}/{resource}/{event.event_id}",
+        f"{node.rest_url}/{path}",
         content=orjson.dumps(host.body(event)),
         headers=host.write_headers(event),
     )

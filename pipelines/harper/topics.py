@@ -1,7 +1,7 @@
 """Where each workload's events go in Harper, and which MQTT filters a subscriber holds.
 
 Fan-out filtering must be done with topic paths: Harper ignores query-string
-filters on subscriptions. An event of `fanout` is published to
+filters on subscriptions. An event of `fanout` is the record
 `Fanout/<field values in workload order>/<event id>`; a subscriber's filter
 becomes one MQTT filter per combination of accepted values, `+` for a field
 it does not filter on, ending in `/#`.

@@ -249,9 +249,12 @@ def test_workload_is_traced_through_every_hop(
 
     # the fairness read-back of the writes: the confirmation every REST write was applied with
     driver_manifest = json.loads((run_dir / "manifest.json").read_text())["driver"]
-    if name != "fanout":  # fanout's MQTT publishes carry no confirmation
-        applied = driver_manifest["write_confirmation"]["applied"]
-        assert applied == harper.ctx.config.harper.confirm_replicas, driver_manifest["write_confirmation"]
+    applied = driver_manifest["write_confirmation"]["applied"]
+    assert applied == harper.ctx.config.harper.confirm_replicas, driver_manifest["write_confirmation"]
+    # durability matched (D21): every subscriber on a replica, told once a second node holds it
+    assert not any(s["same_node_as_writer"] for s in driver_manifest["subscribers"]), driver_manifest[
+        "subscribers"
+    ]
 
     # the component's own account: every span it ended reached the collector, every commit resolved
     account = driver_manifest["component_telemetry"]
@@ -299,8 +302,7 @@ def test_workload_is_traced_through_every_hop(
     sub_edges = {(f"harper.{s['node']}", "harper.subscribers") for s in driver_manifest["subscribers"]}
     if name == "ingest":
         sub_edges = {(nodes[1], "harper.subscribers")}
-    entry = "messaging_system" if name == "fanout" else ""
-    expected = {("hopscope.loadgen", nodes[1], entry)} | {
+    expected = {("hopscope.loadgen", nodes[1], "")} | {
         (c, srv, "" if name == "ingest" else "messaging_system") for c, srv in sub_edges
     }
     if name == "aggregate":
@@ -325,8 +327,8 @@ def test_workload_is_traced_through_every_hop(
         )
 
 
-#: where each workload's confirmed writes are stored (fanout publishes, nothing is stored)
-_STORED_IN = {"write_notify": "Notify", "aggregate": "Reading", "ingest": "Ingest"}
+#: where each workload's confirmed writes are stored
+_STORED_IN = {"write_notify": "Notify", "fanout": "Fanout", "aggregate": "Reading", "ingest": "Ingest"}
 
 
 def _stalled_confirmations(client: HarperClient, name: str, result: LoadResult) -> list[str]:
@@ -347,11 +349,14 @@ def _stalled_confirmations(client: HarperClient, name: str, result: LoadResult) 
     resource = _STORED_IN.get(name)
     if resource is None:
         return []
-    return [
-        event_id
-        for event_id in timed_out
-        if all(_get(client, node.index, f"{resource}/{event_id}").status_code == 200 for node in client.nodes)
-    ]
+
+    def stored(node: int, event_id: str) -> bool:
+        if resource == "Fanout":  # its records are named by topic path: found by their event id
+            resp = _get(client, node, f"Fanout/?eventId={event_id}")
+            return resp.status_code == 200 and len(resp.json()) == 1
+        return _get(client, node, f"{resource}/{event_id}").status_code == 200
+
+    return [event_id for event_id in timed_out if all(stored(node.index, event_id) for node in client.nodes)]
 
 
 def test_fairness_shows_the_confirmation_the_nodes_applied_not_the_config(
@@ -404,17 +409,18 @@ def test_fanout_subscribers_receive_exactly_their_filter(harper: Harper, runs_ro
     assert all(seen.values()), seen
 
 
+@pytest.mark.parametrize("name", ["ingest", "fanout"])
 def test_confirmed_write_with_every_replica_frozen_is_a_timeout_in_the_ledger(
-    harper: Harper, runs_root: Path
+    name: str, harper: Harper, runs_root: Path
 ) -> None:
-    """A confirmed write waits forever while no replica answers: our timeout ends it, the ledger says so."""
+    """A confirmed write waits forever while no replica answers: our timeout ends it, the ledger
+    says so — and no subscriber hears of a fan-out event only one node holds (durability matched,
+    D21: with a subscriber on the writer's node, it would have been told at once)."""
     pids = [read_pid(harper.ctx.service_dir("harper") / f"node{n}.pid") for n in (2, 3)]
     assert all(pids), pids
-    workload = load_workload(
-        "ingest",
-        {"warmup_s": 0.0, "rate_sweep": None, "rate": 5.0, "duration_s": 1.0, "drain_timeout_s": 2.0},
-    )
-    run_id = f"test-harper-frozen-{uuid.uuid4().hex[:8]}"
+    overrides = {"warmup_s": 0.0, "rate": 5.0, "duration_s": 1.0, "drain_timeout_s": 2.0}
+    workload = load_workload(name, {**overrides, "rate_sweep": None} if name == "ingest" else overrides)
+    run_id = f"test-harper-frozen-{name}-{uuid.uuid4().hex[:8]}"
     driver = HarperDriver(request_timeout_s=2.0)
     driver.preflight(workload)  # reads every node, so before the freeze
     provider = setup_tracing(
@@ -441,7 +447,9 @@ def test_confirmed_write_with_every_replica_frozen_is_a_timeout_in_the_ledger(
     rows = result.ledger.table.to_pylist()
     assert rows and all(r["ack_status"] == "timeout" for r in rows), [r["ack_status"] for r in rows]
     assert all("no answer within 2.0s" in r["ack_message"] for r in rows)
-    assert result.ledger.counts.get("lost", 0) == len(rows)
+    assert not any(r["receipts"] for r in rows), [r["receipts"] for r in rows if r["receipts"]]
+    expecting = [r for r in rows if r["expected_subscribers"]]  # a fan-out event may match no one
+    assert expecting and result.ledger.counts.get("lost", 0) == len(expecting)
     # the cluster recovers: a confirmed write goes through again
     client = harper.client()
     deadline = time.monotonic() + 60

@@ -1,12 +1,12 @@
 // hopscope's Harper component: traced resources for the four workloads.
 //
 // Every hop that happens inside Harper gets a span here: request handling
-// (harper.put / harper.aggregate / harper.publish / harper.get), the local
-// commit (harper.commit, ended when the LMDB transaction really committed) and
-// the replica confirmation (harper.confirm, ended when Harper resolves the
-// confirmed commit). The record carries the traceparent of harper.commit (or of
-// harper.publish for messages), because notifications on other nodes carry no
-// headers: subscribers continue the trace from the record.
+// (harper.put / harper.aggregate / harper.get), the local commit (harper.commit,
+// ended when the LMDB transaction really committed) and the replica
+// confirmation (harper.confirm, ended when Harper resolves the confirmed
+// commit). The record carries the traceparent of harper.commit, because
+// notifications on other nodes carry no headers: subscribers continue the trace
+// from the record.
 import { readFileSync } from 'node:fs';
 import { HopTracer, SpanKind, TraceparentError, formatTraceparent, newSpanId, nowMs, parseTraceparent } from './lib/hoptrace.js';
 
@@ -43,7 +43,8 @@ class HttpError extends Error {
 }
 
 function idOf(target, where) {
-  const id = target?.id ?? target;
+  let id = target?.id ?? target;
+  if (Array.isArray(id) && id.length) id = id.join('/'); // a multi-level id (Fanout/<region>/<category>/<event>)
   if (id == null || id === '' || typeof id === 'object') throw new HttpError(400, `${where}: the path names no record id`);
   return String(id);
 }
@@ -222,10 +223,10 @@ async function lockKeyUntilCommit(key, ctx) {
 }
 
 /** The shared path of a traced REST write: validate, span, record with the commit's traceparent. */
-async function tracedWrite(resource, target, data, { where, hop, write }) {
+async function tracedWrite(resource, target, data, { where, hop, write, eventIdOf = (id) => id }) {
   const startMs = nowMs();
   const ctx = resource.getContext();
-  const eventId = idOf(target, where);
+  const eventId = eventIdOf(idOf(target, where));
   checkBody(data, where, {
     key: 'string',
     runId: 'string',
@@ -412,41 +413,29 @@ export class Aggregate extends db.KeyAggregate {
   }
 }
 
-// --- fanout: MQTT publish to Fanout/<region>/<category>/<event id> ---------------------------
+// --- fanout: PUT /Fanout/<region>/<category>/<event id>, confirmed by a replica (the default,
+// durability matched with Kafka's acks=all: subscribers on the replicas hear of it once a replica
+// holds it; D21) --------------------------------------------------------------------------------
 export class Fanout extends db.FanoutMessage {
   static loadAsInstance = false;
-  publish(target, message, options) {
-    const startMs = nowMs();
-    const where = 'Fanout';
-    if (message == null || typeof message !== 'object' || Array.isArray(message))
-      throw new HttpError(400, `${where}: message must be a JSON object`);
-    const { eventId, runId, workload, traceparent } = message;
-    for (const [name, value] of Object.entries({ eventId, runId, workload }))
-      if (typeof value !== 'string' || !value) throw new HttpError(400, `${where}: field '${name}' is missing or not a string`);
-    if (traceparent == null) return super.publish(target, message, options); // untraced run
-    const parent = parentFrom(traceparent, `${where} ${eventId}: message`);
-    const span = tracer.startHop(runId, 'harper.publish', {
-      eventId,
-      workload,
-      parent,
-      kind: SpanKind.CONSUMER,
-      startMs,
-      attributes: {
-        'harper.node': NODE,
-        'messaging.destination.name': `${where}/${target?.id ?? target}`,
-        // the topic ends in the event id; metrics group by the template (the collector's dimension)
-        'messaging.destination.template': `${where}/{id}`,
-      },
+  static async put(target, data, context) {
+    return super.put(target, await parsedBody(data, 'Fanout'), context);
+  }
+  async put(target, data) {
+    return tracedWrite(this, target, data, {
+      where: 'Fanout',
+      hop: 'harper.put',
+      // the record's id is the whole topic path; the event is its last level
+      eventIdOf: (id) => id.slice(id.lastIndexOf('/') + 1),
+      write: ({ eventId, data, traceparent, handledAt }) =>
+        super.put(target, { eventId, key: data.key, runId: data.runId, workload: data.workload, payload: data.payload ?? '', traceparent, handledAt }),
     });
-    try {
-      const carried = formatTraceparent(span.spanContext());
-      const result = super.publish(target, { ...message, traceparent: carried, publishedAt: startMs }, options);
-      tracer.end(span, nowMs());
-      return result;
-    } catch (e) {
-      tracer.end(span, nowMs(), e);
-      throw e;
-    }
+  }
+  post() {
+    throw new HttpError(405, 'Fanout: use PUT /Fanout/<region>/<category>/<event id>');
+  }
+  delete() {
+    throw new HttpError(405, 'Fanout: records are not deleted through this resource');
   }
 }
 
