@@ -108,7 +108,7 @@ def _collector_endpoint() -> str:
 def applied_confirmation(counts: Counter[str]) -> dict[str, Any]:
     """The fairness read-back of the writes' confirmation: `applied` is the one value every
     write reported (an int), or `mixed: …` with the counts, or absent when no REST write ran
-    (fanout's MQTT publishes have no confirmation)."""
+    (a run with no write: point reads only)."""
     if not counts:
         return {}
     out: dict[str, Any] = {"applied_counts": dict(counts)}
