@@ -66,3 +66,14 @@ def test_the_applied_confirmation_is_what_the_writes_reported() -> None:
     assert mixed["applied"] == "mixed: 1 ×38, 0 ×2" and mixed["applied_counts"] == {"1": 38, "0": 2}
     # an old component without the header is said so, never taken for a number
     assert applied_confirmation(Counter({"not reported": 3}))["applied"] == "not reported"
+
+
+def test_subscribers_sit_on_the_replicas_only() -> None:
+    """D21: node 1 takes the writes and tells no subscriber; they spread over nodes 2..n."""
+    from hopscope.pipelines.harper.pipeline import fanned_subscribers
+    from hopscope.pipelines.workload import load_workload
+
+    workload = load_workload("write_notify", {"subscribers": 5})
+    subs = fanned_subscribers(workload, 3, lambda _spec: ["Notify/#"])
+    assert [s.node for s in subs] == [2, 3, 2, 3, 2]
+    assert [s.node for s in fanned_subscribers(workload, 1, lambda _spec: [])] == [1] * 5  # one node: itself
