@@ -2,7 +2,10 @@
 
 - Kafka's own `org.apache.kafka.tools.EndToEndLatency` (kafka-tools jar), on an RF 3 topic
   with `min.insync.replicas=2`, at the stack's producer settings (acks=all, lz4, linger.ms,
-  idempotence) and its consumer's fetch wait — against the traced Kafka hop.
+  idempotence) and its consumer's fetch wait — against the traced Kafka hop. Beside it a
+  like-for-like pair: the tool closed loop and hopscope's confluent-kafka client in the same
+  mode (one 256 B record produced, acked, consumed, then the next), traced and untraced,
+  compared in the mean (the tool prints its percentiles in whole ms).
 - `pgbench` with a one-row INSERT script (autocommit, so INSERT + commit like the
   write_notify client) against our Postgres — against the traced `client.insert` hop. Beside
   that open-loop context, a like-for-like pair: pgbench closed loop (one client, no rate, N
@@ -27,6 +30,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from opentelemetry import trace
 from rich.console import Console
 
 from hopscope.core.rundir import CROSSCHECKS
@@ -271,16 +276,153 @@ def like_for_like_pgbench(binary: str, dsn: str, workdir: Path, transactions: in
         "tool": _quantiles(tool),
         "traced": _quantiles(traced),
         "untraced_client": _quantiles(untraced),
-        "p50_ratio": r["ratio"],
-        "p50_ratio_ci": [r["ci_low"], r["ci_high"]],
-        "untraced_p50_ratio": bare["ratio"],
-        "untraced_p50_ratio_ci": [bare["ci_low"], bare["ci_high"]],
+        "statistic": "p50",
+        "ratio": r["ratio"],
+        "ratio_ci": [r["ci_low"], r["ci_high"]],
+        "untraced_ratio": bare["ratio"],
+        "untraced_ratio_ci": [bare["ci_low"], bare["ci_high"]],
         "tolerance": LIKE_FOR_LIKE_TOLERANCE,
         "agrees": abs(r["ratio"] - 1) <= LIKE_FOR_LIKE_TOLERANCE,
         # where a disagreement comes from: the client itself, or what tracing adds to it
-        "p50_client_ms": p50["untraced"] - p50["tool"],
-        "p50_tracing_ms": p50["traced"] - p50["untraced"],
+        "client_ms": p50["untraced"] - p50["tool"],
+        "tracing_ms": p50["traced"] - p50["untraced"],
     }
+
+
+#: librdkafka's names for the Java client's properties the tool is given
+_JAVA_TO_LIBRDKAFKA = {"fetch.max.wait.ms": "fetch.wait.max.ms"}
+_PRODUCER_KEYS = ("acks", "linger.ms", "compression.type", "enable.idempotence", "batch.size")
+_CONSUMER_KEYS = ("fetch.wait.max.ms", "fetch.min.bytes")
+
+
+def _client_configs(bootstrap: str, props: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The producer and consumer configs of our Python client (confluent-kafka) at the settings
+    the tool was given."""
+    native = {_JAVA_TO_LIBRDKAFKA.get(k, k): v for k, v in props.items()}
+    producer = {"bootstrap.servers": bootstrap, **{k: native[k] for k in _PRODUCER_KEYS if k in native}}
+    consumer = {
+        "bootstrap.servers": bootstrap,
+        "group.id": f"hopscope-crosscheck-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        **{k: native[k] for k in _CONSUMER_KEYS if k in native},
+    }
+    return producer, consumer
+
+
+def kafka_client_loop(
+    bootstrap: str, topic: str, props: dict[str, str], records: int, traced: bool
+) -> np.ndarray:
+    """hopscope's client in EndToEndLatency's mode: one 256-byte record, produce and wait for its
+    ack (acks=all), then poll until the consumer has it; the next record only after. Per record
+    (ms): produce start → record consumed. Traced: the produce inside a `client.produce` hop span
+    with the contrib confluent-kafka instrumentation under it and the receipt a consumer hop span
+    (the pipelines' own tracing, spans built after the loop), the latency taken from the spans
+    as the analysis takes it; untraced: the same loop timed with a clock."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from hopscope.instrumentation.deferred import hot_path_provider
+    from hopscope.instrumentation.libraries import trace_client
+    from hopscope.instrumentation.tracing import setup_tracing, shutdown_tracing
+
+    producer_cfg, consumer_cfg = _client_configs(bootstrap, props)
+    exporter = InMemorySpanExporter()
+    provider = setup_tracing(
+        "hopscope.crosscheck", "crosscheck", "crosscheck", exporter=exporter, enabled=traced
+    )
+    hot = hot_path_provider(provider)
+    tracer = hot.get_tracer("hopscope.crosscheck")
+    producer = trace_client(Producer(producer_cfg), hot)
+    consumer = Consumer(consumer_cfg)
+    try:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        consumer.assign([TopicPartition(topic, 0, high)])
+        payload = b"x" * 256
+        out = np.empty(records)
+        for i in range(records):
+            key = str(i).encode()
+            t0 = time.perf_counter_ns()
+            with tracer.start_as_current_span(
+                "client.produce", kind=SpanKind.PRODUCER, attributes={"hopscope.hop": "client.produce"}
+            ) as root:
+                producer.produce(topic, payload, key=key, partition=0)
+                producer.flush(30)
+            while True:
+                msg = consumer.poll(5)
+                if msg is None:
+                    raise CrossCheckError(f"like-for-like Kafka loop: record {i} not consumed within 5 s")
+                if msg.error() is None and msg.key() == key:
+                    break
+            received = time.time_ns()
+            out[i] = (time.perf_counter_ns() - t0) / 1e6
+            if traced:
+                tracer.start_span(
+                    "crosscheck.consume",
+                    context=trace.set_span_in_context(root),
+                    kind=SpanKind.CONSUMER,
+                    attributes={"hopscope.hop": "crosscheck.consume", "hopscope.event_id": str(i)},
+                    start_time=received,
+                ).end(end_time=received)
+    finally:
+        consumer.close()
+        shutdown_tracing(provider)
+    if not traced:
+        return out
+    spans = exporter.get_finished_spans()
+    roots = {s.context.span_id: s for s in spans if s.name == "client.produce"}
+    receipts = [s for s in spans if s.name == "crosscheck.consume" and s.parent is not None]
+    if len(roots) != records or len(receipts) != records:
+        raise CrossCheckError(
+            f"traced twin: {len(roots)} produce and {len(receipts)} consume spans for {records} records"
+        )
+    return np.asarray([(r.start_time - roots[r.parent.span_id].start_time) / 1e6 for r in receipts])
+
+
+def like_for_like_kafka(ctx: Any, props: dict[str, str], records: int, workdir: Path) -> dict[str, Any]:
+    """EndToEndLatency and hopscope's client in its mode, both closed loop at the same settings;
+    the tool runs first and last (half the records each) so drift hits both sides alike. The tool
+    prints its mean with decimals but its percentiles in whole ms, so the pair compares means:
+    our sides' bootstrap interval, widened by the spread of the tool's two runs."""
+    half = max(1, records // 2)
+    bootstrap = Kafka(ctx).bootstrap()
+    first = kafka_end_to_end(ctx, props, half, workdir)
+    traced = kafka_client_loop(bootstrap, E2E_TOPIC, props, 2 * half, traced=True)
+    untraced = kafka_client_loop(bootstrap, E2E_TOPIC, props, 2 * half, traced=False)
+    last = kafka_end_to_end(ctx, props, half, workdir)
+    tool_means = [first["mean_ms"], last["mean_ms"]]
+    tool_mean = float(np.mean(tool_means))
+    r, r_ci = mean_ratio_with_interval(traced, tool_means)
+    bare, bare_ci = mean_ratio_with_interval(untraced, tool_means)
+    return {
+        "mode": f"closed loop, one 256 B record at a time, produce → acked → consumed, {2 * half} records each",
+        "statistic": "mean",
+        "tool": {"count": 2 * half, "mean_ms": tool_mean, "runs": [first, last]},
+        "traced": _quantiles(traced),
+        "untraced_client": _quantiles(untraced),
+        "ratio": r,
+        "ratio_ci": r_ci,
+        "untraced_ratio": bare,
+        "untraced_ratio_ci": bare_ci,
+        "tolerance": LIKE_FOR_LIKE_TOLERANCE,
+        "agrees": abs(r - 1) <= LIKE_FOR_LIKE_TOLERANCE,
+        "client_ms": float(untraced.mean()) - tool_mean,
+        "tracing_ms": float(traced.mean() - untraced.mean()),
+    }
+
+
+def mean_ratio_with_interval(
+    ours: np.ndarray, tool_means: list[float], draws: int = 1000, seed: int = 0
+) -> tuple[float, list[float]]:
+    """Our mean ÷ the tool's (the mean of its runs), with a 95 % interval: our side bootstrapped,
+    divided by the highest and the lowest of the tool's run means (its spread is all it shows)."""
+    rng = np.random.default_rng(seed)
+    means = np.array([rng.choice(ours, ours.size).mean() for _ in range(draws)])
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(ours.mean() / np.mean(tool_means)), [
+        float(lo / max(tool_means)),
+        float(hi / min(tool_means)),
+    ]
 
 
 def pgbench(ctx: Any, seconds: float, rate: float, workdir: Path) -> dict[str, Any]:
@@ -321,9 +463,17 @@ class CheckRun:
 PGBENCH_RATE = 100.0
 
 
+#: closed-loop records of each side of the Kafka like-for-like pair
+LIKE_FOR_LIKE_RECORDS = 1000
+
+
 def check_kafka_end_to_end(run: CheckRun) -> dict[str, Any]:
     records = max(50, round(run.seconds * 50))
-    return kafka_end_to_end(run.ctx, kafka_settings(run.drivers), records, run.workdir)
+    props = kafka_settings(run.drivers)
+    return {
+        **kafka_end_to_end(run.ctx, props, records, run.workdir),
+        "like_for_like": like_for_like_kafka(run.ctx, props, LIKE_FOR_LIKE_RECORDS, run.workdir),
+    }
 
 
 def check_pgbench(run: CheckRun) -> dict[str, Any]:

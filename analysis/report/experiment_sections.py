@@ -867,16 +867,18 @@ def crosscheck_section(ctx: ReportContext) -> Iterable[Section]:
             [
                 text("check"),
                 text("mode"),
-                ms("tool_p50_ms", "tool p50 (ms)"),
-                ms("untraced_p50_ms", "our client untraced p50 (ms)"),
-                ms("traced_p50_ms", "traced p50 (ms)"),
+                text("statistic", "compared"),
+                ms("tool_ms", "tool (ms)"),
+                ms("untraced_ms", "our client untraced (ms)"),
+                ms("traced_ms", "traced (ms)"),
                 text("traced_ratio", "traced ÷ tool [95 %]"),
                 text("untraced_ratio", "untraced ÷ tool [95 %]"),
                 text("finding"),
             ],
             caption="Like for like: the tool and hopscope's client in the tool's own mode (closed loop, one "
-            "connection, the same statement), p50s to agree within 10 %. The untraced client separates what "
-            "the client itself costs from what tracing adds to the traced figure.",
+            "connection, the same statement or record), to agree within 10 % — at the p50, or in the mean where "
+            "the tool prints its percentiles in whole ms only. The untraced client separates "
+            "what the client itself costs from what tracing adds to the traced figure.",
             flag=lambda rec, f: f == "finding" and not rec["agrees"],
         )
         html_parts.append(pair_table.to_html())
@@ -888,17 +890,34 @@ def _ratio_text(ratio: float, ci: list[float]) -> str:
     return f"{ratio:.2f}× [{ci[0]:.2f}–{ci[1]:.2f}]"
 
 
+#: a like-for-like pair's keys as runs before the pairs compared other statistics than p50 named them
+_OLD_PAIR_KEYS = {
+    "ratio": "p50_ratio",
+    "ratio_ci": "p50_ratio_ci",
+    "untraced_ratio": "untraced_p50_ratio",
+    "untraced_ratio_ci": "untraced_p50_ratio_ci",
+    "client_ms": "p50_client_ms",
+    "tracing_ms": "p50_tracing_ms",
+}
+
+
+def _pair(pair: dict[str, Any], key: str) -> Any:
+    return pair[key] if key in pair else pair[_OLD_PAIR_KEYS[key]]
+
+
 def like_for_like_finding(pair: dict[str, Any]) -> str:
     """Which side a disagreement comes from: the client itself, or what tracing adds to it."""
     tol = float(pair.get("tolerance", 0.1))
-    tracing = fmt_signed(float(pair["p50_tracing_ms"]), 3)
+    stat = pair.get("statistic", "p50")
+    where = "at p50" if stat == "p50" else f"in the {stat}"
+    tracing = fmt_signed(float(_pair(pair, "tracing_ms")), 3)
     if pair.get("agrees"):
         return f"agree within {tol:.0%}"
-    lo, hi = pair["untraced_p50_ratio_ci"]
+    lo, hi = _pair(pair, "untraced_ratio_ci")
     if lo <= 1 + tol and hi >= 1 - tol:
-        return f"the untraced client agrees with the tool; the traced figure is longer by what tracing adds ({tracing} ms at p50)"
-    client = fmt_signed(float(pair["p50_client_ms"]), 3)
-    return f"the client itself differs from the tool ({client} ms at p50); tracing adds {tracing} ms"
+        return f"the untraced client agrees with the tool; the traced figure is longer by what tracing adds ({tracing} ms {where})"
+    client = fmt_signed(float(_pair(pair, "client_ms")), 3)
+    return f"the client itself differs from the tool ({client} ms {where}); tracing adds {tracing} ms"
 
 
 def like_for_like_frame(ctx: ReportContext) -> pd.DataFrame:
@@ -907,15 +926,19 @@ def like_for_like_frame(ctx: ReportContext) -> pd.DataFrame:
         pair = c.get("like_for_like") if isinstance(c, dict) else None
         if not isinstance(pair, dict):
             continue
+        stat = pair.get("statistic", "p50")
         rows.append(
             {
                 "check": c.get("label") or name,
                 "mode": pair.get("mode"),
-                "tool_p50_ms": pair["tool"]["p50_ms"],
-                "untraced_p50_ms": pair["untraced_client"]["p50_ms"],
-                "traced_p50_ms": pair["traced"]["p50_ms"],
-                "traced_ratio": _ratio_text(pair["p50_ratio"], pair["p50_ratio_ci"]),
-                "untraced_ratio": _ratio_text(pair["untraced_p50_ratio"], pair["untraced_p50_ratio_ci"]),
+                "statistic": stat,
+                "tool_ms": pair["tool"][f"{stat}_ms"],
+                "untraced_ms": pair["untraced_client"][f"{stat}_ms"],
+                "traced_ms": pair["traced"][f"{stat}_ms"],
+                "traced_ratio": _ratio_text(_pair(pair, "ratio"), _pair(pair, "ratio_ci")),
+                "untraced_ratio": _ratio_text(
+                    _pair(pair, "untraced_ratio"), _pair(pair, "untraced_ratio_ci")
+                ),
                 "finding": like_for_like_finding(pair),
                 "agrees": bool(pair.get("agrees")),
             }

@@ -37,6 +37,7 @@ from hopscope.core.attributes import LOADGEN_SPAN_NAME
 from hopscope.core.rundir import EXPERIMENT
 from hopscope.experiment.crosschecks import (
     CrossCheckError,
+    mean_ratio_with_interval,
     parse_end_to_end_latency,
     parse_pgbench_log,
     ratio_with_interval,
@@ -322,6 +323,30 @@ def test_like_for_like_names_the_side_a_disagreement_comes_from() -> None:
     assert (row["traced_ratio"], row["agrees"]) == ("1.54× [1.52–1.56]", False)
     (section,) = crosscheck_section(ctx)
     assert "Like for like" in section.markdown and "tracing adds (+0.180 ms at p50)" in section.markdown
+
+
+def test_a_pair_compared_in_the_mean_is_labelled_so() -> None:
+    """The Kafka pair compares means (the tool prints whole-ms percentiles): the table and the
+    finding say which statistic, with the generic keys a current run writes."""
+    pair = {
+        "mode": "closed loop", "statistic": "mean", "tool": {"mean_ms": 2.0}, "untraced_client": {"mean_ms": 2.1},
+        "traced": {"mean_ms": 2.6}, "ratio": 1.3, "ratio_ci": [1.2, 1.4], "untraced_ratio": 1.05,
+        "untraced_ratio_ci": [1.0, 1.08], "tolerance": 0.1, "agrees": False, "client_ms": 0.1, "tracing_ms": 0.5,
+    }  # fmt: skip
+    kafka = {"status": "ok", "label": "end to end", "p50_ms": 2.0, "p99_ms": 5.0, "like_for_like": pair}
+    ctx = _ctx({"stacks": ["kafka"], "workloads": [], "phases": [], "crosschecks": {"e2e": kafka}})
+    row = like_for_like_frame(ctx).iloc[0]
+    assert (row["statistic"], row["tool_ms"], row["traced_ms"]) == ("mean", 2.0, 2.6)
+    assert row["finding"].endswith("traced figure is longer by what tracing adds (+0.500 ms in the mean)")
+
+
+def test_the_mean_ratio_interval_holds_our_spread_and_the_tools() -> None:
+    rng = np.random.default_rng(5)
+    ours = 2.0 * rng.lognormal(0.0, 0.3, 4000)
+    ratio, (lo, hi) = mean_ratio_with_interval(ours, [0.98, 1.02])
+    assert ratio == pytest.approx(ours.mean(), rel=1e-9)
+    assert lo < ours.mean() / 1.02 < ours.mean() / 0.98 < hi  # at least the tool's own spread
+    assert lo > 0.9 * ours.mean() / 1.02 and hi < 1.1 * ours.mean() / 0.98  # and not much more
 
 
 def test_the_ratio_interval_holds_the_true_ratio() -> None:
