@@ -464,7 +464,7 @@ PGBENCH_RATE = 100.0
 
 
 #: closed-loop records of each side of the Kafka like-for-like pair
-LIKE_FOR_LIKE_RECORDS = 1000
+LIKE_FOR_LIKE_RECORDS = 2000
 
 
 def check_kafka_end_to_end(run: CheckRun) -> dict[str, Any]:
