@@ -75,10 +75,14 @@ PIPELINES: dict[str, type[Pipeline]] = {p.workload: p for p in (WriteNotify, Fan
 WORKLOADS = tuple(PIPELINES)
 #: how long a glue process may take to exit (and send its held spans) before it is killed
 GLUE_EXIT_TIMEOUT_S = 120.0
+#: the Python glue's module (its command line is how a stray one is recognised)
+GLUE_MODULE = "hopscope.pipelines.kafka.glue"
 
 
 class KafkaDriver(Driver):
     stack: ClassVar[str] = "kafka"
+    #: the workloads this stack's driver runs (a variant with other glue may run fewer)
+    pipelines: ClassVar[dict[str, type[Pipeline]]] = PIPELINES
 
     def __init__(
         self,
@@ -162,14 +166,14 @@ class KafkaDriver(Driver):
     # --- preflight --------------------------------------------------------------------
 
     def _pipeline_for(self, workload: Workload) -> Pipeline:
-        if workload.name not in PIPELINES:
+        if workload.name not in self.pipelines:
             raise PreflightError(
-                "kafka",
+                self.stack,
                 "driver",
-                f"workload {workload.name!r} is not one of the Kafka stack's {list(WORKLOADS)}",
+                f"workload {workload.name!r} is not one of the {self.stack} stack's {list(self.pipelines)}",
             )
         if self.pipeline is None or self.pipeline.workload != workload.name:
-            self.pipeline = PIPELINES[workload.name](self)
+            self.pipeline = self.pipelines[workload.name](self)
         return self.pipeline
 
     def preflight(self, workload: Workload) -> None:
@@ -256,7 +260,7 @@ class KafkaDriver(Driver):
 
     def provider(self, service: str) -> Any:
         provider = setup_tracing(
-            service, "kafka", self.run.run_id, endpoint=self.otlp_endpoint, enabled=self.tracing
+            service, self.stack, self.run.run_id, endpoint=self.otlp_endpoint, enabled=self.tracing
         )
         self._providers.append(provider)
         return provider
@@ -304,16 +308,22 @@ class KafkaDriver(Driver):
             **cfg,
         }
 
+    def glue_command(self, role: str) -> tuple[list[str], Path | None]:
+        """How a glue process is started: argv and working directory (None: this one)."""
+        return [sys.executable, "-m", GLUE_MODULE, role], None
+
     def spawn(self, role: str, **cfg: Any) -> None:
         config = self.glue_config(role, **cfg)
-        log = self.log_dir / f"kafka-{role}.log"
+        log = self.log_dir / f"{self.stack}-{role}.log"
         env = {**os.environ, CONFIG_ENV: orjson.dumps(config).decode()}
+        argv, cwd = self.glue_command(role)
         with log.open("ab") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hopscope.pipelines.kafka.glue", role],
+                argv,
                 stdout=subprocess.PIPE,
                 stderr=err,
                 env=env,
+                cwd=cwd,
                 start_new_session=True,
             )
         self._procs.append((role, proc, log))
@@ -535,9 +545,12 @@ def stray_processes(own: set[int]) -> list[int]:
             if proc.info["pid"] in own:
                 continue
             cmd = " ".join(proc.info.get("cmdline") or [])
-            marked = "hopscope.pipelines.kafka.glue" in cmd
+            marked = GLUE_MODULE in cmd
             if not marked and "java" in cmd and "-jar" in cmd:
                 marked = "HOPSCOPE_APP_ID" in proc.environ()
+            if not marked and "node" in cmd:
+                # a glue process in another language: its config is in its environment
+                marked = CONFIG_ENV in proc.environ()
             if marked and not _has_live_bench_parent(proc):
                 found.append(proc.info["pid"])
         except (psutil.Error, OSError):
