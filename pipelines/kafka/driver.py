@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
@@ -75,6 +76,8 @@ PIPELINES: dict[str, type[Pipeline]] = {p.workload: p for p in (WriteNotify, Fan
 WORKLOADS = tuple(PIPELINES)
 #: how long a glue process may take to exit (and send its held spans) before it is killed
 GLUE_EXIT_TIMEOUT_S = 120.0
+#: how long a glue process may take to print READY
+GLUE_READY_TIMEOUT_S = 60.0
 #: the Python glue's module (its command line is how a stray one is recognised)
 GLUE_MODULE = "hopscope.pipelines.kafka.glue"
 
@@ -332,12 +335,20 @@ class KafkaDriver(Driver):
             target=self._read_stdout, args=(proc, ready, role), name=f"{role}-stdout", daemon=True
         )
         reader.start()
-        if not ready.wait(60):
+        deadline = time.monotonic() + GLUE_READY_TIMEOUT_S
+        # a process that dies before READY (a missing package, a refused config) fails at once
+        while not ready.wait(0.2) and proc.poll() is None and time.monotonic() < deadline:
+            pass
+        if not ready.is_set():
+            exited = proc.poll()
             proc.kill()
             tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-            raise PreflightError(
-                f"kafka.{role}", self.kafka.bootstrap(), f"not ready in 60 s; log {log}: {tail}"
+            why = (
+                f"exited {exited} before READY"
+                if exited is not None
+                else f"not ready in {GLUE_READY_TIMEOUT_S:.0f} s"
             )
+            raise PreflightError(f"kafka.{role}", self.kafka.bootstrap(), f"{why}; log {log}: {tail}")
 
     def _read_stdout(self, proc: subprocess.Popen[bytes], ready: threading.Event, role: str) -> None:
         assert proc.stdout is not None

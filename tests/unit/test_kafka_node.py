@@ -171,3 +171,23 @@ def test_a_profile_naming_an_unknown_stack_in_stack_workloads_is_refused(tmp_pat
     path.write_text("name: p\nworkloads: {fanout: {}}\nstack_workloads: {nope: [fanout]}\n")
     with pytest.raises(ProfileError, match="stack_workloads: unknown stack 'nope'"):
         load_profile(path)
+
+
+def test_a_glue_process_that_dies_before_ready_fails_at_once(tmp_path: Path) -> None:
+    import sys
+    import time
+
+    class Dying(KafkaNodeDriver):
+        def glue_command(self, role: str) -> tuple[list[str], Path | None]:
+            code = "import sys; print('Cannot find package kafkajs', file=sys.stderr); sys.exit(3)"
+            return [sys.executable, "-c", code], None
+
+    driver = Dying()
+    driver.run = SimpleNamespace(run_id="run-1")  # type: ignore[assignment]
+    driver.kafka = SimpleNamespace(bootstrap=lambda: "127.0.0.1:9092")  # type: ignore[assignment]
+    driver.log_dir = tmp_path
+    started = time.monotonic()
+    with pytest.raises(PreflightError, match=r"exited 3 before READY.*Cannot find package kafkajs"):
+        driver.spawn("router", topic="t", redis_url="redis://x", channel_prefix="p:", filters_key="k")
+    assert time.monotonic() - started < 10
+    assert (tmp_path / "kafka-node-router.log").is_file()
