@@ -2,7 +2,9 @@
 control, issue #17): the same services, topics, connector, producer, subscribers and tuning as
 `KafkaDriver`; only the glue process it spawns differs (`glue/`, run by `node`).
 
-Runs the workloads that have a Node.js glue (write_notify: the notifier; fanout: the router).
+Runs the workloads that have a Node.js glue (write_notify: the notifier; fanout: the router;
+ingest: the ingest consumer). aggregate has none: its processing is the Kafka Streams app (Java)
+on either stack.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .node_glue import NodeGlueError, command, ensure_installed
 __all__ = ["GLUE_WORKLOADS", "KafkaNodeDriver", "KafkaOptions", "read_services"]
 
 #: the workloads whose glue exists in Node.js
-GLUE_WORKLOADS = ("write_notify", "fanout")
+GLUE_WORKLOADS = ("write_notify", "fanout", "ingest")
 #: record codecs the Node.js consumer reads (kafkajs has gzip; lz4 comes from lz4-napi)
 READABLE_COMPRESSION = ("none", "gzip", "lz4")
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
@@ -28,7 +29,9 @@ from hopscope.deploy.base import Context
 from hopscope.deploy.config import load_config
 from hopscope.deploy.lifecycle import up
 from hopscope.deploy.services.collector import Collector
+from hopscope.deploy.services.postgres import Postgres
 from hopscope.pipelines.bench import resolve_bench, run_bench
+from hopscope.pipelines.kafka.ingest import INGEST_TABLE
 from hopscope.pipelines.stack import load_stack
 from hopscope.pipelines.workload import load_workload
 
@@ -54,8 +57,13 @@ EDGES = {
         ("kafka.router", "redis", M),
         ("redis", "kafka.subscriber", M),
     },
+    "ingest": {
+        ("hopscope.loadgen", "kafka", M),
+        ("kafka", "kafka.ingest", M),
+        ("kafka.ingest", "postgresql", D),
+    },
 }
-GLUE = {"write_notify": "notifier", "fanout": "router"}
+GLUE = {"write_notify": "notifier", "fanout": "router", "ingest": "ingest"}
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +224,17 @@ def test_fanout_delivers_only_matching_with_tuned_consumer(stack: Context) -> No
         assert set(row.expected_subscribers) <= filters
         assert sorted(got.get(row.event_id, [])) == sorted(row.expected_subscribers)
     assert ledger["expected_subscribers"].map(len).max() < len(filters)  # filters really filter
+
+
+def test_ingest_sweep(stack: Context) -> None:
+    run_dir = _bench(stack, "ingest", rate=None, rate_sweep=[40.0, 80.0], duration_s=2.0)
+    _check_run(run_dir, "ingest")
+    ledger = pd.read_parquet(run_dir / "ledger.parquet")
+    assert sorted(ledger["target_rate"].unique().tolist()) == [40.0, 80.0]
+    with psycopg.connect(Postgres(stack).dsn()) as conn:
+        rows = conn.execute(
+            f"SELECT count(*), count(DISTINCT event_id) FROM {INGEST_TABLE} WHERE run_id = %s",
+            (run_dir.name,),
+        ).fetchone()
+    # one row per event, committed before its receipt
+    assert rows == (len(ledger), len(ledger))

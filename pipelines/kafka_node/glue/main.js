@@ -1,11 +1,12 @@
 // The Kafka stack's glue in Node.js, one OS process per role (pipelines/kafka_node/README.md):
 //
-//   HOPSCOPE_GLUE_CONFIG='<json>' node main.js notifier|router
+//   HOPSCOPE_GLUE_CONFIG='<json>' node main.js notifier|router|ingest
 //
 // Prints `CONFIG <json>` (the consumer settings it built) and then `READY` once its consumer
 // has joined, as the Python glue does; exits on SIGTERM after sending its spans, or by itself
 // when the bench process that started it is gone.
 
+import pg from 'pg';
 import { createClient } from 'redis';
 import { CONFIG, ConfigError, consumerSettings, READY, readConfig, reportedSettings } from './src/config.js';
 import { Glue } from './src/glue.js';
@@ -18,7 +19,7 @@ try {
   cfg = readConfig(process.env, role);
 } catch (exc) {
   if (!(exc instanceof ConfigError)) throw exc;
-  console.error(`usage: HOPSCOPE_GLUE_CONFIG='{...}' node main.js {notifier,router}\n${exc.message}`);
+  console.error(`usage: HOPSCOPE_GLUE_CONFIG='{...}' node main.js {notifier,router,ingest}\n${exc.message}`);
   process.exit(2);
 }
 
@@ -29,9 +30,16 @@ const tracer = new HopTracer({
   endpoint: cfg.otlp_traces_url,
   enabled: cfg.tracing,
 });
-const redis = createClient({ url: cfg.redis_url, socket: { connectTimeout: 5000 } });
-redis.on('error', (err) => console.error(`redis: ${err.message}`));
-const glue = new Glue(cfg, tracer, redis);
+// the role's own client: Redis for the notifier and the router, Postgres for the ingest consumer
+const clients = {};
+if (role === 'ingest') {
+  clients.pg = new pg.Client({ connectionString: cfg.dsn, connectionTimeoutMillis: 5000 });
+  clients.pg.on('error', (err) => console.error(`postgres: ${err.message}`));
+} else {
+  clients.redis = createClient({ url: cfg.redis_url, socket: { connectTimeout: 5000 } });
+  clients.redis.on('error', (err) => console.error(`redis: ${err.message}`));
+}
+const glue = new Glue(cfg, tracer, clients);
 let consumer = null;
 let stopping = null;
 
@@ -48,7 +56,8 @@ async function stop(why, code = 0) {
     const stats = await tracer.shutdown();
     console.error(`handled ${glue.handled} event(s), ${glue.errors} error(s); spans ${JSON.stringify(stats)}`);
     try {
-      await redis.quit();
+      await clients.redis?.quit();
+      await clients.pg?.end();
     } catch {
       // already closed
     }
@@ -61,7 +70,7 @@ process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 
 try {
-  await redis.connect();
+  await (clients.pg ?? clients.redis).connect();
   const settings = consumerSettings(cfg);
   consumer = await startConsumer(cfg, settings, glue.handler());
   // before READY: the driver has the line once it sees READY

@@ -6,9 +6,11 @@ export const CONFIG_ENV = 'HOPSCOPE_GLUE_CONFIG';
 /** What the driver reads on stdout (pipelines/kafka/common.py READY, CONFIG). */
 export const READY = 'READY';
 export const CONFIG = 'CONFIG';
-export const ROLES = ['notifier', 'router'];
+export const ROLES = ['notifier', 'router', 'ingest'];
 /** Record codecs this consumer can read: kafkajs has gzip, lz4 comes from lz4-napi. */
 export const READABLE_COMPRESSION = ['none', 'gzip', 'lz4'];
+/** Rows one ingest INSERT may carry (5 parameters each, Postgres allows 65,535). */
+export const MAX_INSERT_ROWS = 13_000;
 /** KafkaTuning.consumer's defaults (tuning.py), for a config whose tuning is {}. */
 const CONSUMER_DEFAULTS = { fetch_min_bytes: 1, fetch_wait_max_ms: 5, max_poll_records: 500 };
 /** glue.py's CONSUMER_FIXED: background commits every 500 ms, start at the end. */
@@ -27,11 +29,16 @@ export function readConfig(env, role) {
   }
   if (!ROLES.includes(role)) throw new ConfigError(`role ${JSON.stringify(role)} is not one of ${ROLES.join(', ')}`);
   if (cfg.role !== role) throw new ConfigError(`${CONFIG_ENV} is for role ${JSON.stringify(cfg.role)}, not ${role}`);
-  const required = ['run_id', 'bootstrap', 'topic', 'redis_url', 'channel_prefix', 'stack'];
+  const required = ['run_id', 'bootstrap', 'topic', 'stack'];
+  required.push(...(role === 'ingest' ? ['dsn', 'table'] : ['redis_url', 'channel_prefix']));
   if (role === 'router') required.push('filters_key');
   if (cfg.tracing !== false) required.push('otlp_traces_url');
   const missing = required.filter((k) => !cfg[k]);
   if (missing.length) throw new ConfigError(`${CONFIG_ENV} lacks ${missing.join(', ')}`);
+  // the ingest batch is one INSERT: Postgres takes at most 65,535 parameters, 5 a row
+  if (role === 'ingest' && (cfg.tuning?.consumer?.max_poll_records ?? 0) > MAX_INSERT_ROWS) {
+    throw new ConfigError(`max_poll_records above ${MAX_INSERT_ROWS} is not supported by the ingest consumer`);
+  }
   const compression = cfg.tuning?.producer?.compression ?? 'lz4';
   if (!READABLE_COMPRESSION.includes(compression)) {
     throw new ConfigError(`records compressed with ${compression} cannot be read here (only ${READABLE_COMPRESSION.join(', ')})`);

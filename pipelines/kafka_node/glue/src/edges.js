@@ -29,4 +29,5 @@ export const CAPTURE_EDGE = edge({ client: POSTGRES, server: CONNECT });
 export const CDC_APPEND_EDGE = edge({ client: CONNECT, server: KAFKA, type: MESSAGING });
 export const PUBLISH_EDGE = edge({ server: REDIS, type: MESSAGING });
 export const ROUTE_EDGE = edge({ server: REDIS, type: DATABASE });
+export const INSERT_EDGE = edge({ server: POSTGRES, type: DATABASE });
 export const FROM_KAFKA = edge({ client: KAFKA, type: MESSAGING });

@@ -1,10 +1,12 @@
-// The notifier and the router: pipelines/kafka/glue.py's run_notifier and run_router, span for
-// span (same hop names, kinds, parents, links, attributes and service-map edges).
+// The notifier, the router and the ingest consumer: pipelines/kafka/glue.py's run_notifier,
+// run_router and run_ingest, span for span (same hop names, kinds, parents, links, attributes and
+// service-map edges).
 
 import { nowNs } from './clock.js';
 import { DecodeError, decodeChange, decodeEvent, matchingChannels } from './decode.js';
-import { FROM_KAFKA, PUBLISH_EDGE, ROUTE_EDGE } from './edges.js';
+import { FROM_KAFKA, INSERT_EDGE, PUBLISH_EDGE, ROUTE_EDGE } from './edges.js';
 import { SpanKind } from './tracer.js';
+import { insertStatement, receiptLine } from './sink.js';
 import { makeEnvelope, TraceparentError } from './traceparent.js';
 
 const CONSUME_ATTRIBUTES = { 'messaging.system': 'kafka', 'messaging.operation.type': 'process' };
@@ -13,12 +15,16 @@ export class Glue {
   /**
    * @param {object} cfg the process's config (config.readConfig)
    * @param {import('./tracer.js').HopTracer} tracer
-   * @param {object} redis a connected node-redis client
+   * @param {object} clients the role's connected clients: `redis` (node-redis; notifier,
+   *   router) or `pg` (a pg Client; ingest)
+   * @param {(text: string) => void} [write] where receipt lines go (stdout: the driver reads them)
    */
-  constructor(cfg, tracer, redis) {
+  constructor(cfg, tracer, clients, write = (text) => process.stdout.write(text)) {
     this.cfg = cfg;
     this.tracer = tracer;
-    this.redis = redis;
+    this.redis = clients.redis;
+    this.pg = clients.pg;
+    this.write = write;
     this.errors = 0;
     this.foreignRows = 0; // CDC rows of other runs, skipped
     this.handled = 0;
@@ -27,7 +33,8 @@ export class Glue {
 
   /** The handler of the role: (messages, topic, partition) => Promise. */
   handler() {
-    return this.cfg.role === 'notifier' ? (m, t, p) => this.notify(m, t, p) : (m, t, p) => this.route(m, t, p);
+    const roles = { notifier: this.notify, router: this.route, ingest: this.ingest };
+    return roles[this.cfg.role].bind(this);
   }
 
   skip(where, exc) {
@@ -146,4 +153,66 @@ export class Glue {
       }
     }
   }
+  async ingest(messages, topic, partition) {
+    // One transaction per fetched batch, as glue.py: every row's pg.insert span covers the
+    // statement and the commit it waited for; a receipt per committed row.
+    const batch = [];
+    for (const msg of messages) {
+      const where = `${topic}[${partition}]@${msg.offset}`;
+      let inc;
+      let parent;
+      try {
+        inc = decodeEvent(msg, 'ingest', where);
+        parent = this.tracer.derivedChain(inc.hops, { eventId: inc.eventId, workload: inc.workload, parent: inc.producer });
+      } catch (exc) {
+        if (!(exc instanceof DecodeError || exc instanceof TraceparentError)) throw exc;
+        this.skip(where, exc);
+        continue;
+      }
+      const consume = this.consumeSpan(inc, 'ingest.consume', parent, nowNs());
+      consume.end();
+      batch.push({ inc, consume, raw: Buffer.from(msg.value).toString('utf8'), where });
+    }
+    if (!batch.length) return;
+    const startNs = nowNs();
+    const spans = batch.map(({ inc, consume }) =>
+      this.tracer.startHop('pg.insert', {
+        eventId: inc.eventId,
+        workload: inc.workload,
+        kind: SpanKind.CLIENT,
+        parent: consume.spanContext(),
+        startNs,
+        edge: INSERT_EDGE,
+        attributes: {
+          'hopscope.subscriber': 'sink',
+          'db.system.name': 'postgresql',
+          'db.operation.name': 'INSERT',
+          'db.collection.name': this.cfg.table,
+          'db.operation.batch.size': batch.length,
+        },
+      }),
+    );
+    const { text, values } = insertStatement(this.cfg.table, this.cfg.run_id, batch);
+    try {
+      // one statement: atomic and committed on its own (synchronous_commit=on) in one round trip
+      await this.pg.query(text, values);
+    } catch (exc) {
+      const doneNs = nowNs();
+      for (const span of spans) {
+        span.recordError(exc);
+        span.end(doneNs);
+      }
+      this.skip(`${batch.length} row(s) from ${batch[0].where}`, exc);
+      return;
+    }
+    const doneNs = nowNs();
+    const lines = [];
+    batch.forEach(({ inc }, i) => {
+      spans[i].end(doneNs);
+      lines.push(receiptLine(inc.eventId, 'sink', doneNs));
+    });
+    this.handled += batch.length;
+    this.write(lines.join(''));
+  }
 }
+

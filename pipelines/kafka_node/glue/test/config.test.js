@@ -35,7 +35,7 @@ test('the consumer is tuned as the Python glue is, and reports it under librdkaf
 
 test('a config that cannot work is refused with the reason', () => {
   assert.throws(() => readConfig({}, 'router'), /HOPSCOPE_GLUE_CONFIG is not set/);
-  assert.throws(() => readConfig(env(BASE), 'ingest'), /not one of notifier, router/);
+  assert.throws(() => readConfig(env(BASE), 'aggregate'), /not one of notifier, router, ingest/);
   assert.throws(() => readConfig(env(BASE), 'notifier'), /for role "router"/);
   assert.throws(() => readConfig(env({ ...BASE, filters_key: '' }), 'router'), /lacks filters_key/);
   assert.throws(() => readConfig(env({ ...BASE, tuning: { producer: { compression: 'zstd' } } }), 'router'), /zstd cannot be read/);
