@@ -6,7 +6,6 @@
 // has joined, as the Python glue does; exits on SIGTERM after sending its spans, or by itself
 // when the bench process that started it is gone.
 
-import pg from 'pg';
 import { createClient } from 'redis';
 import { CONFIG, ConfigError, consumerSettings, READY, readConfig, reportedSettings } from './src/config.js';
 import { Glue } from './src/glue.js';
@@ -33,6 +32,7 @@ const tracer = new HopTracer({
 // the role's own client: Redis for the notifier and the router, Postgres for the ingest consumer
 const clients = {};
 if (role === 'ingest') {
+  const { default: pg } = await import('pg');
   clients.pg = new pg.Client({ connectionString: cfg.dsn, connectionTimeoutMillis: 5000 });
   clients.pg.on('error', (err) => console.error(`postgres: ${err.message}`));
 } else {
