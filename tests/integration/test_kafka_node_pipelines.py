@@ -234,7 +234,7 @@ def test_ingest_sweep(stack: Context) -> None:
     with psycopg.connect(Postgres(stack).dsn()) as conn:
         rows = conn.execute(
             f"SELECT count(*), count(DISTINCT event_id) FROM {INGEST_TABLE} WHERE run_id = %s",
-            (run_dir.name,),
+            (json.loads((run_dir / "manifest.json").read_text())["run_id"],),
         ).fetchone()
     # one row per event, committed before its receipt
     assert rows == (len(ledger), len(ledger))

@@ -55,7 +55,7 @@ def test_stack_names_may_join_identifiers_with_hyphens() -> None:
 def test_workloads_without_node_glue_are_refused_before_any_load() -> None:
     with pytest.raises(StackError, match="declares no hops for workload 'aggregate'"):
         resolve_bench("kafka-node", "aggregate", {})
-    with pytest.raises(PreflightError, match="workload 'aggregate' has no Node.js glue"):
+    with pytest.raises(PreflightError, match=r"workload 'aggregate' has no Node\.js glue"):
         KafkaNodeDriver().preflight(load_workload("aggregate"))
 
 
