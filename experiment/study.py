@@ -189,10 +189,10 @@ def plan_phases(
 
 def runnable_phases(
     plan: list[Phase], stacks: list[Stack], profile: Profile | None = None
-) -> tuple[list[Phase], list[str]]:
+) -> tuple[list[Phase], dict[str, str]]:
     """The phases a stack can and should run: a stack runs the workloads it declares hops for,
     and of those only the ones the profile's `stack_workloads` lists for it (when it lists any).
-    Returns (phases, the skipped `stack/workload` pairs, each with its reason)."""
+    Returns (phases, skipped `stack/workload` → why, in pair order)."""
     declared = {s.name: set(s.spec.workloads) for s in stacks}
     chosen = dict(profile.stack_workloads) if profile is not None else {}
     kept: list[Phase] = []
@@ -205,7 +205,7 @@ def runnable_phases(
             skipped.setdefault(pair, "not in the profile's stack_workloads")
         else:
             kept.append(p)
-    return kept, [f"{pair} ({why})" for pair, why in sorted(skipped.items())]
+    return kept, dict(sorted(skipped.items()))
 
 
 @dataclass
@@ -549,7 +549,7 @@ def run_experiment(
     # others are skipped, and said so.
     plan, skipped = runnable_phases(plan, chosen, profile)
     if skipped:
-        console.print(f"[yellow]skipped[/]: {', '.join(skipped)}")
+        console.print(f"[yellow]skipped[/]: {', '.join(f'{pair} ({why})' for pair, why in skipped.items())}")
 
     rate_warnings = capacity_warnings(plan, resolved)
     for warning in rate_warnings:
@@ -606,7 +606,7 @@ def run_experiment(
         "repeat": repeats,
         "up_error": up_error,
         "phases": [r.to_json() for r in results],
-        **({"skipped": skipped} if skipped else {}),
+        **({"skipped": list(skipped)} if skipped else {}),
         "crosschecks": crosschecks,
         "rate_warnings": rate_warnings,
         "fairness_expected": fairness_expected(chosen, options),

@@ -147,11 +147,11 @@ def test_profiles_choose_kafka_nodes_workloads() -> None:
         ("kafka-node", "write_notify")
     }
     assert {p.workload for p in kept if p.stack == "harper"} == set(names)
-    assert skipped == [
-        "kafka-node/aggregate (the stack declares no hops for the workload)",
-        "kafka-node/fanout (not in the profile's stack_workloads)",
-        "kafka-node/ingest (not in the profile's stack_workloads)",
-    ]
+    assert skipped == {
+        "kafka-node/aggregate": "the stack declares no hops for the workload",
+        "kafka-node/fanout": "not in the profile's stack_workloads",
+        "kafka-node/ingest": "not in the profile's stack_workloads",
+    }
     # the full profile: every workload with a Node.js glue
     kept, _ = runnable_phases(plan, stacks, load_profile("full"))
     assert {p.workload for p in kept if p.stack == "kafka-node"} == set(GLUE_WORKLOADS)
