@@ -572,8 +572,12 @@ def stray_processes(own: set[int]) -> list[int]:
 def _has_live_bench_parent(proc: psutil.Process) -> bool:
     # A pipeline process of another bench running now is not a stray: its parent is a Python
     # process that is alive (a stray's parent is init or a subreaper).
+    # A console script (`hopscope run`) is named after the script, not the interpreter: its
+    # command line starts with the interpreter.
     parent = proc.parent()
-    return parent is not None and parent.pid > 1 and "python" in (parent.name() or "")
+    if parent is None or parent.pid <= 1:
+        return False
+    return "python" in (parent.name() or "") or "python" in ((parent.cmdline() or [""])[0])
 
 
 def _resolve(fut: asyncio.Future[Ack], ack: Ack) -> None:

@@ -191,3 +191,18 @@ def test_a_glue_process_that_dies_before_ready_fails_at_once(tmp_path: Path) -> 
         driver.spawn("router", topic="t", redis_url="redis://x", channel_prefix="p:", filters_key="k")
     assert time.monotonic() - started < 10
     assert (tmp_path / "kafka-node-router.log").is_file()
+
+
+def test_a_glue_process_of_a_running_console_script_is_not_a_stray() -> None:
+    from hopscope.pipelines.kafka.driver import _has_live_bench_parent
+
+    def child_of(pid: int, name: str, argv0: str) -> SimpleNamespace:
+        parent = SimpleNamespace(pid=pid, name=lambda: name, cmdline=lambda: [argv0, "run"])
+        return SimpleNamespace(parent=lambda: parent)
+
+    # `hopscope run` started by its console script: named "hopscope", run by the interpreter
+    assert _has_live_bench_parent(child_of(4242, "hopscope", "/x/.venv/bin/python3.11"))  # type: ignore[arg-type]
+    assert _has_live_bench_parent(child_of(4242, "python3.11", "/usr/bin/python3.11"))  # type: ignore[arg-type]
+    # orphaned (init or a subreaper), or under something that is no bench
+    assert not _has_live_bench_parent(child_of(1, "systemd", "/sbin/init"))  # type: ignore[arg-type]
+    assert not _has_live_bench_parent(child_of(4242, "bash", "/bin/bash"))  # type: ignore[arg-type]
