@@ -731,5 +731,11 @@ def _analysed_figures(
             & (ver["quantile_name"] == q)
             & ((ver["stack_a"] == stack) | (ver["stack_b"] == stack))
         ]
-        out[f"{q}_verdict"] = str(v["verdict"].iloc[0]) if len(v) else ""
+        if len(v) <= 1:
+            out[f"{q}_verdict"] = str(v["verdict"].iloc[0]) if len(v) else ""
+        else:
+            # three stacks or more: each of this stack's pairs, named by the other stack
+            out[f"{q}_verdict"] = "; ".join(
+                f"vs {r.stack_b if r.stack_a == stack else r.stack_a}: {r.verdict}" for r in v.itertuples()
+            )
     return out
