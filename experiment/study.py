@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rich.console import Console
 
 from hopscope.analysis.ledger import sweep_steps
@@ -104,6 +104,20 @@ class Profile(BaseModel):
     #: stack name → options for its driver, validated by the model the stack declares
     #: (`options` in its stack.yaml), e.g. `{kafka: {tuning: {producer: {linger_ms: 0}}}}`
     stack_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: stack name → the only workloads it runs in this profile (a stack not named runs every
+    #: workload of the profile it declares hops for), e.g. `{kafka-node: [write_notify]}`
+    stack_workloads: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _stack_workloads_known(self) -> Profile:
+        for stack, names in self.stack_workloads.items():
+            unknown = sorted(set(names) - set(self.workloads))
+            if unknown:
+                raise ValueError(
+                    f"stack_workloads.{stack} names workload(s) {unknown} the profile has no settings "
+                    f"for (it defines {sorted(self.workloads)})"
+                )
+        return self
 
 
 def load_profile(name_or_path: str | Path, profiles_dir: Path = PROFILES_DIR) -> Profile:
@@ -122,6 +136,11 @@ def load_profile(name_or_path: str | Path, profiles_dir: Path = PROFILES_DIR) ->
         problems = "; ".join(f"field {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ProfileError(f"{path}: {problems}") from exc
     resolve_stack_options(profile, where=str(path))  # a bad stack option fails at load, not mid-run
+    for name in profile.stack_workloads:
+        try:
+            load_stack(name)
+        except StackError as exc:
+            raise ProfileError(f"{path}: field stack_workloads: {exc}") from exc
     return profile
 
 
@@ -166,6 +185,27 @@ def plan_phases(
                 if ab:
                     phases.append(Phase(s, w, r, False))
     return phases
+
+
+def runnable_phases(
+    plan: list[Phase], stacks: list[Stack], profile: Profile | None = None
+) -> tuple[list[Phase], dict[str, str]]:
+    """The phases a stack can and should run: a stack runs the workloads it declares hops for,
+    and of those only the ones the profile's `stack_workloads` lists for it (when it lists any).
+    Returns (phases, skipped `stack/workload` → why, in pair order)."""
+    declared = {s.name: set(s.spec.workloads) for s in stacks}
+    chosen = dict(profile.stack_workloads) if profile is not None else {}
+    kept: list[Phase] = []
+    skipped: dict[str, str] = {}
+    for p in plan:
+        pair = f"{p.stack}/{p.workload}"
+        if p.workload not in declared[p.stack]:
+            skipped.setdefault(pair, "the stack declares no hops for the workload")
+        elif p.stack in chosen and p.workload not in chosen[p.stack]:
+            skipped.setdefault(pair, "not in the profile's stack_workloads")
+        else:
+            kept.append(p)
+    return kept, dict(sorted(skipped.items()))
 
 
 @dataclass
@@ -505,14 +545,11 @@ def run_experiment(
     options = resolve_stack_options(profile, chosen)
     repeats = repeat or profile.repeat
     plan = plan_phases(stacks, names, repeats, profile.overhead_ab, profile.overhead_repeats)
-    # A stack runs the workloads it declares hops for; the others are skipped, and said so.
-    declared = {s.name: set(s.spec.workloads) for s in chosen}
-    skipped = sorted({f"{p.stack}/{p.workload}" for p in plan if p.workload not in declared[p.stack]})
-    plan = [p for p in plan if p.workload in declared[p.stack]]
+    # A stack runs the workloads it declares hops for (and the profile chose for it); the
+    # others are skipped, and said so.
+    plan, skipped = runnable_phases(plan, chosen, profile)
     if skipped:
-        console.print(
-            f"[yellow]skipped[/] (the stack declares no hops for the workload): {', '.join(skipped)}"
-        )
+        console.print(f"[yellow]skipped[/]: {', '.join(f'{pair} ({why})' for pair, why in skipped.items())}")
 
     rate_warnings = capacity_warnings(plan, resolved)
     for warning in rate_warnings:
@@ -569,7 +606,7 @@ def run_experiment(
         "repeat": repeats,
         "up_error": up_error,
         "phases": [r.to_json() for r in results],
-        **({"skipped": skipped} if skipped else {}),
+        **({"skipped": list(skipped)} if skipped else {}),
         "crosschecks": crosschecks,
         "rate_warnings": rate_warnings,
         "fairness_expected": fairness_expected(chosen, options),
@@ -694,5 +731,11 @@ def _analysed_figures(
             & (ver["quantile_name"] == q)
             & ((ver["stack_a"] == stack) | (ver["stack_b"] == stack))
         ]
-        out[f"{q}_verdict"] = str(v["verdict"].iloc[0]) if len(v) else ""
+        if len(v) <= 1:
+            out[f"{q}_verdict"] = str(v["verdict"].iloc[0]) if len(v) else ""
+        else:
+            # three stacks or more: each of this stack's pairs, named by the other stack
+            out[f"{q}_verdict"] = "; ".join(
+                f"vs {r.stack_b if r.stack_a == stack else r.stack_a}: {r.verdict}" for r in v.itertuples()
+            )
     return out

@@ -238,8 +238,9 @@ class StackSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, name: str) -> str:
-        if not name.isidentifier():
-            raise ValueError(f"stack name {name!r} must be an identifier")
+        # words may be joined by '-' (`kafka-node`): a label people type, never an import name
+        if not all(word.isidentifier() for word in name.split("-")):
+            raise ValueError(f"stack name {name!r} must be an identifier, or identifiers joined by '-'")
         return name
 
     @field_validator("driver", "services_readback", "options")
@@ -303,7 +304,7 @@ class Stack:
         """The import name of the stack folder."""
         if self.folder.parent == PIPELINES_DIR:
             return f"{__package__}.{self.folder.name}"
-        return f"{_EXTERNAL_PACKAGE}{self.name}"
+        return f"{_EXTERNAL_PACKAGE}{self.name.replace('-', '_')}"
 
     def resolve(self, ref: str, what: str) -> Any:
         """`module:attr` (module relative to the stack folder) → the object."""

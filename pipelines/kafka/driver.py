@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
@@ -75,10 +76,16 @@ PIPELINES: dict[str, type[Pipeline]] = {p.workload: p for p in (WriteNotify, Fan
 WORKLOADS = tuple(PIPELINES)
 #: how long a glue process may take to exit (and send its held spans) before it is killed
 GLUE_EXIT_TIMEOUT_S = 120.0
+#: how long a glue process may take to print READY
+GLUE_READY_TIMEOUT_S = 60.0
+#: the Python glue's module (its command line is how a stray one is recognised)
+GLUE_MODULE = "hopscope.pipelines.kafka.glue"
 
 
 class KafkaDriver(Driver):
     stack: ClassVar[str] = "kafka"
+    #: the workloads this stack's driver runs (a variant with other glue may run fewer)
+    pipelines: ClassVar[dict[str, type[Pipeline]]] = PIPELINES
 
     def __init__(
         self,
@@ -162,14 +169,14 @@ class KafkaDriver(Driver):
     # --- preflight --------------------------------------------------------------------
 
     def _pipeline_for(self, workload: Workload) -> Pipeline:
-        if workload.name not in PIPELINES:
+        if workload.name not in self.pipelines:
             raise PreflightError(
-                "kafka",
+                self.stack,
                 "driver",
-                f"workload {workload.name!r} is not one of the Kafka stack's {list(WORKLOADS)}",
+                f"workload {workload.name!r} is not one of the {self.stack} stack's {list(self.pipelines)}",
             )
         if self.pipeline is None or self.pipeline.workload != workload.name:
-            self.pipeline = PIPELINES[workload.name](self)
+            self.pipeline = self.pipelines[workload.name](self)
         return self.pipeline
 
     def preflight(self, workload: Workload) -> None:
@@ -256,7 +263,7 @@ class KafkaDriver(Driver):
 
     def provider(self, service: str) -> Any:
         provider = setup_tracing(
-            service, "kafka", self.run.run_id, endpoint=self.otlp_endpoint, enabled=self.tracing
+            service, self.stack, self.run.run_id, endpoint=self.otlp_endpoint, enabled=self.tracing
         )
         self._providers.append(provider)
         return provider
@@ -304,16 +311,22 @@ class KafkaDriver(Driver):
             **cfg,
         }
 
+    def glue_command(self, role: str) -> tuple[list[str], Path | None]:
+        """How a glue process is started: argv and working directory (None: this one)."""
+        return [sys.executable, "-m", GLUE_MODULE, role], None
+
     def spawn(self, role: str, **cfg: Any) -> None:
         config = self.glue_config(role, **cfg)
-        log = self.log_dir / f"kafka-{role}.log"
+        log = self.log_dir / f"{self.stack}-{role}.log"
         env = {**os.environ, CONFIG_ENV: orjson.dumps(config).decode()}
+        argv, cwd = self.glue_command(role)
         with log.open("ab") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hopscope.pipelines.kafka.glue", role],
+                argv,
                 stdout=subprocess.PIPE,
                 stderr=err,
                 env=env,
+                cwd=cwd,
                 start_new_session=True,
             )
         self._procs.append((role, proc, log))
@@ -322,12 +335,20 @@ class KafkaDriver(Driver):
             target=self._read_stdout, args=(proc, ready, role), name=f"{role}-stdout", daemon=True
         )
         reader.start()
-        if not ready.wait(60):
+        deadline = time.monotonic() + GLUE_READY_TIMEOUT_S
+        # a process that dies before READY (a missing package, a refused config) fails at once
+        while not ready.wait(0.2) and proc.poll() is None and time.monotonic() < deadline:
+            pass
+        if not ready.is_set():
+            exited = proc.poll()
             proc.kill()
             tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-            raise PreflightError(
-                f"kafka.{role}", self.kafka.bootstrap(), f"not ready in 60 s; log {log}: {tail}"
+            why = (
+                f"exited {exited} before READY"
+                if exited is not None
+                else f"not ready in {GLUE_READY_TIMEOUT_S:.0f} s"
             )
+            raise PreflightError(f"kafka.{role}", self.kafka.bootstrap(), f"{why}; log {log}: {tail}")
 
     def _read_stdout(self, proc: subprocess.Popen[bytes], ready: threading.Event, role: str) -> None:
         assert proc.stdout is not None
@@ -535,9 +556,12 @@ def stray_processes(own: set[int]) -> list[int]:
             if proc.info["pid"] in own:
                 continue
             cmd = " ".join(proc.info.get("cmdline") or [])
-            marked = "hopscope.pipelines.kafka.glue" in cmd
+            marked = GLUE_MODULE in cmd
             if not marked and "java" in cmd and "-jar" in cmd:
                 marked = "HOPSCOPE_APP_ID" in proc.environ()
+            if not marked and "node" in cmd:
+                # a glue process in another language: its config is in its environment
+                marked = CONFIG_ENV in proc.environ()
             if marked and not _has_live_bench_parent(proc):
                 found.append(proc.info["pid"])
         except (psutil.Error, OSError):
@@ -548,8 +572,12 @@ def stray_processes(own: set[int]) -> list[int]:
 def _has_live_bench_parent(proc: psutil.Process) -> bool:
     # A pipeline process of another bench running now is not a stray: its parent is a Python
     # process that is alive (a stray's parent is init or a subreaper).
+    # A console script (`hopscope run`) is named after the script, not the interpreter: its
+    # command line starts with the interpreter.
     parent = proc.parent()
-    return parent is not None and parent.pid > 1 and "python" in (parent.name() or "")
+    if parent is None or parent.pid <= 1:
+        return False
+    return "python" in (parent.name() or "") or "python" in ((parent.cmdline() or [""])[0])
 
 
 def _resolve(fut: asyncio.Future[Ack], ack: Ack) -> None:

@@ -296,3 +296,21 @@ def test_repeats_that_disagree_beyond_their_intervals_are_flagged_in_the_report(
     flagged = [line for line in section.markdown.splitlines() if "disagree beyond their intervals" in line]
     assert flagged and all(line.startswith("| a |") for line in flagged)
     assert "a/w: repeats disagree beyond their intervals at p50" in _headline_md(ctx.run)  # type: ignore[arg-type]
+
+
+def test_with_three_stacks_each_verdict_names_the_other_stack(tmp_path: Path) -> None:
+    rng = np.random.default_rng(17)
+    run = _ledger_run(
+        _ledger({s: [rng.exponential(m, 2000)] * 3 for s, m in (("a", 5.0), ("b", 20.0), ("c", 80.0))})
+    )
+    run.write_verdict_tables(tmp_path)
+    phases = [
+        PhaseResult(Phase(s, "w", r, True), f"{s}-{r}", "ok", 1.0) for s in ("a", "b", "c") for r in range(3)
+    ]
+    rows = {
+        r["stack"]: r
+        for r in headline_rows(ExperimentResult(tmp_path, "x", phases, 1.0, {}, None, None, None))
+    }
+    parts = rows["b"]["p50_verdict"].split("; ")
+    assert [p.split(":")[0] for p in parts] == ["vs a", "vs c"]
+    assert parts[0].startswith("vs a: a lower, ×") and parts[1].startswith("vs c: b lower, ×")
