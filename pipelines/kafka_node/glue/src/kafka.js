@@ -1,4 +1,4 @@
-// The glue's Kafka consumer (kafkajs; docs/decisions.md D21 says why not the Confluent client).
+// The glue's Kafka consumer (kafkajs; docs/decisions.md D22 says why not the Confluent client).
 //
 // Like glue.py it starts at each partition's high watermark, so nothing of an earlier run is
 // read: the new group's offsets are set there before it joins. It checks that the topic stamps
