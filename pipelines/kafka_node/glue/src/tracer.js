@@ -189,11 +189,12 @@ export class HopTracer {
    * it also links to); returns the last one's context: the consumer span's parent.
    */
   derivedChain(hops, { eventId, workload, parent }) {
+    // checked on the list, not on the result: with tracing off every span passes its parent on
+    if (!hops.length) throw new Error('derivedChain needs at least one hop');
     let current = parent;
     hops.forEach((step, i) => {
       current = this.derived(step, { eventId, workload, parent: current, links: i === 0 ? [parent] : [] }).spanContext();
     });
-    if (current === parent) throw new Error('derivedChain needs at least one hop');
     return current;
   }
 

@@ -103,6 +103,12 @@ test('tracing off: no spans, the upstream context passes through', { skip }, asy
   const span = off.startHop('router.consume', { eventId: 'e', workload: 'fanout', kind: t.SpanKind.CONSUMER, parent: producer });
   span.end();
   assert.equal(t.formatTraceparent(span.spanContext()), TP);
+  // the write_notify notifier's derived chain too (the untraced twin of every phase: it crashed
+  // the consumer once, because a chain that passed its parent on looked empty)
+  const hops = [{ hop: 'pg.commit', startNs: 1_000n, endNs: 2_000n, derivedFrom: 'source.ts_us', precisionNs: 1000 }];
+  const last = off.derivedChain(hops, { eventId: 'e', workload: 'write_notify', parent: producer });
+  assert.equal(t.formatTraceparent(last), TP);
+  assert.throws(() => off.derivedChain([], { eventId: 'e', workload: 'write_notify', parent: producer }), /at least one hop/);
   assert.deepEqual(await off.shutdown(), { ended: 0, exported: 0, failed: 0, early_exports: 0, last_error: null });
 });
 
