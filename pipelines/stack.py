@@ -203,6 +203,16 @@ class StackLabels(_Strict):
     read_back: str = ""
 
 
+class ControlOf(_Strict):
+    """The stack is another stack with one thing changed (a control, e.g. its glue in another
+    language): the report says whether each verdict against a third stack depends on it."""
+
+    #: the stack it is a variant of
+    of: str
+    #: what differs, as the report says it ("its glue services in Node.js instead of Python")
+    varies: str
+
+
 class StackSpec(_Strict):
     """The contents of a `stack.yaml`."""
 
@@ -225,6 +235,8 @@ class StackSpec(_Strict):
     crosschecks: tuple[CrossCheckSpec, ...] = ()
     #: the report's wording for the stack
     labels: StackLabels = StackLabels()
+    #: a control: this stack is `control.of` with one thing changed
+    control: ControlOf | None = None
     #: workload name → its hops on this stack
     workloads: dict[str, WorkloadHops]
 
@@ -396,6 +408,7 @@ class Stack:
             "description": self.spec.description,
             "point_read_label": self.spec.labels.point_read,
             "read_back_label": self.spec.labels.read_back,
+            "control": self.spec.control.model_dump() if self.spec.control else None,
             "durability": {
                 name: hops.durability.model_dump(mode="json")
                 for name, hops in self.spec.workloads.items()
@@ -489,6 +502,11 @@ def _discover(folders: tuple[Path, ...]) -> dict[str, Stack]:
                 f"stack {stack.name!r} is declared twice: {stacks[stack.name].file} and {stack.file}"
             )
         stacks[stack.name] = stack
+    for stack in stacks.values():
+        control = stack.spec.control
+        if control is not None and (control.of == stack.name or control.of not in stacks):
+            known = ", ".join(n for n in stacks if n != stack.name)
+            raise StackError(f"{stack.file}: control.of {control.of!r} is not another stack (known: {known})")
     return dict(sorted(stacks.items(), key=lambda kv: (kv[1].spec.order, kv[0])))
 
 

@@ -8,6 +8,7 @@ A rate sweep is compared at the highest offered rate every stack sustains below 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,7 @@ class Headline:
     workload: str
     stacks: list[StackLatency]  # stacks with deliveries, in report stack order
     missing: list[str]  # stacks expected or seen elsewhere but without deliveries here
-    verdicts: dict[str, Verdict]  # quantile name → verdict (two stacks with data)
+    verdicts: dict[str, Verdict]  # quantile name → verdict of the first two stacks with data
     lower_p50: str | None  # None when fewer than two stacks, or no clear difference
     ratio_p50: float | None  # runner-up / lowest (≥ 1) when lower_p50 is named
     lower_p99: str | None
@@ -74,6 +75,31 @@ class Headline:
     #: its knee with its figures there
     compared_at: float | None = None
     sustained: dict[str, tuple[float | None, StackLatency | None]] = field(default_factory=dict)
+    #: every pair of stacks with data, in report stack order → quantile name → verdict
+    pairs: dict[tuple[str, str], dict[str, Verdict]] = field(default_factory=dict)
+
+    def lowest(self, quantile: str) -> str | None:
+        """The stack lower than every other stack at `quantile` (each of its pairs' intervals
+        excludes 1), or None: with three or more stacks, "lower" is a claim about every pair."""
+        for cand in (s.stack for s in self.stacks):
+            theirs = [by_q.get(quantile) for pair, by_q in self.pairs.items() if cand in pair]
+            if theirs and all(v is not None and v.lower == cand for v in theirs):
+                return cand
+        return None
+
+    def verdict_text(self, quantile: str) -> str:
+        """The verdict at `quantile` as the headline writes it: the pair's, or with three or more
+        stacks each pair's, led by the stack lower than all others when there is one."""
+        if len(self.pairs) <= 1:
+            v = self.verdicts.get(quantile)
+            return v.text() if v else "–"
+        parts = [
+            f"{a} vs {b}: {v.text()}" for (a, b), by_q in self.pairs.items() if (v := by_q.get(quantile))
+        ]
+        if not parts:
+            return "–"
+        low = self.lowest(quantile)
+        return (f"{low} lowest — " if low else "") + "; ".join(parts)
 
 
 def tail_open_hop(hops: pd.DataFrame) -> tuple[str | None, float | None]:
@@ -128,11 +154,12 @@ def _estimates(ctx: ReportContext, workload: str, basis: str | None = None) -> p
 
 
 def _verdicts(ctx: ReportContext, workload: str, stacks: list[str]) -> dict[str, Verdict]:
+    """The verdicts of the pair `stacks[:2]` (either order) per quantile name."""
     v = ctx.verdicts
     if v is None or v.empty or len(stacks) < 2:
         return {}
     out: dict[str, Verdict] = {}
-    a, b = sorted(stacks[:2])  # the report's first two stacks with data (verdicts: sorted pairs)
+    a, b = sorted(stacks[:2])  # verdicts.parquet holds each pair once, its names sorted
     sel = v[(v["workload"] == workload) & (v["stack_a"] == a) & (v["stack_b"] == b)]
     for _, r in sel.iterrows():
         ratio = r["ratio"]
@@ -157,7 +184,9 @@ def headline(ctx: ReportContext, workload: str) -> Headline:
             stacks.append(s)
     have = {s.stack for s in stacks}
     missing = [s for s in ctx.stacks if s not in have]
-    verdicts = _verdicts(ctx, workload, [s.stack for s in stacks])
+    names = [s.stack for s in stacks]
+    pairs = {(a, b): _verdicts(ctx, workload, [a, b]) for a, b in combinations(names, 2)}
+    verdicts = pairs.get(tuple(names[:2]), {})  # type: ignore[call-overload]
     p50, p99 = verdicts.get("p50"), verdicts.get("p99")
     lower_p50 = p50.lower if p50 else None
     lower_p99 = p99.lower if p99 else None
@@ -197,6 +226,7 @@ def headline(ctx: ReportContext, workload: str) -> Headline:
         growth_step_ms=growth_step,
         compared_at=sweep.get("compared_at") if sweep else None,
         sustained=sustained,
+        pairs=pairs,
     )
 
 

@@ -17,6 +17,7 @@ from ..span_file import MAX_VALUE_BYTES
 from ..verdicts import MIN_TAIL
 from . import plots
 from .context import ReportContext
+from .control_lines import control_lines
 from .headline import QUANTILE_LABELS, Headline, StackLatency, headline
 from .method_section import durability_line, profile_line
 from .section import Section, figure_part, note, slug
@@ -77,8 +78,7 @@ def headline_frame(ctx: ReportContext, lines: list[Headline]) -> tuple[pd.DataFr
             for q in QUANTILE_LABELS:
                 row[f"{stack}:{q}"] = _figure_text(s, q)
         for q in QUANTILE_LABELS:
-            v = h.verdicts.get(q)
-            row[f"verdict:{q}"] = v.text() if v else "–"
+            row[f"verdict:{q}"] = h.verdict_text(q)
         if sweeps:
             row["rate"] = _rate(h.compared_at) if h.compared_at is not None else "–"
         row["tail_opens"] = _tail_text(h)
@@ -215,6 +215,7 @@ def headline_section(ctx: ReportContext) -> Iterable[Section]:
         else "Warm-up: none marked in this run's ledger.",
         *_sweep_lines(ctx, lines),
         *_disagreement_lines(ctx),
+        *control_lines(ctx, lines),
         *filter(None, [durability_line(ctx)]),
     ]
     body_html = "".join(f"<p>{html.escape(t)}</p>" for t in intro)
@@ -245,9 +246,8 @@ def _sentence(h: Headline, foreign: bool = False) -> str:
         s = h.stacks[0]
         out = f"Only {s.stack} has data: p50 {_figure_text(s, 'p50')} ms, p99 {_figure_text(s, 'p99')} ms."
     else:
-        out = (
-            "; ".join(f"at {QUANTILE_LABELS[q]}: {v.text()}" for q, v in h.verdicts.items() if v.shown) + "."
-        )
+        shown = [q for q, v in h.verdicts.items() if v.shown]
+        out = "; ".join(f"at {QUANTILE_LABELS[q]}: {h.verdict_text(q)}" for q in shown) + "."
         out = out[0].upper() + out[1:]
     tail = _tail_text(h)
     if tail != "–":

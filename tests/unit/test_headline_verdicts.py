@@ -314,3 +314,48 @@ def test_with_three_stacks_each_verdict_names_the_other_stack(tmp_path: Path) ->
     parts = rows["b"]["p50_verdict"].split("; ")
     assert [p.split(":")[0] for p in parts] == ["vs a", "vs c"]
     assert parts[0].startswith("vs a: a lower, ×") and parts[1].startswith("vs c: b lower, ×")
+
+
+def _three_stack_headline(scales: dict[str, float], seed: int = 18) -> str:
+    """The headline (markdown) of a run whose stacks' latencies are exponential with these means,
+    `kn` declared as `k` with its glue in another language."""
+    rng = np.random.default_rng(seed)
+    run = _ledger_run(
+        _ledger({s: [rng.exponential(m, 2000) + 1.0 for _ in range(3)] for s, m in scales.items()})
+    )
+    ctx = ReportContext.from_run(run)
+    ctx.experiment = {"stack_info": {"kn": {"control": {"of": "k", "varies": "its glue in Node.js"}}}}
+    (section,) = build_sections(ctx, [headline_section])
+    return section.markdown
+
+
+def test_with_three_stacks_the_headline_gives_every_pair_and_the_lowest_stack() -> None:
+    md = _three_stack_headline({"k": 5.0, "kn": 20.0, "h": 80.0})
+    cell = _row(md, "w")["verdict at p50"]
+    # every pair once, in report order, led by the stack lower than both others
+    assert cell.startswith("k lowest — "), cell
+    pairs = cell.removeprefix("k lowest — ").split("; ")
+    assert [p.split(":")[0] for p in pairs] == ["h vs k", "h vs kn", "k vs kn"], pairs
+    assert pairs[0].startswith("h vs k: k lower, ×") and pairs[1].startswith("h vs kn: kn lower, ×")
+    assert pairs[2].startswith("k vs kn: k lower, ×"), pairs
+
+
+def test_no_lowest_stack_is_named_when_two_stacks_tie_below_the_third() -> None:
+    cell = _row(_three_stack_headline({"k": 5.0, "kn": 5.0, "h": 80.0}), "w")["verdict at p50"]
+    assert "lowest" not in cell and "no clear difference" in cell, cell
+
+
+def test_a_control_whose_verdict_holds_says_it_does_not_depend_on_the_change() -> None:
+    md = _three_stack_headline({"k": 5.0, "kn": 7.0, "h": 80.0})
+    (line,) = [t for t in md.split("\n\n") if t.startswith("Control kn")]
+    assert line.startswith(
+        "Control kn (k with its glue in Node.js), w: the k-vs-h verdict does not depend on it ("
+    ), line
+    assert "p50 — k: k lower, ×" in line and "; kn: kn lower, ×" in line
+
+
+def test_a_control_that_flips_the_verdict_says_where_it_depends_on_the_change() -> None:
+    md = _three_stack_headline({"k": 5.0, "kn": 300.0, "h": 40.0})
+    (line,) = [t for t in md.split("\n\n") if t.startswith("Control kn")]
+    assert "the k-vs-h verdict depends on it at p50, p99 (" in line, line
+    assert "p50 — k: k lower" in line and "kn: h lower" in line

@@ -104,6 +104,7 @@ def test_crosscheck_declarations_bare_or_with_their_traced_figure(tmp_path: Path
         "point_read_label": "",
         "read_back_label": "",
         "durability": {},
+        "control": None,
     }
     full = read_stack(
         _write_stack(
@@ -289,3 +290,22 @@ def test_default_stacks_fairness_and_services_come_from_the_declarations() -> No
         "producer batch.size", "Streams producer batch.size", "Debezium producer batch.size",
     ]  # fmt: skip
     assert required_services(shipped) == ["postgres", "redis", "kafka", "connect", "harper", "collector"]
+
+
+def test_a_control_stack_names_its_base_and_the_report_gets_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(STACK_PATH_ENV, raising=False)
+    info = load_stack("kafka-node").report_info()["control"]
+    assert info == {"of": "kafka", "varies": "its glue services in Node.js instead of Python"}
+    assert load_stack("harper").report_info()["control"] is None
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "stack.yaml").write_text(
+        "name: stray\ndriver: driver:D\ncontrol: {of: nosuch, varies: x}\nworkloads: {fanout: {hops: [{name: a}]}}\n"
+    )
+    monkeypatch.setenv(STACK_PATH_ENV, str(stray))
+    with pytest.raises(
+        StackError, match=r"stray/stack.yaml: control.of 'nosuch' is not another stack \(known: "
+    ):
+        discover_stacks()
