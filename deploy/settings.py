@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class PostgresConfig(BaseModel):
@@ -158,6 +159,10 @@ class ReportConfig(BaseModel):
         return value
 
 
+#: addresses that listen on this host only
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 class CollectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     otlp_grpc_port: int = 24317
@@ -178,6 +183,21 @@ class CollectorConfig(BaseModel):
     #: Exemplars (trace ids) kept per histogram series and flush: a handful is enough to open
     #: a trace from a latency point; more only grows every scrape.
     exemplars_per_point: int = Field(default=5, ge=0)
+    #: Where the OTLP receivers listen. Anything but loopback needs `otlp_auth = "bearer"`.
+    otlp_listen: str = "127.0.0.1"
+    #: "bearer": the OTLP receivers accept only requests carrying the shared token
+    #: (`authorization: Bearer <token>`; the token from HOPSCOPE_OTLP_TOKEN, else generated into
+    #: the collector's state dir, mode 0600); every exporter hopscope starts sends it.
+    otlp_auth: Literal["none", "bearer"] = "none"
+
+    @model_validator(mode="after")
+    def _exposed_only_with_auth(self) -> CollectorConfig:
+        if self.otlp_listen not in LOOPBACK and self.otlp_auth == "none":
+            raise ValueError(
+                f'otlp_listen = "{self.otlp_listen}" exposes the OTLP receivers beyond this host: '
+                'set otlp_auth = "bearer" as well'
+            )
+        return self
 
     @property
     def otlp_grpc_endpoint(self) -> str:

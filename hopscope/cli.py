@@ -52,6 +52,21 @@ def main(
     ] = False,
 ) -> None:
     """Tracing-based latency analyzer: where tail latency builds up, hop by hop."""
+    _otlp_headers_for_children()
+
+
+def _otlp_headers_for_children() -> None:
+    """With `[collector] otlp_auth = "bearer"`, every exporter this command starts (its own,
+    the glue's, the Streams app's, Harper's) sends the token (deploy/otlp_auth.py)."""
+    from hopscope.deploy import otlp_auth
+    from hopscope.deploy.base import Context
+    from hopscope.deploy.config import load_config
+
+    try:
+        config = load_config()
+    except Exception:  # a command that needs the config reports it in its own words
+        return
+    otlp_auth.export_to_environment(Context(config))
 
 
 for module in (ingest, analyze, trace, synth, services, bench, dashboards, run):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from hopscope.deploy import otlp_auth
 from hopscope.deploy.base import Service
 from hopscope.deploy.services.jaeger import (
     MARKER,
@@ -95,6 +96,8 @@ class Collector(Service):
             runs_root=self.runs_root(),
             rotate_megabytes=c.rotate_megabytes,
             jaeger_otlp_grpc=self.jaeger_otlp_grpc(),
+            otlp_listen=c.otlp_listen,
+            token_file=otlp_auth.token_file(self.ctx),
         )
 
     def start(self) -> None:
@@ -112,7 +115,7 @@ class Collector(Service):
         """Export one span over OTLP/HTTP JSON to the local collector; returns its trace id (hex)."""
         trace_id, body = otlp_json_span(service_name, resource, attributes)
         url = f"http://127.0.0.1:{self.cfg.otlp_http_port}/v1/traces"
-        httpx.post(url, json=body, timeout=5).raise_for_status()
+        httpx.post(url, json=body, headers=otlp_auth.headers(self.ctx), timeout=5).raise_for_status()
         return trace_id
 
     def health(self) -> None:

@@ -12,13 +12,17 @@ import io.opentelemetry.api.trace.propagation.W3CTraceContextPropagator;
 import io.opentelemetry.context.Context;
 import io.opentelemetry.context.propagation.TextMapGetter;
 import io.opentelemetry.exporter.otlp.http.trace.OtlpHttpSpanExporter;
+import io.opentelemetry.exporter.otlp.http.trace.OtlpHttpSpanExporterBuilder;
 import io.opentelemetry.sdk.OpenTelemetrySdk;
 import io.opentelemetry.sdk.resources.Resource;
 import io.opentelemetry.sdk.trace.SdkTracerProvider;
 import io.opentelemetry.sdk.trace.export.BatchSpanProcessor;
+import java.net.URLDecoder;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
@@ -70,11 +74,12 @@ final class Tracing implements AutoCloseable {
                           .put("hopscope.stack", "kafka")
                           .put("hopscope.run_id", settings.runId())
                           .build()));
-      OtlpHttpSpanExporter exporter =
+      OtlpHttpSpanExporterBuilder builder =
           OtlpHttpSpanExporter.builder()
               .setEndpoint(settings.otlpEndpoint() + "/v1/traces")
-              .setTimeout(Duration.ofSeconds(5))
-              .build();
+              .setTimeout(Duration.ofSeconds(5));
+      otlpHeaders(System.getenv("OTEL_EXPORTER_OTLP_HEADERS")).forEach(builder::addHeader);
+      OtlpHttpSpanExporter exporter = builder.build();
       provider =
           SdkTracerProvider.builder()
               .setResource(resource)
@@ -87,6 +92,28 @@ final class Tracing implements AutoCloseable {
       otel = OpenTelemetry.noop();
     }
     tracer = otel.getTracer("hopscope.streams", "0.1.0");
+  }
+
+  /**
+   * The headers OTEL_EXPORTER_OTLP_HEADERS names (comma-separated key=value, URL-encoded), e.g. the
+   * collector's bearer token that the hopscope command hands down (deploy/otlp_auth.py). The SDK
+   * reads the variable only through autoconfigure, which this app does not use.
+   */
+  static Map<String, String> otlpHeaders(String spec) {
+    Map<String, String> out = new LinkedHashMap<>();
+    if (spec == null || spec.isBlank()) {
+      return out;
+    }
+    for (String pair : spec.split(",")) {
+      int eq = pair.indexOf('=');
+      if (eq <= 0) {
+        continue;
+      }
+      out.put(
+          URLDecoder.decode(pair.substring(0, eq).trim(), StandardCharsets.UTF_8),
+          URLDecoder.decode(pair.substring(eq + 1).trim(), StandardCharsets.UTF_8));
+    }
+    return out;
   }
 
   /** The parent context carried by a W3C traceparent string (root context when absent or invalid). */
