@@ -30,20 +30,24 @@ def _outcome(v: Verdict, own: str) -> str:
 
 def control_sentence(h: Headline, base: str, variant: str, other: str, varies: str) -> str | None:
     """One workload's sentence, or None when no quantile has both verdicts."""
-    same, differ = [], []
+    compared = []  # (quantile text, base's outcome, variant's outcome)
     for q in CONTROL_QUANTILES:
         vb, vv = pair_verdict(h, base, other, q), pair_verdict(h, variant, other, q)
-        if vb is None or vv is None:
-            continue
-        text = f"{QUANTILE_LABELS[q]} — {base}: {vb.text()}; {variant}: {vv.text()}"
-        (same if _outcome(vb, base) == _outcome(vv, variant) else differ).append(text)
-    if not same and not differ:
+        if vb is not None and vv is not None:
+            text = f"{QUANTILE_LABELS[q]} — {base}: {vb.text()}; {variant}: {vv.text()}"
+            compared.append((text, _outcome(vb, base), _outcome(vv, variant)))
+    if not compared:
         return None
     head = f"Control {variant} ({base} with {varies}), {h.workload}: the {base}-vs-{other} verdict"
+    differ = [c for c in compared if c[1] != c[2]]
+    figures = " | ".join(c[0] for c in differ + [c for c in compared if c[1] == c[2]])
     if differ:
-        where = ", ".join(t.split(" — ")[0] for t in differ)
-        return f"{head} depends on it at {where} ({' | '.join(differ + same)})."
-    return f"{head} does not depend on it ({' | '.join(same)})."
+        where = ", ".join(c[0].split(" — ")[0] for c in differ)
+        return f"{head} depends on it at {where} ({figures})."
+    if all(c[1] == "no clear difference" for c in compared):
+        # agreeing on "no clear difference" is no evidence either way: say that, not "does not depend"
+        return f"{head} is no clear difference with either, so this run cannot tell whether it depends on it ({figures})."
+    return f"{head} does not depend on it ({figures})."
 
 
 def control_lines(ctx: ReportContext, lines: list[Headline]) -> list[str]:

@@ -359,3 +359,10 @@ def test_a_control_that_flips_the_verdict_says_where_it_depends_on_the_change() 
     (line,) = [t for t in md.split("\n\n") if t.startswith("Control kn")]
     assert "the k-vs-h verdict depends on it at p50, p99 (" in line, line
     assert "p50 — k: k lower" in line and "kn: h lower" in line
+
+
+def test_a_control_where_no_verdict_separates_the_stacks_claims_nothing() -> None:
+    md = _three_stack_headline({"k": 10.0, "kn": 10.0, "h": 10.0})
+    (line,) = [t for t in md.split("\n\n") if t.startswith("Control kn")]
+    assert "is no clear difference with either, so this run cannot tell whether it depends on it" in line
+    assert "does not depend" not in line
