@@ -202,6 +202,8 @@ class PostgresDriver(Driver):
                     "pgsync", "LISTEN", f"subscriber {listener.sub_name} could not listen: {listener.errors}"
                 )
         self.facts["listen_sessions"] = {lst.sub_name: lst.channels for lst in self._listeners}
+        # the durability settings as the primary reports them once the run's sessions exist
+        self.facts.update(self.service.fairness())
 
     # --- connections (pipelines) -----------------------------------------------------------
 

@@ -21,9 +21,9 @@ from ..workload import SubscriberSpec, Workload
 MAX_PAYLOAD_BYTES = 7999
 #: Channel names are identifiers: NAMEDATALEN - 1 bytes.
 MAX_CHANNEL_BYTES = 63
-#: The notification queue is 8 GB by default (`max_notification_queue_size`, PG 17; 8 GB of
-#: SLRU pages before it); a listener that stops reading fills it, and then every NOTIFY fails.
-#: The clean start reports its use (`pg_notification_queue_usage()`).
+#: The notification queue holds 8 GB (fixed in PostgreSQL 15; `max_notify_queue_pages` from 17 on);
+#: a listener that stops reading fills it, and then every NOTIFY fails. The clean start reports
+#: its use (`pg_notification_queue_usage()`).
 QUEUE_BYTES = 8 * 1024**3
 #: Field values become part of a channel name: kept to lower-case identifier characters.
 _SAFE = re.compile(r"^[a-z0-9_]+$")
