@@ -25,6 +25,7 @@ from hopscope.deploy.settings import (
     HarperConfig,
     JaegerConfig,
     KafkaConfig,
+    PgSyncConfig,
     PostgresConfig,
     PrometheusConfig,
     RedisConfig,
@@ -54,6 +55,7 @@ class HopscopeConfig(BaseModel):
     cache_dir: Path = Field(default_factory=_default_cache, description="installs (jars, binaries, npm)")
     state_dir: Path = Field(default_factory=_default_state, description="data, logs, PID files, secrets")
     postgres: PostgresConfig = Field(default_factory=PostgresConfig)
+    pgsync: PgSyncConfig = Field(default_factory=PgSyncConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     connect: ConnectConfig = Field(default_factory=ConnectConfig)

@@ -9,6 +9,7 @@ from hopscope.deploy.base import Context, Service
 #: name -> "module:Class"; `up` starts them in this order, `down` stops them in reverse.
 SERVICES: dict[str, str] = {
     "postgres": "hopscope.deploy.services.postgres:Postgres",
+    "pgsync": "hopscope.deploy.services.pgsync:PgSync",
     "redis": "hopscope.deploy.services.redis:Redis",
     "kafka": "hopscope.deploy.services.kafka:Kafka",
     "connect": "hopscope.deploy.services.kafka:Connect",

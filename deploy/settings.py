@@ -20,6 +20,15 @@ class PostgresConfig(BaseModel):
     external_dsn: str | None = None
 
 
+class PgSyncConfig(BaseModel):
+    """The `postgres` stack's primary and its synchronous replica (always local: the stack
+    measures this pair; `deploy/services/pgsync.py`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    primary_port: int = 25442
+    replica_port: int = 25443
+
+
 class RedisConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     port: int = 26379

@@ -27,10 +27,10 @@ from hopscope.experiment.study import load_profile, plan_phases, resolve_stacks,
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = REPO / "runs" / "artifacts" / "integration-run"
 #: the stacks that run every workload (kafka-node runs write_notify only in the smoke profile)
-STACKS = ["kafka", "harper"]
+STACKS = ["kafka", "harper", "postgres"]
 WORKLOADS = ["write_notify", "fanout", "aggregate", "ingest"]
 #: each discovered stack's workloads in the smoke profile
-RUNS = {"kafka": WORKLOADS, "harper": WORKLOADS, "kafka-node": ["write_notify"]}
+RUNS = {"kafka": WORKLOADS, "harper": WORKLOADS, "postgres": WORKLOADS, "kafka-node": ["write_notify"]}
 #: Smoke rates are low (50 ev/s); a healthy stack delivers essentially everything.
 MIN_DELIVERED = 0.95
 
