@@ -46,7 +46,7 @@ def connect(
             threads_per_worker=1,
             processes=True,
             memory_limit=memory_limit or "auto",
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: never "already in use" beside another cluster
         )
     except (OSError, ValueError, TypeError) as exc:
         raise ClusterError(f"cannot start a local Dask cluster of {workers} workers ({exc})") from exc

@@ -40,23 +40,43 @@ def bucket_dir(scratch: str, bucket: int) -> str:
     return f"{scratch.rstrip('/')}/b{bucket:05d}"
 
 
+def _hex_hashes(ids: pa.Array) -> np.ndarray | None:
+    """The last 16 hex digits of each id as a number, when every id is 32 hex digits; else None."""
+    if ids.null_count or not len(ids):
+        return None
+    offsets = np.frombuffer(ids.buffers()[1], np.int32)[ids.offset : ids.offset + len(ids) + 1]
+    if not np.all(np.diff(offsets) == 32):
+        return None
+    data = np.frombuffer(ids.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(-1, 32)
+    nibbles = _HEX[data[:, 16:]]
+    if (nibbles == 255).any():
+        return None
+    out = np.zeros(len(ids), np.uint64)
+    for j in range(16):
+        out = (out << np.uint64(4)) | nibbles[:, j].astype(np.uint64)
+    return out
+
+
 def _hashes(ids: pa.Array) -> np.ndarray:
-    """A stable 64-bit hash per id: the last 16 hex digits when every id is 32 hex digits (what
-    the readers write), else pandas' hash of the lower-cased string (the same in every process)."""
+    """A stable 64-bit hash per id, the same whatever array it is in and in every process: the
+    last 16 hex digits of an id of 32 hex digits (what the readers write, any case), else
+    pandas' hash of the lower-cased string."""
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
-    if ids.null_count == 0 and len(ids):
-        offsets = np.frombuffer(ids.buffers()[1], np.int32)[ids.offset : ids.offset + len(ids) + 1]
-        if np.all(np.diff(offsets) == 32):
-            data = np.frombuffer(ids.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(-1, 32)
-            nibbles = _HEX[data[:, 16:]]
-            if not (nibbles == 255).any():
-                out = np.zeros(len(ids), np.uint64)
-                for j in range(16):
-                    out = (out << np.uint64(4)) | nibbles[:, j].astype(np.uint64)
-                return out
-    lower = pc.utf8_lower(ids).to_numpy(zero_copy_only=False)
-    return pd.util.hash_array(np.asarray(lower, dtype=object))
+    fast = _hex_hashes(ids)
+    if fast is not None:
+        return fast
+    out = np.zeros(len(ids), np.uint64)
+    is_hex = np.asarray(
+        pc.match_substring_regex(ids, "^[0-9a-fA-F]{32}$").fill_null(False).to_numpy(zero_copy_only=False), bool
+    )
+    if is_hex.any():
+        out[is_hex] = _hex_hashes(ids.filter(pa.array(is_hex)))
+    rest = ~is_hex
+    if rest.any():
+        lower = pc.utf8_lower(ids.filter(pa.array(rest)).fill_null("")).to_numpy(zero_copy_only=False)
+        out[rest] = pd.util.hash_array(np.asarray(lower, dtype=object))
+    return out
 
 
 def buckets_of(trace_ids: pa.Array, n_buckets: int, joined: Mapping[str, str] | None = None) -> np.ndarray:
@@ -149,6 +169,8 @@ def link_edges(piece: Piece, storage_options: dict) -> list[tuple[str, str]]:
     if not pc.any(sel).as_py():
         return []
     links = links.filter(sel)
+    if isinstance(links, pa.ChunkedArray):
+        links = links.combine_chunks()
     own = table.column("trace_id").cast(pa.string()).filter(sel).combine_chunks()
     flat = pc.list_flatten(links)
     owner = pc.list_parent_indices(links)

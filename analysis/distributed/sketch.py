@@ -46,7 +46,9 @@ def add_values(sketch: DDSketch, values: np.ndarray) -> None:
         if not len(part):
             continue
         k, n = np.unique(keys(sketch, part), return_counts=True)
-        for key, count in zip(k.tolist(), n.tolist(), strict=True):
+        # the extremes first: the dense store then grows its range twice, not once per key
+        first = np.r_[len(k) - 1, 0, np.arange(1, max(len(k) - 1, 1))][: len(k)]
+        for key, count in zip(k[first].tolist(), n[first].tolist(), strict=True):
             # the bucket's own representative value lands in the same bucket
             sketch.add(sign * mapping.value(key), float(count))
     zeros = int(len(v) - np.count_nonzero(v > tiny) - np.count_nonzero(v < -tiny))
