@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+from dask.utils import parse_bytes
 from distributed import Client, LocalCluster
 
 from hopscope.core.rundir import RunDirError
@@ -15,6 +16,9 @@ from hopscope.core.rundir import RunDirError
 class ClusterError(RunDirError):
     """The cluster cannot be reached or started."""
 
+
+#: the smallest memory limit a local worker gets
+MIN_WORKER_MEMORY = 1 << 30
 
 #: how long a scheduler address may take to answer before the analysis gives up
 CONNECT_TIMEOUT_S = 10
@@ -40,6 +44,15 @@ def connect(
         return
     if not workers or workers < 1:
         raise ClusterError("--workers: needs a number of workers ≥ 1")
+    if memory_limit is not None:
+        try:
+            limit = parse_bytes(memory_limit)
+        except (ValueError, TypeError) as exc:
+            raise ClusterError(f"--worker-memory {memory_limit}: not a size (e.g. 3GiB)") from exc
+        # a worker holds ~0.2 GiB before any task; Dask pauses one past 80 % of its limit, and a
+        # worker paused by its own baseline never resumes
+        if limit < MIN_WORKER_MEMORY:
+            raise ClusterError(f"--worker-memory {memory_limit}: a worker needs at least 1 GiB")
     try:
         cluster = LocalCluster(
             n_workers=workers,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from distributed import Client, as_completed
+from distributed.scheduler import KilledWorker
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -33,6 +34,7 @@ from hopscope.core.rundir import INGEST_REPORT, LEDGER, MANIFEST
 from .. import ledger as ledger_figures
 from ..mapping import Mapping
 from . import sketch
+from .cluster import ClusterError
 from .results import Results, quality, tables
 from .shuffle import joined_traces, link_edges, shuffle_piece
 from .sources import SpanSource, resolve
@@ -103,7 +105,17 @@ def _run_all(
     ]
     index = {f.key: i for i, f in enumerate(futures)}
     for future in as_completed(futures):
-        yield index[future.key], future.result()
+        try:
+            result = future.result()
+        except KilledWorker as exc:
+            for f in futures:
+                f.cancel()
+            raise ClusterError(
+                f"{title}: workers kept dying on one task ({exc.args[0] if exc.args else exc}); "
+                "most often a partition needs more memory than a worker may use: lower "
+                "--partition-spans or raise --worker-memory"
+            ) from exc
+        yield index[future.key], result
         progress.advance(task)
         future.release()
 

@@ -261,6 +261,7 @@ def test_bad_input_is_one_line(tmp_path: Path, run_dir: Path, monkeypatch: pytes
             [str(run_dir / "ledger.parquet"), "--workers", "1", "--out", str(tmp_path / "o")],
             "not a span table",
         ),
+        ([str(run_dir), "--workers", "1", "--worker-memory", "100MiB"], "at least 1 GiB"),
         ([str(run_dir), "--workers", "0"], "--workers"),
         ([str(run_dir), "--workers", "1", "--cluster", "tcp://127.0.0.1:9"], "not both"),
         ([str(run_dir), "--scratch", "/tmp"], "only with --cluster or --workers"),
