@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,11 @@ def client() -> Iterator[Client]:
         Client(cluster) as c,
     ):
         yield c
+    # the worker processes were started through multiprocessing, whose resource tracker stays a
+    # child of this process afterwards: stopped, so later tests that count children see theirs
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    if tracker is not None and hasattr(tracker, "_stop"):
+        tracker._stop()
 
 
 @pytest.fixture(scope="module")
