@@ -82,6 +82,12 @@ HOP_STATS_COLUMNS = [
 ]
 
 
+#: the trace e2e per stack × workload (`Run.e2e_summary`, e2e_summary.parquet)
+E2E_SUMMARY_COLUMNS = ["stack", "workload", "count", *_DISTRIBUTION_COLUMNS]
+
+#: the growth of the path's tail along its hops (`Run.tail_growth`, tail_growth.parquet)
+TAIL_GROWTH_COLUMNS = ["stack", "workload", "hop", "order", "p50_ms", "p99_ms", "p999_ms"]
+
 #: critical-path modes: `event` (the attribution; follows links across brokers) and `jaeger`
 #: (Jaeger UI's per-trace path, reported beside the event-mode figures)
 MODES = ("event", "jaeger")
@@ -321,6 +327,8 @@ class Run:
                 return table
             names = [c for c in NEEDED_COLUMNS if c in table.column_names]
             table = _complete_columns(pq.read_table(table.path, columns=names), self.truncated)
+        if "stack" in table.column_names and table.column("stack").null_count == 0:
+            return table  # every span names a stack: no trace is foreign (a partition of a large run)
         out, self._foreign = attribute_foreign(table, self.label, self.mapping)
         return out
 
@@ -382,14 +390,27 @@ class Run:
                 rows.append({"stack": stack, "workload": workload, **r})
         return pd.DataFrame(rows, columns=HOP_STATS_COLUMNS)
 
+    def pair_matrices(self) -> dict[tuple[str, str], PairMatrix]:
+        """Per stack × workload: the deliveries × hops matrix of critical-path time (ns) every
+        statistic is computed from, its columns in path order (what a distributed analysis
+        summarises per partition, `analysis/distributed`)."""
+        return {pair: m for pair, (m, _members) in self._matrices.items()}
+
+    def e2e_summary(self) -> pd.DataFrame:
+        """Per stack × workload: the analysed deliveries' trace e2e — count, mean, std, p50…p999,
+        max (ms), exact quantiles (`E2E_SUMMARY_COLUMNS`; the distributed path's are sketched)."""
+        rows = []
+        for (stack, workload), (m, _members) in self._matrices.items():
+            e = m.values.sum(1) / NS_PER_MS
+            rows.append({"stack": stack, "workload": workload, "count": len(e), **distribution(e)})
+        return pd.DataFrame(rows, columns=E2E_SUMMARY_COLUMNS)
+
     def tail_growth(self) -> pd.DataFrame:
         rows = []
         for (stack, workload), (m, _members) in self._matrices.items():
             for r in growth_rows(m):
                 rows.append({"stack": stack, "workload": workload, **r})
-        return pd.DataFrame(
-            rows, columns=["stack", "workload", "hop", "order", "p50_ms", "p99_ms", "p999_ms"]
-        )
+        return pd.DataFrame(rows, columns=TAIL_GROWTH_COLUMNS)
 
     def _delivery_frame(self, idx: np.ndarray) -> pd.DataFrame:
         c = self._core
@@ -463,6 +484,11 @@ class Run:
         df["offset_ms"] = hv.offset_ns / NS_PER_MS
         stats = self.hop_stats()[["stack", "workload", "hop", "order"]]
         return df.merge(stats, how="left", on=["stack", "workload", "hop"])
+
+    def transitions(self, stack: str, workload: str) -> pd.DataFrame:
+        """Counts of (previous hop, hop) along the deliveries' paths (prev None = first hop): the
+        hop graph's edges."""
+        return self._transitions(stack, workload)
 
     def _transitions(self, stack: str, workload: str) -> pd.DataFrame:
         """Counts of (previous hop, hop) along the deliveries' paths (previous None = first hop)."""
@@ -889,6 +915,7 @@ class Run:
         for name, df in (
             ("hop_stats", self.hop_stats()),
             ("e2e", self.e2e()),
+            ("e2e_summary", self.e2e_summary()),
             ("tail_growth", self.tail_growth()),
         ):
             path = out / table_file(name)

@@ -35,8 +35,9 @@ def _dict_col(indices: np.ndarray, values: list[str]) -> pa.Array:
     )
 
 
-def generate(n_spans: int, hops: int, seed: int) -> pa.Table:
-    """events × hops spans: root CLIENT, then alternating PRODUCER / CONSUMER (child + link) spans."""
+def generate(n_spans: int, hops: int, seed: int, first_event: int = 0) -> pa.Table:
+    """events × hops spans: root CLIENT, then alternating PRODUCER / CONSUMER (child + link) spans.
+    `first_event` numbers the events from there (a large run generated in chunks)."""
     from hopscope.core.schema import LINK_TYPE, SPAN_SCHEMA
     from hopscope.synth import hex_ids
 
@@ -99,7 +100,7 @@ def generate(n_spans: int, hops: int, seed: int) -> pa.Table:
             "service": _dict_col(np.minimum(j, 5), [f"svc{k}" for k in range(6)]),
             "stack": _dict_col(stack_idx, ["kafka", "harper"]),
             "workload": _dict_col(np.zeros(n), ["write_notify"]),
-            "event_id": hex_ids([ev.astype(np.int64)]).take(pa.array(np.arange(n))),
+            "event_id": hex_ids([(ev + first_event).astype(np.int64)]).take(pa.array(np.arange(n))),
             "hop": _dict_col(j, hop_names),
             "derived": pa.array(np.zeros(n, bool)),
             "attributes": attributes,

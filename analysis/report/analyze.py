@@ -58,6 +58,11 @@ MODE_META = {
 }
 
 
+#: what the report's header says produced the figures (a distributed analysis names its cluster
+#: and its quantile sketch's accuracy instead: analysis/distributed)
+SINGLE_PROCESS_ENGINE = "one process; exact quantiles"
+
+
 @dataclass
 class AnalyzeResult:
     report: ReportFiles
@@ -115,6 +120,7 @@ def analyze_run(
         meta = {
             "run": run_id,
             "critical path": MODE_META[mode],
+            "engine": SINGLE_PROCESS_ENGINE,
             "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "hopscope": _version(),
         }

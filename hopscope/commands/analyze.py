@@ -1,6 +1,10 @@
 """`hopscope analyze RUN_DIR [--strict] [--mode event|jaeger] [--to-postgres DSN]`: ingest
 RUN_DIR/spans/ when spans.parquet is missing (the one place that does), analyse, write the
-tables and the report, optionally fill the dashboards' results tables."""
+tables and the report, optionally fill the dashboards' results tables.
+
+`--cluster ADDRESS` / `--workers N` run the analysis on a Dask cluster instead
+(`hopscope.analysis.distributed`); RUN may then also be a glob of span Parquet files or an
+fsspec URL (s3://…)."""
 
 from __future__ import annotations
 
@@ -26,8 +30,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("analyze")
     def analyze_cmd(
-        run_dir: Annotated[
-            Path, typer.Argument(help=f"run directory ({SPANS_PARQUET}, or {SPANS_DIR}/ to ingest)")
+        run: Annotated[
+            str,
+            typer.Argument(
+                metavar="RUN",
+                help=f"run directory ({SPANS_PARQUET}, or {SPANS_DIR}/ to ingest); with --cluster / "
+                "--workers also a span Parquet file, a glob of them or a URL (s3://…, file://…)",
+            ),
         ],
         strict: Annotated[
             bool,
@@ -81,8 +90,70 @@ def register(app: typer.Typer) -> None:
                 "[report] tempo_url_template of the config, else no Tempo link)",
             ),
         ] = None,
+        cluster: Annotated[
+            str | None,
+            typer.Option(
+                "--cluster",
+                metavar="ADDRESS",
+                help="run the analysis on this Dask scheduler (tcp://host:8786): partitions by trace, "
+                "quantiles from merged DDSketches (analysis/README.md, Distributed)",
+            ),
+        ] = None,
+        workers: Annotated[
+            int | None,
+            typer.Option("--workers", metavar="N", help="run it on a local Dask cluster of N worker processes"),
+        ] = None,
+        worker_memory: Annotated[
+            str | None,
+            typer.Option(
+                "--worker-memory",
+                metavar="SIZE",
+                help="memory limit per local worker (--workers), e.g. 3GiB (default: the machine's memory shared out)",
+            ),
+        ] = None,
+        scratch: Annotated[
+            str | None,
+            typer.Option(
+                "--scratch",
+                metavar="URL",
+                help="folder every worker reads and writes, for the shuffle by trace (default: a "
+                "temporary folder inside the output folder; give a shared one, e.g. s3://…, for a "
+                "remote cluster)",
+            ),
+        ] = None,
+        out_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--out",
+                metavar="DIR",
+                help="where a distributed analysis writes its tables and report (default: RUN when it "
+                "is a local directory)",
+            ),
+        ] = None,
+        partition_spans: Annotated[
+            int | None,
+            typer.Option(
+                "--partition-spans",
+                metavar="N",
+                help="spans per partition of a distributed analysis (default 2,000,000)",
+            ),
+        ] = None,
     ) -> None:
         """Analyse a run and write report.html, report.md and the analysis tables into RUN_DIR."""
+        if cluster is not None or workers is not None:
+            if cluster is not None and workers is not None:
+                raise UsageProblem("--workers", workers, "give --cluster or --workers, not both")
+            _distributed(
+                run, cluster=cluster, workers=workers, worker_memory=worker_memory, scratch=scratch,
+                out_dir=out_dir, partition_spans=partition_spans, label=label, mapping=mapping,
+                strict=strict, as_json=as_json, limit=limit,
+            )  # fmt: skip
+            return
+        for option, value in (("--worker-memory", worker_memory), ("--scratch", scratch), ("--out", out_dir),
+                              ("--partition-spans", partition_spans)):  # fmt: skip
+            if value is not None:
+                raise UsageProblem(option, value, "only with --cluster or --workers")
+        run_dir = Path(run)
         # Imported here so `hopscope --help` does not pay for pandas/plotly.
         from hopscope.analysis import RunDirError
         from hopscope.analysis.mapping import load_mapping
@@ -133,6 +204,69 @@ def register(app: typer.Typer) -> None:
                 err.print(f"  - {line}", soft_wrap=True, markup=False)
             if strict:
                 raise typer.Exit(EXIT_FAILED)
+
+
+def _distributed(
+    run: str,
+    *,
+    cluster: str | None,
+    workers: int | None,
+    worker_memory: str | None,
+    scratch: str | None,
+    out_dir: Path | None,
+    partition_spans: int | None,
+    label: str | None,
+    mapping: Path | None,
+    strict: bool,
+    as_json: bool,
+    limit: str | None,
+) -> None:
+    """`analyze --cluster / --workers`: the analysis on Dask, its tables and report into --out."""
+    from hopscope.analysis.distributed import (
+        SPANS_PER_PARTITION,
+        analyze_distributed,
+        connect,
+        write_distributed,
+    )
+    from hopscope.analysis.mapping import load_mapping
+    from hopscope.collector.ingest import ingest_run
+
+    err = Console(stderr=True)
+    if workers is not None and workers < 1:
+        raise UsageProblem("--workers", workers, "needs at least 1 worker")
+    if partition_spans is not None and partition_spans < 1:
+        raise UsageProblem("--partition-spans", partition_spans, "needs at least 1 span")
+    if worker_memory is not None and workers is None:
+        raise UsageProblem("--worker-memory", worker_memory, "only with --workers (a local cluster)")
+    local_dir = Path(run) if "://" not in run and Path(run).is_dir() else None
+    if out_dir is None:
+        if local_dir is None:
+            raise UsageProblem("--out", None, f"{run} is not a local run directory: say where to write (--out DIR)")
+        out_dir = local_dir
+    out = writable_dir(out_dir, "--out")
+    if label is not None and not label.strip():
+        raise UsageProblem("--label", repr(label), "an empty name")
+    rules = load_mapping(mapping) if mapping is not None else None
+    if local_dir is not None and not (local_dir / SPANS_PARQUET).exists():
+        ingest_run(local_dir, strict=strict, console=err, limits=parse_limits(limit))
+    with connect(cluster, workers=workers, memory_limit=worker_memory) as client:
+        result = analyze_distributed(
+            run,
+            client=client,
+            scratch=scratch or str(out.resolve()),
+            label=label,
+            mapping=rules,
+            spans_per_partition=partition_spans or SPANS_PER_PARTITION,
+            console=err,
+        )
+    written = write_distributed(result, out)
+    console = err if as_json else Console()
+    report = [p for p in written if p.suffix in (".html", ".md")]
+    console.print(f"report: [bold]{escape(str(report[-1]))}[/]", soft_wrap=True)
+    console.print(f"        {report[0]}", soft_wrap=True, markup=False)
+    console.print(f"engine: {result.engine.engine}; quantiles: {result.engine.accuracy}", soft_wrap=True, markup=False)
+    if as_json:
+        print_json({"run": run, "outputs": written, "engine": result.engine.as_dict()})
 
 
 def trace_links(tempo_url_template: str | None = None) -> TraceLinks:

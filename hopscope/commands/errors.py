@@ -79,6 +79,11 @@ EXTRAS: dict[str, str] = {
     "aiomqtt": "'hopscope[services]'",
     "paho": "'hopscope[services]'",
     "opentelemetry.instrumentation": "'hopscope[services]'",
+    "dask": "'hopscope[distributed]' (analyze --cluster / --workers)",
+    "distributed": "'hopscope[distributed]' (analyze --cluster / --workers)",
+    "ddsketch": "'hopscope[distributed]' (analyze --cluster / --workers)",
+    "fsspec": "'hopscope[distributed]' (analyze --cluster / --workers)",
+    "s3fs": "s3fs (s3:// inputs of analyze --cluster / --workers)",
 }
 
 

@@ -167,6 +167,7 @@ def test_stats_graph_and_outputs(tmp_path: Path) -> None:
     names = sorted(p.name for p in written)
     assert names == [
         "e2e.parquet",
+        "e2e_summary.parquet",
         "estimates.parquet",
         "graph-s-w.graphml",
         "hop_stats.parquet",
