@@ -107,7 +107,9 @@ def test_the_node_glue_tracer_sends_the_token_it_is_handed(guarded: Collector, d
     script = """
 import { HopTracer } from './src/tracer.js';
 const t = new HopTracer({ serviceName: 'auth-node', stack: 'kafka-node', runId: 'auth-node', endpoint: process.argv[1] });
-const span = t.startHop('notifier.consume', { eventId: 'e1', workload: 'write_notify' });
+import { randomBytes } from 'node:crypto';
+const parent = { traceId: randomBytes(16).toString('hex'), spanId: randomBytes(8).toString('hex'), traceFlags: 1 };
+const span = t.startHop('notifier.consume', { eventId: 'e1', workload: 'write_notify', parent });
 span.end();
 await t.shutdown();
 console.log(JSON.stringify({ trace: span.spanContext().traceId, stats: t.stats }));
