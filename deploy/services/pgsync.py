@@ -185,6 +185,9 @@ class PgSync(Service):
         def prepare() -> None:
             admin = self._dsn(USER, "pgsync_password", self.cfg.primary_port, "postgres")
             with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+                # On a restart synchronous_standby_names is already set and the replica is not up
+                # yet: a synchronous commit here would wait for it forever (`up` hung in SyncRep).
+                conn.execute("SET synchronous_commit = local")
                 if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
                 exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (REPLICATION,)).fetchone()

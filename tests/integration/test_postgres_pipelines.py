@@ -259,3 +259,27 @@ def test_notification_only_after_the_replica_confirmed(stack: Context) -> None:
     assert [n.channel for n in heard] == [channel]
     assert json.loads(heard[0].payload)["e"] == "e-1"
     assert done["committed"] >= resumed and received >= resumed
+
+
+def test_the_pair_restarts_with_its_replica_required(stack: Context) -> None:
+    """down, then up: the primary comes back with synchronous_standby_names already set and its
+    replica not yet started; the start-up's own writes must not wait for that replica (they
+    did: `up` hung in SyncRep for ever on every restart)."""
+    from hopscope.deploy.lifecycle import down
+
+    assert "pgsync" in down(stack, "pgsync")
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            up(stack, "pgsync", Console(quiet=True))
+        except BaseException as exc:  # reported by the assertion below
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=start, daemon=True).start()
+    assert done.wait(90), "pgsync did not come back within 90 s after a restart"
+    assert not failure, failure
+    PgSync(stack).health()  # a synchronous write through the replica
