@@ -61,7 +61,6 @@ class Headline:
     workload: str
     stacks: list[StackLatency]  # stacks with deliveries, in report stack order
     missing: list[str]  # stacks expected or seen elsewhere but without deliveries here
-    verdicts: dict[str, Verdict]  # quantile name → verdict of the first two stacks with data
     lower_p50: str | None  # None when fewer than two stacks, or no clear difference
     ratio_p50: float | None  # runner-up / lowest (≥ 1) when lower_p50 is named
     lower_p99: str | None
@@ -77,6 +76,11 @@ class Headline:
     sustained: dict[str, tuple[float | None, StackLatency | None]] = field(default_factory=dict)
     #: every pair of stacks with data, in report stack order → quantile name → verdict
     pairs: dict[tuple[str, str], dict[str, Verdict]] = field(default_factory=dict)
+
+    @property
+    def verdicts(self) -> dict[str, Verdict]:
+        """Quantile name → verdict of the first two stacks with data (the report's first pair)."""
+        return next(iter(self.pairs.values()), {})
 
     def lowest(self, quantile: str) -> str | None:
         """The stack lower than every other stack at `quantile` (each of its pairs' intervals
@@ -153,13 +157,13 @@ def _estimates(ctx: ReportContext, workload: str, basis: str | None = None) -> p
     return sel
 
 
-def _verdicts(ctx: ReportContext, workload: str, stacks: list[str]) -> dict[str, Verdict]:
-    """The verdicts of the pair `stacks[:2]` (either order) per quantile name."""
+def _verdicts(ctx: ReportContext, workload: str, pair: tuple[str, str]) -> dict[str, Verdict]:
+    """The verdicts of `pair` (either order) per quantile name."""
     v = ctx.verdicts
-    if v is None or v.empty or len(stacks) < 2:
+    if v is None or v.empty:
         return {}
     out: dict[str, Verdict] = {}
-    a, b = sorted(stacks[:2])  # verdicts.parquet holds each pair once, its names sorted
+    a, b = sorted(pair)  # verdicts.parquet holds each pair once, its names sorted
     sel = v[(v["workload"] == workload) & (v["stack_a"] == a) & (v["stack_b"] == b)]
     for _, r in sel.iterrows():
         ratio = r["ratio"]
@@ -185,8 +189,9 @@ def headline(ctx: ReportContext, workload: str) -> Headline:
     have = {s.stack for s in stacks}
     missing = [s for s in ctx.stacks if s not in have]
     names = [s.stack for s in stacks]
-    pairs = {(a, b): _verdicts(ctx, workload, [a, b]) for a, b in combinations(names, 2)}
-    verdicts = pairs.get(tuple(names[:2]), {})  # type: ignore[call-overload]
+    # combinations keep report order: the first pair is the first two stacks with data
+    pairs = {pair: _verdicts(ctx, workload, pair) for pair in combinations(names, 2)}
+    verdicts = next(iter(pairs.values()), {})
     p50, p99 = verdicts.get("p50"), verdicts.get("p99")
     lower_p50 = p50.lower if p50 else None
     lower_p99 = p99.lower if p99 else None
@@ -214,7 +219,6 @@ def headline(ctx: ReportContext, workload: str) -> Headline:
         workload=workload,
         stacks=stacks,
         missing=missing,
-        verdicts=verdicts,
         lower_p50=lower_p50,
         ratio_p50=p50.ratio if p50 and lower_p50 else None,
         lower_p99=lower_p99,
